@@ -1,0 +1,22 @@
+// Chooses the backend for a replica URL from an explicit table keyed by URL
+// scheme (registry.cpp). Adding a backend is one line in that table.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "backends/storage.h"
+#include "backends/url.h"  // redact_url(), for callers that log replica URLs
+
+namespace walship {
+
+// Opens the storage a replica URL names: "file:///abs/path" (percent-decoded;
+// host empty or "localhost") or a plain absolute path "/abs/path"; s3://,
+// gs:// and sftp:// are recognised but not built yet. Throws UsageError, with
+// a message saying what to write instead, for a relative path, a remote file
+// host, an unknown scheme or a scheme whose backend is not built. Opening does
+// no I/O for file://: a missing directory is created by the first put.
+// The returned storage does not retry; wrap it in RetryingStorage.
+std::unique_ptr<Storage> open_storage(const std::string& url);
+
+}  // namespace walship

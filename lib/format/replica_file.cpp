@@ -1,0 +1,490 @@
+#include "lib/format/replica_file.h"
+
+#include <zstd.h>
+
+#include <cstring>
+#include <string_view>
+
+// Header-only use of xxHash: the static build links no extra library.
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "lib/format/checksum.h"
+#include "lib/format/keys.h"
+#include "lib/util/endian.h"
+#include "lib/util/error.h"
+
+namespace walship::format {
+
+namespace {
+
+constexpr std::string_view k_snapshot_magic = "WALSHIPS";
+constexpr std::string_view k_delta_magic = "WALSHIPD";
+constexpr std::string_view k_trailer_magic = "WALSHIPE";
+constexpr size_t k_magic_size = 8;
+constexpr size_t k_pgno_size = 4;
+// The end marker and the trailer are written (and read) as one block.
+constexpr size_t k_end_size = k_frame_header_size + k_trailer_size;
+constexpr size_t k_file_sum_size = 8;
+
+// Header field offsets (replica_file.h).
+constexpr size_t k_off_version = 8;
+constexpr size_t k_off_page_size = 12;
+constexpr size_t k_off_min_txid = 16;
+constexpr size_t k_off_max_txid = 24;
+constexpr size_t k_off_db_pages = 32;
+constexpr size_t k_off_flags = 36;
+constexpr size_t k_off_commit_ms = 40;
+constexpr size_t k_off_pre_sum = 48;
+constexpr size_t k_off_reserved = 56;
+
+// Trailer field offsets.
+constexpr size_t k_off_post_sum = 0;
+constexpr size_t k_off_pages = 8;
+constexpr size_t k_off_trailer_magic = 16;
+constexpr size_t k_off_file_sum = 24;
+
+// zstd frame format (RFC 8878): a little-endian magic, then the frame header
+// descriptor whose bit 2 says a content checksum follows the frame.
+constexpr uint32_t k_zstd_magic = 0xFD2FB528u;
+constexpr std::byte k_zstd_checksum_bit{0x04};
+
+struct CCtxDeleter {
+  void operator()(ZSTD_CCtx* cctx) const { ZSTD_freeCCtx(cctx); }
+};
+struct DCtxDeleter {
+  void operator()(ZSTD_DCtx* dctx) const { ZSTD_freeDCtx(dctx); }
+};
+using CCtxPtr = std::unique_ptr<ZSTD_CCtx, CCtxDeleter>;
+using DCtxPtr = std::unique_ptr<ZSTD_DCtx, DCtxDeleter>;
+
+bool has_magic(const std::byte* p, std::string_view magic) { return std::memcmp(p, magic.data(), k_magic_size) == 0; }
+
+void put_magic(std::byte* out, std::string_view magic) { std::memcpy(out, magic.data(), k_magic_size); }
+
+// zstd's own framing is little-endian; only its magic is read here.
+uint32_t get_le32(const std::byte* p) {
+  return static_cast<uint32_t>(p[0]) | static_cast<uint32_t>(p[1]) << 8 | static_cast<uint32_t>(p[2]) << 16 |
+         static_cast<uint32_t>(p[3]) << 24;
+}
+
+std::string hex(uint64_t v) { return "0x" + txid_hex(v); }
+
+// Bytes of one frame's content: npages records of (pgno, page).
+uint64_t frame_content_size(uint64_t npages, uint32_t page_size) { return npages * (k_pgno_size + page_size); }
+
+[[noreturn]] void throw_corrupt(const std::string& name, const std::string& why) {
+  throw Failure("corrupt replica file '" + name + "': " + why);
+}
+
+[[noreturn]] void throw_writer(const std::string& why) { throw Failure("unable to write replica file: " + why); }
+
+}  // namespace
+
+std::array<std::byte, k_header_size> encode_header(const FileHeader& header) {
+  std::array<std::byte, k_header_size> out{};
+  put_magic(out.data(), header.kind == FileKind::snapshot ? k_snapshot_magic : k_delta_magic);
+  put_be32(out.data() + k_off_version, k_format_version);
+  put_be32(out.data() + k_off_page_size, header.page_size);
+  put_be64(out.data() + k_off_min_txid, header.min_txid);
+  put_be64(out.data() + k_off_max_txid, header.max_txid);
+  put_be32(out.data() + k_off_db_pages, header.db_pages);
+  put_be32(out.data() + k_off_flags, 0);
+  put_be64(out.data() + k_off_commit_ms, header.commit_time_ms);
+  put_be64(out.data() + k_off_pre_sum, header.pre_checksum);
+  put_be64(out.data() + k_off_reserved, 0);
+  return out;
+}
+
+FileHeader decode_header(std::span<const std::byte> bytes, const std::string& name) {
+  if (bytes.size() < k_header_size) {
+    throw_corrupt(name, "truncated header (" + std::to_string(bytes.size()) + " of " + std::to_string(k_header_size) +
+                            " bytes)");
+  }
+  const std::byte* p = bytes.data();
+  FileHeader header;
+  if (has_magic(p, k_snapshot_magic)) {
+    header.kind = FileKind::snapshot;
+  } else if (has_magic(p, k_delta_magic)) {
+    header.kind = FileKind::delta;
+  } else {
+    throw_corrupt(name, "bad magic (not a walship snapshot or delta)");
+  }
+  // The version is checked before any other field: a newer version may give
+  // them new meanings, and the user needs "upgrade", not "corrupt".
+  const uint32_t version = get_be32(p + k_off_version);
+  if (version > k_format_version) {
+    throw Failure("replica file '" + name + "' has format version " + std::to_string(version) +
+                  "; this walship reads version " + std::to_string(k_format_version) + ": upgrade walship");
+  }
+  if (version != k_format_version) throw_corrupt(name, "invalid format version " + std::to_string(version));
+  header.page_size = get_be32(p + k_off_page_size);
+  header.min_txid = get_be64(p + k_off_min_txid);
+  header.max_txid = get_be64(p + k_off_max_txid);
+  header.db_pages = get_be32(p + k_off_db_pages);
+  const uint32_t flags = get_be32(p + k_off_flags);
+  header.commit_time_ms = get_be64(p + k_off_commit_ms);
+  header.pre_checksum = get_be64(p + k_off_pre_sum);
+  const uint64_t reserved = get_be64(p + k_off_reserved);
+
+  if (!valid_page_size(header.page_size)) {
+    throw_corrupt(name, "invalid page size " + std::to_string(header.page_size));
+  }
+  if (flags != 0) throw_corrupt(name, "unknown flags " + hex(flags));
+  if (reserved != 0) throw_corrupt(name, "reserved header field is " + hex(reserved) + ", not 0");
+  if (header.min_txid > header.max_txid) {
+    throw_corrupt(name, "min TXID " + txid_hex(header.min_txid) + " is after max TXID " + txid_hex(header.max_txid));
+  }
+  if (header.kind == FileKind::snapshot) {
+    if (header.min_txid != header.max_txid) {
+      throw_corrupt(name, "snapshot spans TXIDs " + txid_hex(header.min_txid) + "-" + txid_hex(header.max_txid) +
+                              " instead of one");
+    }
+    if (header.pre_checksum != 0) throw_corrupt(name, "snapshot has a pre-checksum " + hex(header.pre_checksum));
+  }
+  return header;
+}
+
+// ---------------------------------------------------------------------------
+// Writer
+
+struct ReplicaWriter::Impl {
+  Impl(ByteSink& sink, const FileHeader& file_header) : out(sink), header(file_header) {}
+
+  ByteSink& out;
+  FileHeader header;
+  CCtxPtr cctx;
+  XXH3_state_t file_hash;
+  uint32_t lock_pgno = 0;
+  uint32_t frame_capacity = 0;  // pages per frame
+  size_t record_size = 0;       // pgno + page
+  // content holds the frame being filled; frame holds its frame header and
+  // compressed bytes. Both are sized once, so no page costs an allocation.
+  std::vector<std::byte> content;
+  std::vector<std::byte> frame;
+  uint32_t frame_pages = 0;
+  uint32_t last_pgno = 0;
+  uint64_t page_count = 0;
+  uint64_t written = 0;
+  bool finished = false;
+  // Set while a frame is being handed out: if the sink throws, the file is
+  // already broken and a full frame buffer must not take more pages.
+  bool broken = false;
+
+  void emit(std::span<const std::byte> bytes) {
+    XXH3_64bits_update(&file_hash, bytes.data(), bytes.size());
+    out.write(bytes);
+    written += bytes.size();
+  }
+
+  void check_usable(const char* call) const {
+    if (finished) throw_writer(std::string(call) + " called after finish()");
+    if (broken) throw_writer(std::string(call) + " called after a failed write");
+  }
+
+  void flush_frame() {
+    if (frame_pages == 0) return;
+    broken = true;
+    const size_t content_size = frame_pages * record_size;
+    const size_t csize = ZSTD_compress2(cctx.get(), frame.data() + k_frame_header_size,
+                                        frame.size() - k_frame_header_size, content.data(), content_size);
+    if (ZSTD_isError(csize)) throw_writer(std::string("zstd failed: ") + ZSTD_getErrorName(csize));
+    put_be32(frame.data(), static_cast<uint32_t>(csize));
+    put_be32(frame.data() + 4, frame_pages);
+    emit(std::span(frame.data(), k_frame_header_size + csize));
+    frame_pages = 0;
+    broken = false;
+  }
+};
+
+ReplicaWriter::ReplicaWriter(ByteSink& out, const FileHeader& header, int zstd_level, uint32_t frame_pages)
+    : m_impl(std::make_unique<Impl>(out, header)) {
+  if (!valid_page_size(header.page_size)) {
+    throw_writer("page size " + std::to_string(header.page_size) + " is not a power of two from 512 to 65536");
+  }
+  if (header.min_txid > header.max_txid) {
+    throw_writer("min TXID " + txid_hex(header.min_txid) + " is after max TXID " + txid_hex(header.max_txid));
+  }
+  if (header.kind == FileKind::snapshot && (header.min_txid != header.max_txid || header.pre_checksum != 0)) {
+    throw_writer("a snapshot has one TXID and no pre-checksum");
+  }
+  if (frame_content_size(frame_pages, header.page_size) > k_max_frame_content) {
+    throw_writer(std::to_string(frame_pages) + " pages of " + std::to_string(header.page_size) +
+                 " bytes make a frame larger than readers accept");
+  }
+  Impl& s = *m_impl;
+  s.cctx.reset(ZSTD_createCCtx());
+  if (!s.cctx) throw std::bad_alloc();
+  for (const auto& [param, value] : {std::pair{ZSTD_c_compressionLevel, zstd_level}, std::pair{ZSTD_c_checksumFlag, 1},
+                                     std::pair{ZSTD_c_contentSizeFlag, 1}}) {
+    const size_t rc = ZSTD_CCtx_setParameter(s.cctx.get(), param, value);
+    if (ZSTD_isError(rc)) throw_writer(std::string("zstd rejected a parameter: ") + ZSTD_getErrorName(rc));
+  }
+  s.lock_pgno = lock_page(header.page_size);
+  s.frame_capacity = frame_pages != 0 ? frame_pages : pages_per_frame(header.page_size);
+  s.record_size = k_pgno_size + header.page_size;
+  s.content.resize(s.frame_capacity * s.record_size);
+  s.frame.resize(k_frame_header_size + ZSTD_compressBound(s.content.size()));
+  XXH3_INITSTATE(&s.file_hash);
+  XXH3_64bits_reset(&s.file_hash);
+  s.emit(encode_header(header));
+}
+
+ReplicaWriter::~ReplicaWriter() = default;
+
+void ReplicaWriter::add_page(uint32_t pgno, std::span<const std::byte> page) {
+  Impl& s = *m_impl;
+  s.check_usable("add_page()");
+  if (page.size() != s.header.page_size) {
+    throw_writer("page " + std::to_string(pgno) + " has " + std::to_string(page.size()) + " bytes, not the page size " +
+                 std::to_string(s.header.page_size));
+  }
+  if (pgno == 0 || pgno > s.header.db_pages) {
+    throw_writer("page " + std::to_string(pgno) + " is outside the database's " + std::to_string(s.header.db_pages) +
+                 " pages");
+  }
+  if (pgno <= s.last_pgno) {
+    throw_writer("page " + std::to_string(pgno) + " added after page " + std::to_string(s.last_pgno) +
+                 ": pages must ascend, each once");
+  }
+  if (pgno == s.lock_pgno) throw_writer("page " + std::to_string(pgno) + " is SQLite's lock page, never stored");
+  std::byte* record = s.content.data() + s.frame_pages * s.record_size;
+  put_be32(record, pgno);
+  std::memcpy(record + k_pgno_size, page.data(), page.size());
+  s.last_pgno = pgno;
+  ++s.page_count;
+  if (++s.frame_pages == s.frame_capacity) s.flush_frame();
+}
+
+void ReplicaWriter::finish(uint64_t post_checksum) {
+  Impl& s = *m_impl;
+  s.check_usable("finish()");
+  if (s.header.kind == FileKind::snapshot) {
+    const uint64_t expected = stored_page_count(s.header.db_pages, s.header.page_size);
+    if (s.page_count != expected) {
+      throw_writer("snapshot has " + std::to_string(s.page_count) + " pages but a database of " +
+                   std::to_string(s.header.db_pages) + " pages stores " + std::to_string(expected));
+    }
+  }
+  s.flush_frame();
+  std::array<std::byte, k_end_size> end{};  // starts with the zero end marker
+  std::byte* trailer = end.data() + k_frame_header_size;
+  put_be64(trailer + k_off_post_sum, post_checksum);
+  put_be64(trailer + k_off_pages, s.page_count);
+  put_magic(trailer + k_off_trailer_magic, k_trailer_magic);
+  XXH3_64bits_update(&s.file_hash, end.data(), end.size() - k_file_sum_size);
+  put_be64(trailer + k_off_file_sum, XXH3_64bits_digest(&s.file_hash));
+  s.broken = true;
+  s.out.write(end);
+  s.written += end.size();
+  s.broken = false;
+  s.finished = true;
+}
+
+uint64_t ReplicaWriter::bytes_written() const { return m_impl->written; }
+
+// ---------------------------------------------------------------------------
+// Reader
+
+struct ReplicaReader::Impl {
+  Impl(ByteSource& source, std::string object_name) : in(source), name(std::move(object_name)) {}
+
+  ByteSource& in;
+  std::string name;
+  DCtxPtr dctx;
+  XXH3_state_t file_hash;
+  FileHeader header;
+  FileTrailer trailer;
+  uint32_t lock_pgno = 0;
+  size_t record_size = 0;
+  uint64_t max_frame_pages = 0;
+  // Grown to the largest frame seen and never shrunk, so a restore of a
+  // multi-GiB file allocates a few MiB once.
+  std::vector<std::byte> compressed;
+  std::vector<std::byte> content;
+  uint32_t last_pgno = 0;
+  uint64_t page_count = 0;
+  uint64_t frame_index = 0;
+  uint64_t offset = 0;       // bytes consumed from `in`
+  uint64_t frame_start = 0;  // offset of the current frame's header
+  bool done = false;
+  bool failed = false;  // a Failure was thrown: the position in `in` is lost
+
+  enum class Part { header, frame, trailer };
+
+  // Where in the file a problem is. Built only for error messages, so the
+  // hot path allocates no strings.
+  std::string describe(Part part) const {
+    switch (part) {
+      case Part::header:
+        return "the header";
+      case Part::frame:
+        return "frame " + std::to_string(frame_index + 1) + " (at byte " + std::to_string(frame_start) + ")";
+      case Part::trailer:
+        return "the trailer";
+    }
+    return "";
+  }
+
+  // Fills `out` completely from `in` (ByteSource::read may return short
+  // reads) and feeds the first `hashed` bytes to the file checksum.
+  void read_exact(std::span<std::byte> out, size_t hashed, Part part) {
+    size_t got = 0;
+    while (got < out.size()) {
+      const size_t n = in.read(out.subspan(got));
+      if (n == 0) {
+        throw_corrupt(name, "truncated in " + describe(part) + ": the file ends at byte " +
+                                std::to_string(offset + got));
+      }
+      got += n;
+    }
+    offset += got;
+    XXH3_64bits_update(&file_hash, out.data(), hashed);
+  }
+
+  void read_header() {
+    std::array<std::byte, k_header_size> bytes{};
+    read_exact(bytes, bytes.size(), Part::header);
+    header = decode_header(bytes, name);
+    lock_pgno = lock_page(header.page_size);
+    record_size = k_pgno_size + header.page_size;
+    max_frame_pages = k_max_frame_content / record_size;
+  }
+
+  void read_frame(uint32_t csize, uint32_t npages, std::vector<PageRef>& pages) {
+    const auto where = [this] { return describe(Part::frame); };
+    if (csize == 0 || npages == 0) {
+      throw_corrupt(name, where() + " has " + std::to_string(csize) + " compressed bytes and " + std::to_string(npages) +
+                              " pages: both must be non-zero");
+    }
+    if (npages > max_frame_pages) {
+      throw_corrupt(name, where() + " claims " + std::to_string(npages) + " pages, more than the " +
+                              std::to_string(max_frame_pages) + " a frame may hold");
+    }
+    const size_t content_size = frame_content_size(npages, header.page_size);
+    // Bounding csize by what zstd could ever produce for this content keeps a
+    // corrupt length from making us allocate or read gigabytes.
+    if (csize > ZSTD_compressBound(content_size)) {
+      throw_corrupt(name, where() + " claims " + std::to_string(csize) + " compressed bytes for " +
+                              std::to_string(content_size) + " bytes of pages");
+    }
+    if (compressed.size() < csize) compressed.resize(csize);
+    if (content.size() < content_size) content.resize(content_size);
+    const std::span<std::byte> src(compressed.data(), csize);
+    read_exact(src, src.size(), Part::frame);
+
+    // Exactly one zstd frame that declares this content size and carries its
+    // content checksum: nothing hidden after it, nothing unchecked in it.
+    if (csize < 5 || get_le32(src.data()) != k_zstd_magic || (src[4] & k_zstd_checksum_bit) == std::byte{0}) {
+      throw_corrupt(name, where() + " is not a checksummed zstd frame");
+    }
+    const size_t frame_size = ZSTD_findFrameCompressedSize(src.data(), src.size());
+    if (ZSTD_isError(frame_size) || frame_size != csize) {
+      throw_corrupt(name, where() + " is not exactly one zstd frame");
+    }
+    const unsigned long long declared = ZSTD_getFrameContentSize(src.data(), src.size());
+    if (declared != content_size) {
+      throw_corrupt(name, where() + " declares " +
+                              (declared == ZSTD_CONTENTSIZE_UNKNOWN || declared == ZSTD_CONTENTSIZE_ERROR
+                                   ? std::string("no content size")
+                                   : std::to_string(declared) + " bytes") +
+                              " but " + std::to_string(npages) + " pages need " + std::to_string(content_size));
+    }
+    const size_t n = ZSTD_decompressDCtx(dctx.get(), content.data(), content_size, src.data(), src.size());
+    if (ZSTD_isError(n)) throw_corrupt(name, where() + " does not decompress: " + ZSTD_getErrorName(n));
+    if (n != content_size) {
+      throw_corrupt(name, where() + " decompresses to " + std::to_string(n) + " bytes, not " +
+                              std::to_string(content_size));
+    }
+
+    pages.clear();
+    for (size_t i = 0; i < npages; ++i) {
+      const std::byte* record = content.data() + i * record_size;
+      const uint32_t pgno = get_be32(record);
+      if (pgno == 0) throw_corrupt(name, where() + " has page 0 (pages count from 1)");
+      if (pgno <= last_pgno) {
+        throw_corrupt(name, where() + " has page " + std::to_string(pgno) + " after page " + std::to_string(last_pgno) +
+                                ": pages must ascend, each once");
+      }
+      if (pgno > header.db_pages) {
+        throw_corrupt(name, where() + " has page " + std::to_string(pgno) + ", past the database's " +
+                                std::to_string(header.db_pages) + " pages");
+      }
+      if (pgno == lock_pgno) throw_corrupt(name, where() + " stores SQLite's lock page " + std::to_string(pgno));
+      last_pgno = pgno;
+      pages.push_back({pgno, std::span<const std::byte>(record + k_pgno_size, header.page_size)});
+    }
+    page_count += npages;
+    ++frame_index;
+  }
+
+  void read_trailer() {
+    std::array<std::byte, k_trailer_size> bytes{};
+    read_exact(bytes, k_trailer_size - k_file_sum_size, Part::trailer);
+    const std::byte* p = bytes.data();
+    if (!has_magic(p + k_off_trailer_magic, k_trailer_magic)) throw_corrupt(name, "bad trailer magic");
+    trailer.post_checksum = get_be64(p + k_off_post_sum);
+    trailer.page_count = get_be64(p + k_off_pages);
+    if (trailer.page_count != page_count) {
+      throw_corrupt(name, "the trailer counts " + std::to_string(trailer.page_count) + " pages but the frames hold " +
+                              std::to_string(page_count));
+    }
+    if (header.kind == FileKind::snapshot) {
+      const uint64_t expected = stored_page_count(header.db_pages, header.page_size);
+      if (page_count != expected) {
+        throw_corrupt(name, "the snapshot holds " + std::to_string(page_count) + " pages but a database of " +
+                                std::to_string(header.db_pages) + " pages needs " + std::to_string(expected));
+      }
+    }
+    const uint64_t stored = get_be64(p + k_off_file_sum);
+    const uint64_t computed = XXH3_64bits_digest(&file_hash);
+    if (stored != computed) {
+      throw_corrupt(name, "file checksum mismatch (stored " + hex(stored) + ", computed " + hex(computed) + ")");
+    }
+    std::array<std::byte, 1> extra{};
+    if (in.read(extra) != 0) throw_corrupt(name, "unexpected bytes after the trailer at byte " + std::to_string(offset));
+  }
+};
+
+ReplicaReader::ReplicaReader(ByteSource& in, std::string name)
+    : m_impl(std::make_unique<Impl>(in, std::move(name))) {
+  Impl& s = *m_impl;
+  s.dctx.reset(ZSTD_createDCtx());
+  if (!s.dctx) throw std::bad_alloc();
+  XXH3_INITSTATE(&s.file_hash);
+  XXH3_64bits_reset(&s.file_hash);
+  s.read_header();
+}
+
+ReplicaReader::~ReplicaReader() = default;
+
+const FileHeader& ReplicaReader::header() const { return m_impl->header; }
+
+bool ReplicaReader::next_frame(std::vector<PageRef>& pages) {
+  Impl& s = *m_impl;
+  pages.clear();
+  if (s.failed) throw Failure("replica file '" + s.name + "' was read on after an error");
+  if (s.done) return false;
+  try {
+    std::array<std::byte, k_frame_header_size> frame_header{};
+    s.frame_start = s.offset;
+    s.read_exact(frame_header, frame_header.size(), Impl::Part::frame);
+    const uint32_t csize = get_be32(frame_header.data());
+    const uint32_t npages = get_be32(frame_header.data() + 4);
+    if (csize == 0 && npages == 0) {
+      s.read_trailer();
+      s.done = true;
+      return false;
+    }
+    s.read_frame(csize, npages, pages);
+    return true;
+  } catch (...) {
+    s.failed = true;
+    pages.clear();  // they may point into a half-checked frame
+    throw;
+  }
+}
+
+const FileTrailer& ReplicaReader::trailer() const { return m_impl->trailer; }
+
+}  // namespace walship::format

@@ -1,0 +1,47 @@
+// A database file being rebuilt from replica files, page by page, with its
+// whole-database checksum kept up to date so that every step of the chain is
+// proven (DESIGN.md, "Chain rule").
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "lib/format/replica_file.h"
+
+namespace walship {
+
+class PageImage {
+ public:
+  // Writes into `fd` (owned by the caller), named `path` in messages.
+  PageImage(int fd, std::string path);
+
+  // Writes every page of a snapshot; `name` is the object's name for messages.
+  // Throws Failure if the snapshot's checksums disagree with its pages.
+  void apply_snapshot(format::ReplicaReader& reader, const std::string& name);
+  // Applies a delta after checking it chains onto the current state.
+  void apply_delta(format::ReplicaReader& reader, const std::string& name);
+  // Truncates the file to its database size.
+  void finish();
+
+  uint64_t txid() const { return m_txid; }
+  uint64_t checksum() const { return m_checksum; }
+  uint32_t db_pages() const { return m_db_pages; }
+  uint32_t page_size() const { return m_page_size; }
+  uint64_t commit_time_ms() const { return m_commit_time_ms; }
+
+ private:
+  void write_frame(const std::vector<format::PageRef>& pages);
+  void check_post_checksum(format::ReplicaReader& reader, const std::string& name);
+
+  int m_fd;
+  std::string m_path;
+  uint32_t m_page_size = 0;
+  uint32_t m_db_pages = 0;
+  uint64_t m_txid = 0;
+  uint64_t m_checksum = 0;
+  uint64_t m_commit_time_ms = 0;
+  std::vector<std::byte> m_buffer;
+};
+
+}  // namespace walship

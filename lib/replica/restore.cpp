@@ -1,0 +1,210 @@
+#include "lib/replica/restore.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "lib/format/keys.h"
+#include "lib/format/replica_file.h"
+#include "lib/replica/object_stream.h"
+#include "lib/replica/page_image.h"
+#include "lib/sqlite/sqlite.h"
+#include "lib/util/fs.h"
+#include "lib/util/log.h"
+#include "lib/util/progress.h"
+#include "lib/util/time.h"
+
+namespace walship {
+
+namespace {
+
+// Counts the bytes a reader pulls through, for the progress bar.
+class CountingSource : public ByteSource {
+ public:
+  CountingSource(ByteSource& inner, Progress& progress) : m_inner(inner), m_progress(progress) {}
+  uint64_t size() const override { return m_inner.size(); }
+  size_t read(std::span<std::byte> out) override {
+    const size_t n = m_inner.read(out);
+    m_progress.add(n);
+    return n;
+  }
+  void rewind() override { m_inner.rewind(); }
+
+ private:
+  ByteSource& m_inner;
+  Progress& m_progress;
+};
+
+// Streams the plan's objects in apply order. Small objects (deltas, mostly)
+// are fetched up to `parallelism` ahead so that many small GETs overlap; a big
+// one is fetched as parallel ranges when its turn comes. Memory stays bounded
+// by a few chunks per stream.
+class PlanStreams {
+ public:
+  PlanStreams(Storage& storage, std::vector<ObjectInfo> objects, int parallelism)
+      : m_storage(storage), m_objects(std::move(objects)), m_parallelism(parallelism) {}
+
+  ObjectStream& open(size_t index) {
+    while (m_opened < m_objects.size() &&
+           (m_opened <= index ||
+            (m_opened < index + static_cast<size_t>(m_parallelism) &&
+             m_objects[m_opened].size <= ObjectStream::k_default_chunk_size))) {
+      const ObjectInfo& object = m_objects[m_opened];
+      m_streams.push_back(std::make_unique<ObjectStream>(m_storage, object.key, object.size, m_parallelism));
+      ++m_opened;
+    }
+    return *m_streams[index];
+  }
+  void close(size_t index) { m_streams[index].reset(); }
+
+ private:
+  Storage& m_storage;
+  std::vector<ObjectInfo> m_objects;
+  int m_parallelism;
+  size_t m_opened = 0;
+  std::vector<std::unique_ptr<ObjectStream>> m_streams;
+};
+
+// SQLite URI for opening the restored file read-only without creating -wal or
+// -shm files beside it: immutable=1 tells SQLite nothing else can change it.
+std::string immutable_uri(const std::string& path) {
+  std::string uri = "file:";
+  for (char c : path) {
+    if (c == '%' || c == '?' || c == '#') {
+      char buf[4];
+      std::snprintf(buf, sizeof buf, "%%%02X", static_cast<unsigned char>(c));
+      uri += buf;
+    } else {
+      uri += c;
+    }
+  }
+  return uri + "?immutable=1";
+}
+
+void check_integrity(const std::string& path, bool full) {
+  sqlite::Database db(immutable_uri(path), SQLITE_OPEN_READONLY);
+  const std::string pragma = full ? "PRAGMA integrity_check" : "PRAGMA quick_check";
+  sqlite::Statement stmt(db, pragma);
+  if (!stmt.step()) throw Failure(pragma + " returned nothing on the restored database");
+  const std::string first = stmt.column_text(0);
+  if (first != "ok") {
+    throw Failure("the restored database fails " + pragma + " (" + first +
+                  "): the replica is corrupt; run walship verify, or restore an earlier point with --txid");
+  }
+}
+
+void remove_stale_sidecars(const std::string& output) {
+  for (const char* suffix : {"-wal", "-shm", "-journal"}) {
+    const std::string path = output + suffix;
+    if (!path_exists(path)) continue;
+    if (::unlink(path.c_str()) != 0) {
+      throw Failure(errno_message("unable to remove stale '" + path + "' (it would corrupt the restored database)",
+                                  errno));
+    }
+    log(LogLevel::warn, "removed stale file beside the restored database", {{"path", path}});
+  }
+}
+
+// Checks what can be checked before any download: PATH and its directory.
+// Returns false when --if-db-not-exists says there is nothing to do.
+bool check_output(const RestoreOptions& options) {
+  const std::string& output = options.output_path;
+  if (output.empty()) throw UsageError("missing output path: pass -o PATH");
+  struct stat st {};
+  if (::stat(output.c_str(), &st) == 0) {
+    if (options.if_db_not_exists) return false;
+    if (S_ISDIR(st.st_mode)) throw UsageError("output '" + output + "' is a directory: give a file path with -o");
+    if (!options.force) {
+      throw UsageError("output '" + output + "' already exists: pass --force to replace it, or choose another path");
+    }
+  }
+  const std::string dir = dir_name(output);
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    throw UsageError("output directory '" + dir + "' does not exist: create it first");
+  }
+  if (::access(dir.c_str(), W_OK) != 0) {
+    throw Failure(errno_message("unable to write to output directory '" + dir + "'", errno));
+  }
+  return true;
+}
+
+}  // namespace
+
+RestoreResult run_restore(const RestoreOptions& options, Storage& storage) {
+  RestoreResult result;
+  if (!check_output(options)) {
+    result.skipped = true;
+    result.skip_reason = "output '" + options.output_path + "' exists";
+    return result;
+  }
+  const ReplicaListing listing = list_replica(storage);
+  if (listing.snapshots.empty()) {
+    if (options.if_replica_exists) {
+      result.skipped = true;
+      result.skip_reason = "no replica at '" + storage.url() + "'";
+      return result;
+    }
+    if (listing.empty()) {
+      throw Failure("no replica at '" + storage.url() +
+                    "' (nothing found there): check the URL, or pass --if-replica-exists to treat this as success");
+    }
+  }
+  HeaderCache headers(storage);
+  const RestorePlan plan = plan_restore(listing, options.target, headers, storage.url());
+  if (!options.target.txid && !options.target.time_ms) {
+    const uint64_t newest = newest_txid(listing, headers);
+    if (plan.txid < newest) {
+      log(LogLevel::warn, "the newest TXID is not reachable from any snapshot: restoring the newest reachable one",
+          {{"replica", storage.url()}, {"newest", format::txid_hex(newest)}, {"restoring", format::txid_hex(plan.txid)}});
+    }
+  }
+
+  std::vector<ObjectInfo> objects{{plan.snapshot.key, plan.snapshot.size}};
+  for (const DeltaEntry& delta : plan.deltas) objects.push_back({delta.key, delta.size});
+  uint64_t total = 0;
+  for (const ObjectInfo& object : objects) total += object.size;
+
+  TempFile temp(options.output_path);
+  PageImage image(temp.fd(), temp.path());
+  Progress progress("restore", total, !options.quiet);
+  PlanStreams streams(storage, objects, options.parallelism);
+  for (size_t i = 0; i < objects.size(); ++i) {
+    const std::string name = storage.url() + "/" + objects[i].key;
+    CountingSource source(streams.open(i), progress);
+    format::ReplicaReader reader(source, name);
+    if (i == 0) {
+      image.apply_snapshot(reader, name);
+    } else {
+      image.apply_delta(reader, name);
+    }
+    streams.close(i);
+  }
+  progress.finish();
+  image.finish();
+  fsync_fd(temp.fd(), temp.path());
+  temp.close();
+  check_integrity(temp.path(), options.full_integrity_check);
+  remove_stale_sidecars(options.output_path);
+  temp.commit();
+
+  result.txid = image.txid();
+  result.commit_time_ms = image.commit_time_ms();
+  result.db_pages = image.db_pages();
+  result.page_size = image.page_size();
+  result.objects = objects.size();
+  result.downloaded_bytes = total;
+  if (log_enabled(LogLevel::info)) {
+    log(LogLevel::info, "restored",
+        {{"db", options.output_path},
+         {"replica", storage.url()},
+         {"txid", format::txid_hex(result.txid)},
+         {"time", format_rfc3339(result.commit_time_ms)},
+         {"objects", std::to_string(result.objects)},
+         {"bytes", std::to_string(total)}});
+  }
+  return result;
+}
+
+}  // namespace walship

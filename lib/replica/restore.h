@@ -1,0 +1,40 @@
+// `walship restore URL -o PATH`: rebuild a database from its replica, at the
+// latest or a chosen restore point, without ever leaving a partial file at PATH.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "backends/storage.h"
+#include "lib/replica/restore_plan.h"
+
+namespace walship {
+
+struct RestoreOptions {
+  std::string output_path;
+  RestoreTarget target;
+  bool if_replica_exists = false;  // no replica: succeed without doing anything
+  bool if_db_not_exists = false;   // PATH exists: succeed without doing anything
+  bool force = false;              // replace an existing PATH
+  bool full_integrity_check = false;  // integrity_check instead of quick_check
+  int parallelism = 4;
+  bool quiet = false;
+};
+
+struct RestoreResult {
+  bool skipped = false;
+  std::string skip_reason;
+  uint64_t txid = 0;
+  uint64_t commit_time_ms = 0;
+  uint32_t db_pages = 0;
+  uint32_t page_size = 0;
+  size_t objects = 0;
+  uint64_t downloaded_bytes = 0;
+};
+
+// Plans from one LIST, downloads the objects in parallel into unlinked temp
+// files, applies them into a temp file beside PATH checking the chain and
+// whole-database checksums, runs PRAGMA quick_check, fsyncs and renames.
+RestoreResult run_restore(const RestoreOptions& options, Storage& storage);
+
+}  // namespace walship

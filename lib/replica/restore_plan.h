@@ -1,0 +1,34 @@
+// Restore planning (DESIGN.md, "Restore"): from one LIST, the newest snapshot
+// at or before the target, then the fewest deltas (highest levels first) that
+// chain to the target TXID or time. Pure apart from the header reads it asks
+// the HeaderCache for, so tests plan without storage.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "lib/replica/replica_listing.h"
+
+namespace walship {
+
+// Neither field set: the latest restore point.
+struct RestoreTarget {
+  std::optional<uint64_t> txid;
+  std::optional<uint64_t> time_ms;
+};
+
+struct RestorePlan {
+  SnapshotEntry snapshot;
+  std::vector<DeltaEntry> deltas;  // in apply order, max_txid filled in
+  uint64_t txid = 0;               // the TXID the restore reaches
+  uint64_t commit_time_ms = 0;     // commit time of that TXID
+};
+
+// Throws Failure naming the target when no kept restore point matches it.
+// `replica` is the (redacted) URL for messages.
+RestorePlan plan_restore(const ReplicaListing& listing, const RestoreTarget& target, HeaderCache& headers,
+                         const std::string& replica);
+
+}  // namespace walship

@@ -1,0 +1,126 @@
+#include "lib/replica/snapshot.h"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+
+#include "lib/format/checksum.h"
+#include "lib/format/keys.h"
+#include "lib/format/replica_file.h"
+#include "lib/replica/db_file.h"
+#include "lib/replica/replica_listing.h"
+#include "lib/sqlite/sqlite.h"
+#include "lib/util/fs.h"
+#include "lib/util/log.h"
+#include "lib/util/progress.h"
+#include "lib/util/time.h"
+
+namespace walship {
+
+namespace {
+
+constexpr int k_busy_timeout_ms = 10'000;
+constexpr int k_txid_race_attempts = 3;
+
+// The spool lives beside the database (same filesystem, sized like it), or in
+// TMPDIR when that directory is read-only to us.
+UniqueFd open_spool(const std::string& db_path) {
+  try {
+    return anonymous_file(dir_name(db_path));
+  } catch (const Failure&) {
+    const char* tmp = std::getenv("TMPDIR");
+    return anonymous_file(tmp && *tmp ? tmp : "/tmp");
+  }
+}
+
+struct SpooledSnapshot {
+  UniqueFd fd;
+  uint64_t size = 0;
+  format::FileHeader header;
+  uint64_t checksum = 0;
+};
+
+SpooledSnapshot spool_snapshot(const SnapshotOptions& options, uint64_t txid) {
+  sqlite::Database db(options.db_path, SQLITE_OPEN_READONLY);
+  db.set_busy_timeout(k_busy_timeout_ms);
+  db.exec("BEGIN");
+  SpooledSnapshot spool;
+  // The first read starts the read transaction: every page below comes from
+  // this one committed state, however the writer goes on.
+  spool.header.kind = format::FileKind::snapshot;
+  spool.header.page_size = static_cast<uint32_t>(db.query_int("PRAGMA main.page_size"));
+  spool.header.db_pages = static_cast<uint32_t>(db.query_int("PRAGMA main.page_count"));
+  spool.header.min_txid = txid;
+  spool.header.max_txid = txid;
+  spool.header.commit_time_ms = now_ms();
+
+  spool.fd = open_spool(options.db_path);
+  FdSink sink(spool.fd.get(), "snapshot spool for '" + options.db_path + "'");
+  format::ReplicaWriter writer(sink, spool.header, options.zstd_level);
+  const uint32_t lock_page = format::lock_page(spool.header.page_size);
+  Progress progress("snapshot", static_cast<uint64_t>(spool.header.db_pages) * spool.header.page_size,
+                    !options.quiet);
+  sqlite::Statement pages(db, "SELECT pgno, data FROM sqlite_dbpage('main') ORDER BY pgno");
+  uint32_t expected = 1;
+  while (pages.step()) {
+    const auto pgno = static_cast<uint32_t>(pages.column_int64(0));
+    if (pgno == lock_page) continue;
+    const std::span<const std::byte> data = pages.column_blob(1);
+    if (pgno != expected || data.size() != spool.header.page_size) {
+      throw Failure("database '" + options.db_path + "' returned page " + std::to_string(pgno) +
+                    " out of order while reading it: is it corrupt? run PRAGMA integrity_check");
+    }
+    writer.add_page(pgno, data);
+    spool.checksum ^= format::page_hash(pgno, data);
+    progress.add(data.size());
+    expected = pgno + 1 == lock_page ? pgno + 2 : pgno + 1;
+  }
+  writer.finish(spool.checksum);
+  db.exec("COMMIT");
+  progress.finish();
+  spool.size = writer.bytes_written();
+  return spool;
+}
+
+}  // namespace
+
+SnapshotResult run_snapshot(const SnapshotOptions& options, Storage& storage) {
+  check_db_file(options.db_path);
+  for (int attempt = 1;; ++attempt) {
+    const ReplicaListing listing = list_replica(storage);
+    HeaderCache headers(storage);
+    const uint64_t txid = newest_txid(listing, headers) + 1;
+    SpooledSnapshot spool = spool_snapshot(options, txid);
+    const std::string key = format::snapshot_key(txid);
+    FdSource source(spool.fd.get(), spool.size, "snapshot spool for '" + options.db_path + "'");
+    if (storage.put_if_absent(key, source)) {
+      SnapshotResult result;
+      result.key = key;
+      result.txid = txid;
+      result.db_pages = spool.header.db_pages;
+      result.page_size = spool.header.page_size;
+      result.db_bytes = static_cast<uint64_t>(spool.header.db_pages) * spool.header.page_size;
+      result.object_bytes = spool.size;
+      result.checksum = spool.checksum;
+      result.commit_time_ms = spool.header.commit_time_ms;
+      if (log_enabled(LogLevel::info)) {
+        log(LogLevel::info, "snapshot written",
+            {{"db", options.db_path},
+             {"replica", storage.url()},
+             {"txid", format::txid_hex(txid)},
+             {"pages", std::to_string(result.db_pages)},
+             {"bytes", std::to_string(result.object_bytes)}});
+      }
+      return result;
+    }
+    if (attempt == k_txid_race_attempts) {
+      throw Failure("another process keeps writing snapshots to '" + storage.url() + "' (TXID " +
+                    format::txid_hex(txid) + " was taken " + std::to_string(attempt) +
+                    " times): stop the other writer and run again");
+    }
+    log(LogLevel::warn, "snapshot TXID taken by another writer, retrying",
+        {{"replica", storage.url()}, {"txid", format::txid_hex(txid)}});
+  }
+}
+
+}  // namespace walship

@@ -1,0 +1,95 @@
+#include "lib/sqlite/sqlite.h"
+
+#include <cstring>
+
+#include "lib/util/error.h"
+
+namespace walship::sqlite {
+
+Database::Database(const std::string& path, int flags) : m_path(path) {
+  const int rc = sqlite3_open_v2(path.c_str(), &m_db, flags | SQLITE_OPEN_URI, nullptr);
+  if (rc != SQLITE_OK) {
+    const std::string msg = m_db ? sqlite3_errmsg(m_db) : sqlite3_errstr(rc);
+    sqlite3_close_v2(m_db);
+    m_db = nullptr;
+    throw Failure("unable to open database '" + path + "': " + msg);
+  }
+  sqlite3_extended_result_codes(m_db, 1);
+}
+
+Database::~Database() {
+  if (m_db) sqlite3_close_v2(m_db);
+}
+
+void Database::fail(const std::string& what, int rc) const {
+  const char* msg = m_db ? sqlite3_errmsg(m_db) : sqlite3_errstr(rc);
+  throw Failure(what + " on '" + m_path + "': " + msg);
+}
+
+void Database::exec(const std::string& sql) {
+  const int rc = sqlite3_exec(m_db, sql.c_str(), nullptr, nullptr, nullptr);
+  if (rc != SQLITE_OK) fail("unable to run '" + sql + "'", rc);
+}
+
+int64_t Database::query_int(const std::string& sql) {
+  Statement stmt(*this, sql);
+  if (!stmt.step()) throw Failure("'" + sql + "' returned no row on '" + m_path + "'");
+  return stmt.column_int64(0);
+}
+
+std::string Database::query_text(const std::string& sql) {
+  Statement stmt(*this, sql);
+  if (!stmt.step()) throw Failure("'" + sql + "' returned no row on '" + m_path + "'");
+  return stmt.column_text(0);
+}
+
+void Database::set_busy_timeout(int ms) { sqlite3_busy_timeout(m_db, ms); }
+
+Statement::Statement(Database& db, const std::string& sql) : m_db(db), m_sql(sql) {
+  const int rc = sqlite3_prepare_v2(db.handle(), sql.c_str(), -1, &m_stmt, nullptr);
+  if (rc != SQLITE_OK) db.fail("unable to prepare '" + sql + "'", rc);
+}
+
+Statement::~Statement() { sqlite3_finalize(m_stmt); }
+
+bool Statement::step() {
+  const int rc = sqlite3_step(m_stmt);
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  m_db.fail("unable to run '" + m_sql + "'", rc);
+}
+
+void Statement::reset() {
+  sqlite3_reset(m_stmt);
+  sqlite3_clear_bindings(m_stmt);
+}
+
+void Statement::bind_int64(int index, int64_t value) {
+  const int rc = sqlite3_bind_int64(m_stmt, index, value);
+  if (rc != SQLITE_OK) m_db.fail("unable to bind a value for '" + m_sql + "'", rc);
+}
+
+void Statement::bind_blob(int index, std::span<const std::byte> value) {
+  const int rc = sqlite3_bind_blob64(m_stmt, index, value.data(), value.size(), SQLITE_STATIC);
+  if (rc != SQLITE_OK) m_db.fail("unable to bind a value for '" + m_sql + "'", rc);
+}
+
+int64_t Statement::column_int64(int index) const { return sqlite3_column_int64(m_stmt, index); }
+
+std::string Statement::column_text(int index) const {
+  const auto* text = sqlite3_column_text(m_stmt, index);
+  return text ? std::string(reinterpret_cast<const char*>(text)) : std::string();
+}
+
+std::span<const std::byte> Statement::column_blob(int index) const {
+  const void* data = sqlite3_column_blob(m_stmt, index);
+  const int size = sqlite3_column_bytes(m_stmt, index);
+  return {static_cast<const std::byte*>(data), static_cast<size_t>(size)};
+}
+
+bool has_sqlite_header(std::span<const std::byte> first_bytes) {
+  static const char k_magic[] = "SQLite format 3";  // 15 chars + NUL = 16 bytes
+  return first_bytes.size() >= 16 && std::memcmp(first_bytes.data(), k_magic, 16) == 0;
+}
+
+}  // namespace walship::sqlite

@@ -1,0 +1,63 @@
+// RAII wrappers over the SQLite C API. Errors become walship::Failure naming
+// the database path and SQLite's own message.
+#pragma once
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace walship::sqlite {
+
+class Database {
+ public:
+  // flags: SQLITE_OPEN_* (SQLITE_OPEN_URI is always added).
+  Database(const std::string& path, int flags);
+  ~Database();
+  Database(const Database&) = delete;
+  Database& operator=(const Database&) = delete;
+
+  void exec(const std::string& sql);
+  // Runs a statement that returns one integer (a PRAGMA, a count).
+  int64_t query_int(const std::string& sql);
+  std::string query_text(const std::string& sql);
+  void set_busy_timeout(int ms);
+
+  sqlite3* handle() const { return m_db; }
+  const std::string& path() const { return m_path; }
+  // Throws a Failure "<what> on '<path>': <sqlite message>" for result code rc.
+  [[noreturn]] void fail(const std::string& what, int rc) const;
+
+ private:
+  std::string m_path;
+  sqlite3* m_db = nullptr;
+};
+
+class Statement {
+ public:
+  Statement(Database& db, const std::string& sql);
+  ~Statement();
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  // Advances to the next row; false when done.
+  bool step();
+  void reset();
+  void bind_int64(int index, int64_t value);
+  void bind_blob(int index, std::span<const std::byte> value);
+  int64_t column_int64(int index) const;
+  std::string column_text(int index) const;
+  std::span<const std::byte> column_blob(int index) const;
+
+ private:
+  Database& m_db;
+  std::string m_sql;
+  sqlite3_stmt* m_stmt = nullptr;
+};
+
+// True if the first 16 bytes of the file are SQLite's magic string.
+bool has_sqlite_header(std::span<const std::byte> first_bytes);
+
+}  // namespace walship::sqlite

@@ -1,0 +1,101 @@
+// Streams between the engine and storage. Objects can be many GiB, so nothing
+// in the interface requires a whole object in memory.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+#include <utility>
+
+namespace walship {
+
+// A sized, rewindable source of bytes: storage needs the size up front
+// (Content-Length, payload hashes) and must be able to re-send on retry.
+class ByteSource {
+ public:
+  virtual ~ByteSource() = default;
+  virtual uint64_t size() const = 0;
+  // Fills up to out.size() bytes; returns 0 only at the end.
+  virtual size_t read(std::span<std::byte> out) = 0;
+  virtual void rewind() = 0;
+};
+
+// Where downloaded bytes go, in order.
+class ByteSink {
+ public:
+  virtual ~ByteSink() = default;
+  virtual void write(std::span<const std::byte> data) = 0;
+};
+
+class MemorySource : public ByteSource {
+ public:
+  explicit MemorySource(std::span<const std::byte> data) : m_data(data) {}
+  uint64_t size() const override { return m_data.size(); }
+  size_t read(std::span<std::byte> out) override;
+  void rewind() override { m_pos = 0; }
+
+ private:
+  std::span<const std::byte> m_data;
+  size_t m_pos = 0;
+};
+
+// Reads a local file; the file must not change while it is being sent.
+class FileSource : public ByteSource {
+ public:
+  explicit FileSource(const std::string& path);
+  ~FileSource() override;
+  FileSource(const FileSource&) = delete;
+  FileSource& operator=(const FileSource&) = delete;
+  uint64_t size() const override { return m_size; }
+  size_t read(std::span<std::byte> out) override;
+  void rewind() override { m_pos = 0; }
+
+ private:
+  std::string m_path;
+  int m_fd = -1;
+  uint64_t m_size = 0;
+  uint64_t m_pos = 0;
+};
+
+// Reads a descriptor owned by the caller, from offset 0 to `size`, with pread.
+class FdSource : public ByteSource {
+ public:
+  FdSource(int fd, uint64_t size, std::string name) : m_fd(fd), m_size(size), m_name(std::move(name)) {}
+  uint64_t size() const override { return m_size; }
+  size_t read(std::span<std::byte> out) override;
+  void rewind() override { m_pos = 0; }
+
+ private:
+  int m_fd;
+  uint64_t m_size;
+  std::string m_name;
+  uint64_t m_pos = 0;
+};
+
+class MemorySink : public ByteSink {
+ public:
+  void write(std::span<const std::byte> data) override { m_data.insert(m_data.end(), data.begin(), data.end()); }
+  std::vector<std::byte>& data() { return m_data; }
+
+ private:
+  std::vector<std::byte> m_data;
+};
+
+// Appends to a local file descriptor owned by the caller.
+class FdSink : public ByteSink {
+ public:
+  FdSink(int fd, std::string path) : m_fd(fd), m_path(std::move(path)) {}
+  void write(std::span<const std::byte> data) override;
+
+ private:
+  int m_fd;
+  std::string m_path;
+};
+
+inline std::span<const std::byte> as_bytes(const std::string& s) {
+  return std::as_bytes(std::span<const char>(s.data(), s.size()));
+}
+
+}  // namespace walship

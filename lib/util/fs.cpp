@@ -1,0 +1,186 @@
+#include "lib/util/fs.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <random>
+
+#include "lib/util/error.h"
+
+namespace walship {
+
+UniqueFd& UniqueFd::operator=(UniqueFd&& other) noexcept {
+  if (this != &other) reset(other.release());
+  return *this;
+}
+
+int UniqueFd::release() {
+  const int fd = m_fd;
+  m_fd = -1;
+  return fd;
+}
+
+void UniqueFd::reset(int fd) {
+  if (m_fd >= 0) ::close(m_fd);
+  m_fd = fd;
+}
+
+std::string dir_name(const std::string& path) {
+  const auto slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+std::string base_name(const std::string& path) {
+  const auto slash = path.find_last_of('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+bool path_exists(const std::string& path) {
+  struct stat st {};
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+void fsync_fd(int fd, const std::string& path) {
+  if (::fsync(fd) != 0) throw Failure(errno_message("unable to sync file '" + path + "' after write", errno));
+}
+
+void fsync_dir(const std::string& dir) {
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) throw Failure(errno_message("unable to open directory '" + dir + "'", errno));
+  if (::fsync(fd.get()) != 0) throw Failure(errno_message("unable to sync directory '" + dir + "'", errno));
+}
+
+void pwrite_all(int fd, std::span<const std::byte> data, uint64_t offset, const std::string& path) {
+  while (!data.empty()) {
+    const ssize_t n = ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw Failure(errno_message("unable to write '" + path + "'", errno));
+    data = data.subspan(static_cast<size_t>(n));
+    offset += static_cast<uint64_t>(n);
+  }
+}
+
+size_t pread_full(int fd, std::span<std::byte> data, uint64_t offset, const std::string& path) {
+  size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = ::pread(fd, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw Failure(errno_message("unable to read '" + path + "'", errno));
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  return done;
+}
+
+namespace {
+
+// Paths the signal handler unlinks. Fixed storage: a handler may not allocate.
+constexpr int k_cleanup_slots = 64;
+constexpr size_t k_cleanup_path_max = 4096;
+std::array<std::atomic<bool>, k_cleanup_slots> g_slot_used{};
+std::array<std::array<char, k_cleanup_path_max>, k_cleanup_slots> g_slot_path{};
+
+int register_cleanup(const std::string& path) {
+  if (path.size() >= k_cleanup_path_max) return -1;
+  for (int i = 0; i < k_cleanup_slots; ++i) {
+    bool expected = false;
+    if (g_slot_used[i].compare_exchange_strong(expected, true)) {
+      std::memcpy(g_slot_path[i].data(), path.c_str(), path.size() + 1);
+      return i;
+    }
+  }
+  return -1;
+}
+
+void unregister_cleanup(int slot) {
+  if (slot >= 0) g_slot_used[slot] = false;
+}
+
+extern "C" void cleanup_and_die(int sig) {
+  for (int i = 0; i < k_cleanup_slots; ++i) {
+    if (g_slot_used[i].load()) ::unlink(g_slot_path[i].data());
+  }
+  std::signal(sig, SIG_DFL);
+  ::raise(sig);
+}
+
+std::string random_suffix() {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  static const char k_chars[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+  std::string s(8, 'x');
+  for (char& c : s) c = k_chars[rng() % (sizeof k_chars - 1)];
+  return s;
+}
+
+}  // namespace
+
+TempFile::TempFile(const std::string& final_path) : m_final_path(final_path) {
+  const std::string dir = dir_name(final_path);
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    m_path = dir + "/." + base_name(final_path) + ".walship-tmp-" + random_suffix();
+    // Register before creating so a signal in between cannot leak the file.
+    m_cleanup_slot = register_cleanup(m_path);
+    m_fd.reset(::open(m_path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    if (m_fd) return;
+    const int err = errno;
+    unregister_cleanup(m_cleanup_slot);
+    m_cleanup_slot = -1;
+    if (err != EEXIST) throw Failure(errno_message("unable to create a temp file in '" + dir + "'", err));
+  }
+  throw Failure("unable to create a temp file in '" + dir + "': too many name collisions");
+}
+
+TempFile::~TempFile() {
+  m_fd.reset();
+  if (!m_committed) ::unlink(m_path.c_str());
+  unregister_cleanup(m_cleanup_slot);
+}
+
+void TempFile::close() {
+  const int fd = m_fd.release();
+  if (fd >= 0 && ::close(fd) != 0) throw Failure(errno_message("unable to close '" + m_path + "'", errno));
+}
+
+void TempFile::commit() {
+  close();
+  if (::rename(m_path.c_str(), m_final_path.c_str()) != 0) {
+    throw Failure(errno_message("unable to rename '" + m_path + "' to '" + m_final_path + "'", errno));
+  }
+  m_committed = true;
+  unregister_cleanup(m_cleanup_slot);
+  m_cleanup_slot = -1;
+  fsync_dir(dir_name(m_final_path));
+}
+
+UniqueFd anonymous_file(const std::string& dir) {
+  UniqueFd fd(::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
+  if (fd) return fd;
+  // Filesystems without O_TMPFILE: create and unlink at once.
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    const std::string path = dir + "/.walship-anon-" + random_suffix();
+    fd.reset(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (fd) {
+      ::unlink(path.c_str());
+      return fd;
+    }
+    if (errno != EEXIST) break;
+  }
+  throw Failure(errno_message("unable to create a temp file in '" + dir + "'", errno));
+}
+
+void install_cleanup_signal_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = cleanup_and_die;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(sig, &sa, nullptr);
+}
+
+}  // namespace walship

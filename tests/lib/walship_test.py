@@ -1,0 +1,118 @@
+"""Shared helpers for walship's integration and CLI tests.
+
+Tests run the real binary ($WALSHIP) in throwaway directories that are always
+removed. A test that needs a missing tool calls skip(), which exits 77 so CTest
+counts it as skipped, never as passed.
+"""
+import hashlib
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import traceback
+
+WALSHIP = os.environ.get("WALSHIP") or os.path.join(os.path.dirname(__file__), "..", "..", "build", "walship")
+SKIP = 77
+
+
+def skip(reason):
+    print(f"SKIPPED: {reason}")
+    sys.exit(SKIP)
+
+
+class Result:
+    def __init__(self, proc):
+        self.code = proc.returncode
+        self.out = proc.stdout
+        self.err = proc.stderr
+
+    def __repr__(self):
+        return f"exit={self.code}\n--- stdout\n{self.out}\n--- stderr\n{self.err}"
+
+
+def walship(*args, check=None, env=None, timeout=600, **kwargs):
+    """Runs walship; with check=N asserts the exit code is N."""
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    proc = subprocess.run([WALSHIP, *map(str, args)], capture_output=True, text=True, env=full_env,
+                          timeout=timeout, **kwargs)
+    result = Result(proc)
+    if check is not None and result.code != check:
+        raise AssertionError(f"walship {' '.join(map(str, args))}: expected exit {check}, got {result!r}")
+    return result
+
+
+def payload(n, size=1000):
+    """Deterministic row content for transaction n, so a test can recompute
+    exactly what a database holds after any number of transactions."""
+    seed = hashlib.sha256(str(n).encode()).digest()
+    return (seed * (size // len(seed) + 1))[:size]
+
+
+def create_db(path, rows=0, row_size=1000, wal=True, page_size=4096):
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute(f"PRAGMA page_size={page_size}")
+    if wal:
+        db.execute("PRAGMA journal_mode=WAL")
+    db.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, payload BLOB NOT NULL)")
+    batch = 10000
+    for start in range(1, rows + 1, batch):
+        db.execute("BEGIN")
+        db.executemany("INSERT INTO t(id, payload) VALUES(?, ?)",
+                       ((n, payload(n, row_size)) for n in range(start, min(start + batch, rows + 1))))
+        db.execute("COMMIT")
+    db.close()
+
+
+def check_rows(path, last, row_size=1000, first=1):
+    """Asserts the table holds exactly rows first..last with their payloads and
+    that the database passes integrity_check."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        ok = db.execute("PRAGMA integrity_check").fetchone()[0]
+        assert ok == "ok", f"{path}: integrity_check says {ok}"
+        expected = first
+        for n, data in db.execute("SELECT id, payload FROM t ORDER BY id"):
+            assert n == expected, f"{path}: row {expected} missing (found {n})"
+            assert bytes(data) == payload(n, row_size), f"{path}: row {n} has wrong content"
+            expected += 1
+        assert expected - 1 == last, f"{path}: rows end at {expected - 1}, expected {last}"
+    finally:
+        db.close()
+
+
+def max_id(path):
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT coalesce(max(id), 0) FROM t").fetchone()[0]
+    finally:
+        db.close()
+
+
+class TempDir:
+    def __enter__(self):
+        self.path = tempfile.mkdtemp(prefix="walship-test-")
+        return self.path
+
+    def __exit__(self, *exc):
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def run_tests(tests):
+    """Runs test functions (each given a fresh temp dir); prints a summary line."""
+    passed = failed = 0
+    for test in tests:
+        with TempDir() as tmp:
+            try:
+                test(tmp)
+                passed += 1
+                print(f"ok     {test.__name__}")
+            except Exception:
+                failed += 1
+                print(f"FAILED {test.__name__}")
+                traceback.print_exc()
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)

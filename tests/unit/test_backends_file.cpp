@@ -1,0 +1,359 @@
+// What only the file:// backend promises: nothing half-written is ever
+// visible, temp files never leak, errors name the object and the errno text,
+// and put_if_absent is atomic across processes sharing the filesystem.
+#include <doctest.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "backends/file/file_storage.h"
+
+using namespace walship;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A source that owns its text: MemorySource(as_bytes(std::string(...)))
+// would point into a destroyed temporary.
+class StringSource : public ByteSource {
+ public:
+  explicit StringSource(std::string text) : m_text(std::move(text)) {}
+  uint64_t size() const override { return m_text.size(); }
+  size_t read(std::span<std::byte> out) override {
+    const size_t n = std::min(out.size(), m_text.size() - m_pos);
+    std::memcpy(out.data(), m_text.data() + m_pos, n);
+    m_pos += n;
+    return n;
+  }
+  void rewind() override { m_pos = 0; }
+
+ private:
+  std::string m_text;
+  size_t m_pos = 0;
+};
+
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (fs::temp_directory_path() / "walship-file-XXXXXX").string();
+    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    m_path = pattern;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    // A test may leave read-only directories behind; make them removable.
+    for (auto it = fs::recursive_directory_iterator(m_path, ec); !ec && it != fs::recursive_directory_iterator();
+         it.increment(ec)) {
+      if (it->is_directory(ec)) fs::permissions(it->path(), fs::perms::owner_all, fs::perm_options::add, ec);
+    }
+    fs::remove_all(m_path, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return m_path; }
+
+ private:
+  std::string m_path;
+};
+
+void put_string(Storage& storage, const std::string& key, const std::string& value) {
+  MemorySource source(as_bytes(value));
+  storage.put(key, source);
+}
+
+std::optional<std::string> get_string(Storage& storage, const std::string& key) {
+  MemorySink sink;
+  if (!storage.get(key, sink)) return std::nullopt;
+  return std::string(reinterpret_cast<const char*>(sink.data().data()), sink.data().size());
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+std::vector<std::string> temp_files_under(const std::string& dir) {
+  std::vector<std::string> found;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    if (it->path().filename().string().find(".walship-tmp-") != std::string::npos) found.push_back(it->path());
+  }
+  return found;
+}
+
+// Runs `body` in a forked child and returns what it wrote to the pipe, with
+// its exit status: for things a test cannot do in its own process (drop root,
+// lower a resource limit). The child never returns into doctest.
+struct ChildResult {
+  int status = -1;
+  std::string output;
+};
+
+template <typename Body>
+ChildResult run_in_child(Body body) {
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::close(fds[0]);
+    int code = 99;
+    std::string message;
+    try {
+      code = body(message);
+    } catch (const std::exception& e) {
+      message = std::string("unexpected exception: ") + e.what();
+    }
+    if (!message.empty()) (void)!::write(fds[1], message.data(), message.size());
+    ::_exit(code);
+  }
+  ::close(fds[1]);
+  ChildResult result;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fds[0], buf, sizeof buf)) > 0) result.output.append(buf, static_cast<size_t>(n));
+  ::close(fds[0]);
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  result.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return result;
+}
+
+}  // namespace
+
+TEST_CASE("puts leave no temp files behind") {
+  TempDir dir;
+  FileStorage storage(dir.path() + "/r");
+  put_string(storage, "snapshots/1.snap", "one");
+  put_string(storage, "snapshots/1.snap", "one again");
+  put_string(storage, "wal/1/1.wal", "w");
+  StringSource first("lease-a");
+  CHECK(storage.put_if_absent("lease", first));
+  StringSource second("lease-b");
+  CHECK_FALSE(storage.put_if_absent("lease", second));
+  CHECK(temp_files_under(dir.path()).empty());
+  CHECK(read_file(dir.path() + "/r/snapshots/1.snap") == "one again");
+  CHECK(read_file(dir.path() + "/r/lease") == "lease-a");
+}
+
+TEST_CASE("a missing root lists as empty and the first put creates it with its parents") {
+  TempDir dir;
+  const std::string root = dir.path() + "/not/yet/there";
+  FileStorage storage(root + "//");
+  CHECK(storage.root() == root);
+  CHECK(storage.list("").empty());
+  CHECK(storage.list("snapshots/").empty());
+  MemorySink sink;
+  CHECK_FALSE(storage.get("snapshots/1.snap", sink));
+  storage.remove({"snapshots/1.snap"});
+  CHECK_FALSE(fs::exists(root));  // reading never creates anything
+
+  put_string(storage, "snapshots/1.snap", "data");
+  CHECK(read_file(root + "/snapshots/1.snap") == "data");
+}
+
+TEST_CASE("a temp file left by a crash before rename is not an object") {
+  TempDir dir;
+  FileStorage storage(dir.path());
+  fs::create_directories(dir.path() + "/snapshots");
+  // What a process killed between write and rename leaves behind.
+  const std::string debris = dir.path() + "/snapshots/.1.snap.walship-tmp-0123456789abcdef";
+  std::ofstream(debris) << "half a snapsh";
+  std::ofstream(dir.path() + "/.lease.walship-tmp-feedface") << "x";
+
+  CHECK(storage.list("").empty());
+  CHECK(storage.list("snapshots/").empty());
+  CHECK(storage.list("snapshots/.1").empty());
+  CHECK(get_string(storage, "snapshots/1.snap") == std::nullopt);
+  StringSource source("whole");
+  CHECK(storage.put_if_absent("snapshots/1.snap", source));
+  CHECK(storage.list("") == std::vector<ObjectInfo>{{"snapshots/1.snap", 5}});
+}
+
+TEST_CASE("keys that look like temp files are refused") {
+  TempDir dir;
+  FileStorage storage(dir.path());
+  StringSource source("x");
+  CHECK_THROWS_WITH_AS(storage.put(".x.walship-tmp-1", source), doctest::Contains("reserved for temp files"), Failure);
+  CHECK_THROWS_AS(storage.put("a/.x.walship-tmp-1/b", source), Failure);
+  put_string(storage, ".hidden", "dotfiles are fine");
+  CHECK(get_string(storage, ".hidden") == "dotfiles are fine");
+}
+
+TEST_CASE("a write into a read-only directory names the object and the errno text") {
+  TempDir dir;
+  const std::string root = dir.path() + "/r";
+  fs::create_directories(root + "/snapshots");
+  REQUIRE(::chmod((root + "/snapshots").c_str(), 0555) == 0);
+  REQUIRE(::chmod(dir.path().c_str(), 0755) == 0);
+
+  // root ignores permissions, so the write is made by an unprivileged child.
+  const ChildResult result = run_in_child([&](std::string& message) {
+    if (::geteuid() == 0 && (::setgid(65534) != 0 || ::setuid(65534) != 0)) {
+      message = "unable to drop privileges";
+      return 3;
+    }
+    FileStorage storage(root);
+    StringSource source("snapshot");
+    try {
+      storage.put("snapshots/0000000000000001.snap", source);
+    } catch (const StorageError& e) {
+      message = e.what();
+      return e.transient() ? 2 : 0;
+    }
+    message = "put succeeded";
+    return 1;
+  });
+  INFO(result.output);
+  CHECK(result.status == 0);
+  CHECK(result.output == "unable to write 'file://" + root + "/snapshots/0000000000000001.snap': Permission denied");
+  CHECK(temp_files_under(dir.path()).empty());
+  CHECK_FALSE(fs::exists(root + "/snapshots/0000000000000001.snap"));
+}
+
+TEST_CASE("a write the filesystem refuses midway leaves neither object nor temp file") {
+  TempDir dir;
+  const std::string root = dir.path() + "/r";
+  // A file size limit makes write(2) fail with EFBIG part-way, as a full disk
+  // fails with ENOSPC: a permanent error after some bytes are on disk.
+  const ChildResult result = run_in_child([&](std::string& message) {
+    ::signal(SIGXFSZ, SIG_IGN);
+    const rlimit limit{64 << 10, 64 << 10};
+    if (::setrlimit(RLIMIT_FSIZE, &limit) != 0) return 3;
+    FileStorage storage(root);
+    const std::string big(1 << 20, 'x');
+    MemorySource source(as_bytes(big));
+    try {
+      storage.put("snapshots/big.snap", source);
+    } catch (const StorageError& e) {
+      message = e.what();
+      return e.transient() ? 2 : 0;
+    }
+    return 1;
+  });
+  INFO(result.output);
+  CHECK(result.status == 0);
+  CHECK(result.output == "unable to write 'file://" + root + "/snapshots/big.snap': File too large");
+  CHECK(temp_files_under(dir.path()).empty());
+  CHECK_FALSE(fs::exists(root + "/snapshots/big.snap"));
+}
+
+TEST_CASE("a key below an existing object fails naming the key") {
+  TempDir dir;
+  FileStorage storage(dir.path());
+  put_string(storage, "a", "object");
+  StringSource source("x");
+  try {
+    storage.put("a/b", source);
+    FAIL("put below an object succeeded");
+  } catch (const StorageError& e) {
+    CHECK(std::string(e.what()) == "unable to write 'file://" + dir.path() + "/a/b': Not a directory");
+    CHECK_FALSE(e.transient());
+  }
+}
+
+TEST_CASE("remove deletes the directories it empties but never the root") {
+  TempDir dir;
+  const std::string root = dir.path() + "/r";
+  FileStorage storage(root);
+  put_string(storage, "wal/1/1.wal", "a");
+  put_string(storage, "wal/1/2.wal", "b");
+  put_string(storage, "wal/2/1.wal", "c");
+  storage.remove({"wal/1/1.wal", "wal/1/2.wal"});
+  CHECK_FALSE(fs::exists(root + "/wal/1"));
+  CHECK(fs::exists(root + "/wal/2/1.wal"));
+  storage.remove({"wal/2/1.wal"});
+  CHECK_FALSE(fs::exists(root + "/wal"));
+  CHECK(fs::is_directory(root));
+  put_string(storage, "wal/1/1.wal", "again");
+  CHECK(get_string(storage, "wal/1/1.wal") == "again");
+}
+
+TEST_CASE("symlinks and other non-regular files are not objects") {
+  TempDir dir;
+  FileStorage storage(dir.path());
+  put_string(storage, "real", "r");
+  fs::create_symlink(dir.path() + "/real", dir.path() + "/link");
+  fs::create_directory_symlink("/", dir.path() + "/loop");
+  CHECK(storage.list("") == std::vector<ObjectInfo>{{"real", 1}});
+}
+
+TEST_CASE("the url percent-encodes the root path") {
+  CHECK(FileStorage("/tmp/my dir/").url() == "file:///tmp/my%20dir");
+  CHECK(FileStorage("/data//replicas/app.db").url() == "file:///data/replicas/app.db");
+  CHECK(FileStorage("/").url() == "file:///");
+  CHECK_THROWS_AS(FileStorage("relative/path"), Failure);
+}
+
+TEST_CASE("put_if_absent has exactly one winner across processes") {
+  TempDir dir;
+  const std::string root = dir.path() + "/r";
+  constexpr int k_children = 5;
+  constexpr int k_rounds = 25;
+  for (int round = 0; round < k_rounds; ++round) {
+    CAPTURE(round);
+    const std::string key = "leases/round-" + std::to_string(round);
+    // Children block on this pipe until the parent closes it, so they start
+    // their put_if_absent at the same moment.
+    int gate[2];
+    REQUIRE(::pipe(gate) == 0);
+    std::vector<pid_t> pids;
+    for (int child = 0; child < k_children; ++child) {
+      const pid_t pid = ::fork();
+      REQUIRE(pid >= 0);
+      if (pid == 0) {
+        ::close(gate[1]);
+        char c;
+        (void)!::read(gate[0], &c, 1);
+        int code = 2;
+        try {
+          FileStorage storage(root);
+          // Large enough that the writes overlap in time.
+          std::string content = "child-" + std::to_string(child) + "\n";
+          content += std::string(256 << 10, static_cast<char>('a' + child));
+          MemorySource source(as_bytes(content));
+          code = storage.put_if_absent(key, source) ? 0 : 1;
+        } catch (...) {
+          code = 3;
+        }
+        ::_exit(code);
+      }
+      pids.push_back(pid);
+    }
+    ::close(gate[0]);
+    ::close(gate[1]);
+
+    int winners = 0;
+    int winner = -1;
+    for (int child = 0; child < k_children; ++child) {
+      int status = 0;
+      REQUIRE(::waitpid(pids[static_cast<size_t>(child)], &status, 0) == pids[static_cast<size_t>(child)]);
+      REQUIRE(WIFEXITED(status));
+      const int code = WEXITSTATUS(status);
+      CHECK((code == 0 || code == 1));
+      if (code == 0) {
+        ++winners;
+        winner = child;
+      }
+    }
+    REQUIRE(winners == 1);
+    std::string expected = "child-" + std::to_string(winner) + "\n";
+    expected += std::string(256 << 10, static_cast<char>('a' + winner));
+    FileStorage storage(root);
+    CHECK(get_string(storage, key) == expected);
+  }
+  CHECK(temp_files_under(dir.path()).empty());
+}

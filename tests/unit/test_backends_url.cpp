@@ -1,0 +1,223 @@
+// Replica URL parsing, redaction and the registry's messages: what a user
+// types on the command line and what they read when it is wrong.
+#include <doctest.h>
+
+#include <memory>
+#include <string>
+
+#include "backends/file/file_storage.h"
+#include "backends/registry.h"
+#include "backends/url.h"
+
+using namespace walship;
+
+namespace {
+
+// The message of the UsageError `fn` throws; fails the test if it throws
+// nothing or something else.
+template <typename Fn>
+std::string usage_error(Fn fn) {
+  try {
+    fn();
+  } catch (const UsageError& e) {
+    CHECK(e.code() == ExitCode::usage);
+    return e.what();
+  } catch (const std::exception& e) {
+    FAIL("expected a UsageError, got: " << e.what());
+  }
+  FAIL("expected a UsageError, nothing was thrown");
+  return {};
+}
+
+std::string open_error(const std::string& url) {
+  return usage_error([&] { open_storage(url); });
+}
+
+std::string file_root(const std::string& url) {
+  std::unique_ptr<Storage> storage = open_storage(url);
+  auto* file = dynamic_cast<FileStorage*>(storage.get());
+  REQUIRE(file != nullptr);
+  return file->root();
+}
+
+}  // namespace
+
+TEST_CASE("a full URL parses into decoded parts") {
+  const ParsedUrl url =
+      parse_url("sftp://alice:s3cr%40t@backup.example:2222/srv/replicas/app%20db?identity=%2Fhome%2Fa%2F.ssh%2Fid&x");
+  CHECK(url.scheme == "sftp");
+  CHECK(url.has_authority);
+  CHECK(url.user == "alice");
+  CHECK(url.password == "s3cr@t");
+  CHECK(url.host == "backup.example");
+  CHECK(url.port == 2222);
+  CHECK(url.path == "/srv/replicas/app db");
+  CHECK(url.query == std::map<std::string, std::string>{{"identity", "/home/a/.ssh/id"}, {"x", ""}});
+}
+
+TEST_CASE("URL parts are optional and the scheme is case-insensitive") {
+  const ParsedUrl s3 = parse_url("S3://my-bucket");
+  CHECK(s3.scheme == "s3");
+  CHECK(s3.host == "my-bucket");
+  CHECK(s3.path.empty());
+  CHECK(s3.user.empty());
+  CHECK_FALSE(s3.password.has_value());
+  CHECK_FALSE(s3.port.has_value());
+
+  const ParsedUrl file = parse_url("file:///var/lib/app");
+  CHECK(file.has_authority);
+  CHECK(file.host.empty());
+  CHECK(file.path == "/var/lib/app");
+
+  const ParsedUrl no_authority = parse_url("file:/var/lib/app");
+  CHECK_FALSE(no_authority.has_authority);
+  CHECK(no_authority.path == "/var/lib/app");
+
+  const ParsedUrl empty_password = parse_url("sftp://bob:@h/p");
+  CHECK(empty_password.user == "bob");
+  CHECK(empty_password.password == "");
+}
+
+TEST_CASE("hosts may be IPv6 literals and passwords may hold an unescaped '@'") {
+  const ParsedUrl v6 = parse_url("sftp://u@[::1]:22/p");
+  CHECK(v6.host == "::1");
+  CHECK(v6.port == 22);
+  CHECK(parse_url("sftp://[fe80::1]/p").host == "fe80::1");
+
+  const ParsedUrl at = parse_url("sftp://u:p@ss@h/x");
+  CHECK(at.user == "u");
+  CHECK(at.password == "p@ss");
+  CHECK(at.host == "h");
+  CHECK(at.path == "/x");
+}
+
+TEST_CASE("query parameters are decoded; empty ones skipped, the last of a name wins") {
+  const ParsedUrl url =
+      parse_url("s3://b/p?endpoint=http%3A%2F%2F127.0.0.1%3A9000&&path-style=true&region=x&region=us-east-1&a+b=c+d");
+  CHECK(url.query == std::map<std::string, std::string>{{"endpoint", "http://127.0.0.1:9000"},
+                                                        {"path-style", "true"},
+                                                        {"region", "us-east-1"},
+                                                        {"a+b", "c+d"}});
+  CHECK(url.path == "/p");
+}
+
+TEST_CASE("malformed URLs are usage errors that name the URL and the problem") {
+  CHECK(usage_error([] { parse_url("no-scheme"); }) ==
+        "invalid URL 'no-scheme': missing scheme (expected scheme://...)");
+  CHECK(usage_error([] { parse_url("s3://b:abc/p"); }) == "invalid URL 's3://b:abc/p': bad port 'abc'");
+  CHECK(usage_error([] { parse_url("s3://b:0/p"); }) == "invalid URL 's3://b:0/p': bad port '0': must be 1 to 65535");
+  CHECK(usage_error([] { parse_url("s3://b:65536/p"); }).find("must be 1 to 65535") != std::string::npos);
+  CHECK(usage_error([] { parse_url("s3://b:/p"); }) == "invalid URL 's3://b:/p': bad port ''");
+  CHECK(usage_error([] { parse_url("file:///a%zz"); }) == "invalid URL 'file:///a%zz': bad percent-escape '%zz' in path");
+  CHECK(usage_error([] { parse_url("file:///a%2"); }).find("must be followed by two hex digits") != std::string::npos);
+  CHECK(usage_error([] { parse_url("file:///a%00b"); }).find("NUL is not allowed") != std::string::npos);
+  CHECK(usage_error([] { parse_url("sftp://[::1/p"); }).find("unterminated '['") != std::string::npos);
+  CHECK(usage_error([] { parse_url("sftp://[::1]x/p"); }).find("unexpected text after ']'") != std::string::npos);
+  CHECK(usage_error([] { parse_url("file:///a#b"); }) ==
+        "invalid URL 'file:///a#b': fragments ('#') are not supported: write '#' as %23");
+  CHECK(usage_error([] { parse_url("://x"); }).find("missing scheme") != std::string::npos);
+  CHECK(usage_error([] { parse_url("1s3://x"); }).find("missing scheme") != std::string::npos);
+}
+
+TEST_CASE("errors about a malformed URL never show its password") {
+  const std::string message = usage_error([] { parse_url("sftp://u:hunter2@h:bad/x"); });
+  CHECK(message == "invalid URL 'sftp://u:***@h:bad/x': bad port 'bad'");
+  CHECK(open_error("ftp://u:hunter2@h/x").find("hunter2") == std::string::npos);
+  CHECK(open_error("s3://b/p?secret=hunter2").find("hunter2") == std::string::npos);
+}
+
+TEST_CASE("percent-encoding keeps unreserved bytes and optionally '/'") {
+  CHECK(percent_encode("/tmp/my dir/\xc3\xbc~_.-", true) == "/tmp/my%20dir/%C3%BC~_.-");
+  CHECK(percent_encode("a/b?c", false) == "a%2Fb%3Fc");
+  CHECK(percent_decode(percent_encode("any thing/%?#&=", false), "test") == "any thing/%?#&=");
+}
+
+TEST_CASE("redaction hides passwords and secret-looking query values") {
+  CHECK(redact_url("sftp://alice:hunter2@host/path") == "sftp://alice:***@host/path");
+  CHECK(redact_url("sftp://alice:p@ss@host:22/path") == "sftp://alice:***@host:22/path");
+  CHECK(redact_url("sftp://alice@host/path") == "sftp://alice@host/path");
+  CHECK(redact_url("s3://bucket/prefix?endpoint=http://127.0.0.1:9000&region=eu-west-1") ==
+        "s3://bucket/prefix?endpoint=http://127.0.0.1:9000&region=eu-west-1");
+  CHECK(redact_url("s3://b/p?X-Amz-Signature=abc&X-Amz-Credential=AKIA%2F1&token=t&Secret_Access_Key=s&"
+                   "PASSWORD=pw&access%5Fkey=k&region=eu") ==
+        "s3://b/p?X-Amz-Signature=***&X-Amz-Credential=***&token=***&Secret_Access_Key=***&"
+        "PASSWORD=***&access%5Fkey=***&region=eu");
+  CHECK(redact_url("https://u:p@h/x?password=1&flag&key=#frag") == "https://u:***@h/x?password=***&flag&key=***#frag");
+  // Only the authority holds credentials: '@' and ':' in the path are data.
+  CHECK(redact_url("s3://bucket/a:b@c") == "s3://bucket/a:b@c");
+  CHECK(redact_url("sftp://[::1]:22/p") == "sftp://[::1]:22/p");
+}
+
+TEST_CASE("redaction never throws, whatever it is given") {
+  CHECK(redact_url("") == "");
+  CHECK(redact_url("/abs/path") == "/abs/path");
+  CHECK(redact_url("relative") == "relative");
+  CHECK(redact_url("x:%%?key=v&%zz=1") == "x:%%?key=***&%zz=1");
+  CHECK(redact_url("s3://@") == "s3://@");
+  CHECK(redact_url("s3://:@") == "s3://:***@");
+  CHECK(redact_url("s3://?") == "s3://?");
+  CHECK(redact_url("s3:") == "s3:");
+}
+
+TEST_CASE("object keys are relative paths without empty, '.' or '..' segments") {
+  for (const char* good : {"a", "snapshots/0000000000000001.snap", ".hidden", "a..b", "a/b/c", "..a", "a.."}) {
+    CAPTURE(good);
+    CHECK(is_valid_object_key(good));
+  }
+  for (const char* bad : {"", "/a", "a/", "a//b", "..", "../a", "a/../b", "a/..", ".", "./a", "a/./b"}) {
+    CAPTURE(bad);
+    CHECK_FALSE(is_valid_object_key(bad));
+  }
+  CHECK_FALSE(is_valid_object_key(std::string("a\0b", 3)));
+  CHECK_THROWS_WITH_AS(check_object_key("../x", "file:///r"),
+                       "invalid object key '../x' for 'file:///r': keys are relative, '/'-separated, without empty, "
+                       "'.' or '..' segments",
+                       Failure);
+}
+
+TEST_CASE("file URLs and plain absolute paths open the file backend") {
+  CHECK(file_root("file:///var/lib/replica") == "/var/lib/replica");
+  CHECK(file_root("file://localhost/var/lib/replica/") == "/var/lib/replica");
+  CHECK(file_root("FILE:///var/lib/replica") == "/var/lib/replica");
+  CHECK(file_root("file:/var/lib/replica") == "/var/lib/replica");
+  CHECK(file_root("file:///var/lib/my%20replica") == "/var/lib/my replica");
+  // A path is taken literally: '%' in it is not an escape.
+  CHECK(file_root("/var/lib/50%25 off") == "/var/lib/50%25 off");
+  CHECK(open_storage("/var/lib/my replica")->url() == "file:///var/lib/my%20replica");
+  CHECK(file_root(open_storage("/var/lib/my replica")->url()) == "/var/lib/my replica");
+}
+
+TEST_CASE("a relative path or a name is not a replica URL") {
+  const std::string forms = "use file:///absolute/path, s3://bucket/prefix, gs://bucket/prefix or sftp://user@host/path";
+  CHECK(open_error("foo") == "invalid replica URL 'foo': " + forms);
+  CHECK(open_error("backups/app") == "invalid replica URL 'backups/app': " + forms);
+  CHECK(open_error("./app") == "invalid replica URL './app': " + forms);
+  CHECK(open_error("") == "invalid replica URL '': " + forms);
+  CHECK(open_error("./a:b") == "invalid URL './a:b': missing scheme (expected scheme://...); " + forms);
+}
+
+TEST_CASE("file URLs must name this machine, an absolute path and no options") {
+  CHECK(open_error("file://backup-host/srv/replica") ==
+        "invalid replica URL 'file://backup-host/srv/replica': file:// URLs cannot name a remote host "
+        "('backup-host'); use file:///absolute/path for this machine or sftp://user@backup-host/path for another one");
+  CHECK(open_error("file://") == "invalid replica URL 'file://': the path must be absolute; use file:///absolute/path");
+  CHECK(open_error("file:relative").find("the path must be absolute") != std::string::npos);
+  CHECK(open_error("file:///r?fsync=off") == "invalid replica URL 'file:///r?fsync=off': file:// URLs take no options ('fsync')");
+  CHECK(open_error("file://u:pw@localhost/r") ==
+        "invalid replica URL 'file://u:***@localhost/r': file:// URLs take no user or port; use file:///absolute/path");
+  CHECK(open_error("file:///a%zz").find("bad percent-escape '%zz'") != std::string::npos);
+}
+
+TEST_CASE("unknown schemes and backends not built yet say what to use") {
+  CHECK(open_error("ftp://host/x") ==
+        "unsupported replica URL scheme 'ftp' in 'ftp://host/x': use file://, s3://, gs:// or sftp://");
+  CHECK(open_error("HTTP://host/x") ==
+        "unsupported replica URL scheme 'http' in 'HTTP://host/x': use file://, s3://, gs:// or sftp://");
+  CHECK(open_error("s3://bucket/prefix") ==
+        "unable to open replica 's3://bucket/prefix': the s3:// backend is not built into this walship yet; use "
+        "file:///absolute/path");
+  CHECK(open_error("gs://bucket/prefix").find("gs:// backend is not built") != std::string::npos);
+  CHECK(open_error("sftp://u:pw@host/path") ==
+        "unable to open replica 'sftp://u:***@host/path': the sftp:// backend is not built into this walship yet; use "
+        "file:///absolute/path");
+}

@@ -1,0 +1,128 @@
+#include <doctest.h>
+
+#include <map>
+
+#include "lib/format/keys.h"
+#include "lib/replica/restore_plan.h"
+
+using namespace walship;
+
+namespace {
+
+// A replica described by its objects; headers come from this table, so the
+// planner runs without storage.
+struct FakeReplica {
+  std::vector<ObjectInfo> objects;
+  std::map<std::string, format::FileHeader> headers;
+  int fetches = 0;
+
+  void snapshot(uint64_t txid, uint64_t time_ms) {
+    const std::string key = format::snapshot_key(txid);
+    objects.push_back({key, 100});
+    headers[key] = {format::FileKind::snapshot, 4096, txid, txid, 10, time_ms, 0};
+  }
+  void delta(int level, uint64_t min, uint64_t max, uint64_t time_ms) {
+    const std::string key = level == 0 ? format::l0_delta_key(min) : format::delta_key(level, min, max);
+    objects.push_back({key, 10});
+    headers[key] = {format::FileKind::delta, 4096, min, max, 10, time_ms, 0};
+  }
+  HeaderCache cache() {
+    return HeaderCache([this](const std::string& key) {
+      ++fetches;
+      return headers.at(key);
+    });
+  }
+  RestorePlan plan(const RestoreTarget& target) {
+    HeaderCache headers_cache = cache();
+    return plan_restore(parse_listing(objects), target, headers_cache, "file:///r");
+  }
+};
+
+std::vector<std::string> keys_of(const RestorePlan& plan) {
+  std::vector<std::string> keys{plan.snapshot.key};
+  for (const auto& d : plan.deltas) keys.push_back(d.key);
+  return keys;
+}
+
+}  // namespace
+
+TEST_CASE("the latest restore of a snapshot-only replica uses the newest snapshot") {
+  FakeReplica r;
+  r.snapshot(1, 1000);
+  r.snapshot(2, 2000);
+  const RestorePlan plan = r.plan({});
+  CHECK(plan.snapshot.txid == 2);
+  CHECK(plan.deltas.empty());
+  CHECK(plan.txid == 2);
+  CHECK(plan.commit_time_ms == 2000);
+}
+
+TEST_CASE("a restore to a TXID uses the newest snapshot at or before it") {
+  FakeReplica r;
+  r.snapshot(1, 1000);
+  r.snapshot(2, 2000);
+  r.snapshot(3, 3000);
+  CHECK(r.plan({2, {}}).snapshot.txid == 2);
+  CHECK_THROWS_WITH_AS(r.plan({7, {}}), doctest::Contains("TXID 0000000000000007 is not a restore point"), Failure);
+}
+
+TEST_CASE("a restore to a time picks the last point at or before it") {
+  FakeReplica r;
+  r.snapshot(1, 1000);
+  r.delta(0, 2, 2, 2000);
+  r.delta(0, 3, 3, 3000);
+  const RestorePlan plan = r.plan({{}, 2500});
+  CHECK(plan.txid == 2);
+  CHECK(plan.commit_time_ms == 2000);
+  CHECK_THROWS_WITH_AS(r.plan({{}, 500}), doctest::Contains("no restore point at or before time"), Failure);
+}
+
+TEST_CASE("the planner prefers the highest level that reaches without overshooting") {
+  FakeReplica r;
+  r.snapshot(1, 1000);
+  for (uint64_t t = 2; t <= 9; ++t) r.delta(0, t, t, t * 1000);
+  r.delta(1, 2, 5, 5000);
+  r.delta(1, 6, 9, 9000);
+  r.delta(2, 2, 9, 9000);
+  CHECK(keys_of(r.plan({})) == std::vector<std::string>{format::snapshot_key(1), format::delta_key(2, 2, 9)});
+  CHECK(keys_of(r.plan({7, {}})) == std::vector<std::string>{format::snapshot_key(1), format::delta_key(1, 2, 5),
+                                                              format::l0_delta_key(6), format::l0_delta_key(7)});
+  CHECK(keys_of(r.plan({{}, 5500})) == std::vector<std::string>{format::snapshot_key(1), format::delta_key(1, 2, 5)});
+}
+
+TEST_CASE("L0 deltas carrying several TXIDs chain by the max in their header") {
+  FakeReplica r;
+  r.snapshot(1, 1000);
+  r.delta(0, 2, 4, 2000);
+  r.delta(0, 5, 9, 3000);
+  const RestorePlan plan = r.plan({});
+  CHECK(plan.txid == 9);
+  CHECK(plan.deltas.size() == 2);
+  CHECK(plan.deltas[1].max_txid == 9);
+  CHECK_THROWS_AS(r.plan({3, {}}), Failure);  // inside an L0 batch: not a restore point
+}
+
+TEST_CASE("a newer snapshot shortens the chain") {
+  FakeReplica r;
+  r.snapshot(1, 1000);
+  for (uint64_t t = 2; t <= 6; ++t) r.delta(0, t, t, t * 1000);
+  r.snapshot(5, 5000);
+  CHECK(keys_of(r.plan({})) == std::vector<std::string>{format::snapshot_key(5), format::l0_delta_key(6)});
+  CHECK(r.plan({4, {}}).snapshot.txid == 1);
+}
+
+TEST_CASE("a replica without snapshots cannot be restored") {
+  FakeReplica r;
+  r.delta(0, 2, 2, 2000);
+  CHECK_THROWS_WITH_AS(r.plan({}), doctest::Contains("has no snapshot"), Failure);
+}
+
+TEST_CASE("unknown objects in the prefix are ignored") {
+  FakeReplica r;
+  r.snapshot(1, 1000);
+  r.objects.push_back({"lease", 10});
+  r.objects.push_back({"snapshots/notes.txt", 10});
+  const ReplicaListing listing = parse_listing(r.objects);
+  CHECK(listing.snapshots.size() == 1);
+  CHECK(listing.deltas.empty());
+}
