@@ -17,12 +17,13 @@ using OpenFn = std::unique_ptr<Storage> (*)(const ParsedUrl& parsed, const std::
 std::unique_ptr<Storage> open_file(const ParsedUrl& parsed, const std::string& url) {
   const std::string shown = redact_url(url);
   if (!parsed.host.empty() && parsed.host != "localhost") {
-    throw UsageError("invalid replica URL '" + shown + "': file:// URLs cannot name a remote host ('" + parsed.host +
-                     "'); use file:///absolute/path for this machine or sftp://user@" + parsed.host +
-                     "/path for another one");
+    throw UsageError("invalid replica URL '" + shown + "': file:// URLs cannot name a remote host ('" +
+                     parsed.host + "'); use file:///absolute/path for this machine or sftp://user@" +
+                     parsed.host + "/path for another one");
   }
   if (!parsed.user.empty() || parsed.password || parsed.port) {
-    throw UsageError("invalid replica URL '" + shown + "': file:// URLs take no user or port; use file:///absolute/path");
+    throw UsageError("invalid replica URL '" + shown +
+                     "': file:// URLs take no user or port; use file:///absolute/path");
   }
   if (!parsed.query.empty()) {
     // Rejected rather than ignored: a misspelt option must not pass silently.
@@ -30,7 +31,8 @@ std::unique_ptr<Storage> open_file(const ParsedUrl& parsed, const std::string& u
                      parsed.query.begin()->first + "')");
   }
   if (!parsed.path.starts_with('/')) {
-    throw UsageError("invalid replica URL '" + shown + "': the path must be absolute; use file:///absolute/path");
+    throw UsageError("invalid replica URL '" + shown +
+                     "': the path must be absolute; use file:///absolute/path");
   }
   return std::make_unique<FileStorage>(parsed.path);
 }

@@ -37,7 +37,8 @@ class ComparingSink : public ByteSink {
   void write(std::span<const std::byte> data) override {
     m_seen += data.size();
     while (m_equal && !data.empty()) {
-      const size_t n = m_expected.read(std::span<std::byte>(m_buffer.data(), std::min(data.size(), m_buffer.size())));
+      const size_t n =
+          m_expected.read(std::span<std::byte>(m_buffer.data(), std::min(data.size(), m_buffer.size())));
       if (n == 0 || std::memcmp(m_buffer.data(), data.data(), n) != 0) {
         m_equal = false;
         break;
@@ -68,14 +69,16 @@ const char* verb_for(std::string_view op) {
 
 }  // namespace
 
-RetryingStorage::RetryingStorage(std::unique_ptr<Storage> inner, RetryPolicy policy, SleepFn sleep, RandomFn random)
+RetryingStorage::RetryingStorage(std::unique_ptr<Storage> inner, RetryPolicy policy, SleepFn sleep,
+                                 RandomFn random)
     : m_inner(std::move(inner)), m_policy(policy), m_sleep(std::move(sleep)), m_random(std::move(random)) {
   if (!m_sleep) m_sleep = [](std::chrono::milliseconds d) { std::this_thread::sleep_for(d); };
   if (!m_random) m_random = default_random;
   m_policy.max_attempts = std::max(m_policy.max_attempts, 1);
 }
 
-std::chrono::milliseconds RetryingStorage::backoff_delay(const RetryPolicy& policy, int retry, double random) {
+std::chrono::milliseconds RetryingStorage::backoff_delay(const RetryPolicy& policy, int retry,
+                                                         double random) {
   // Doubling in a loop, not with a shift, so a large retry count cannot overflow.
   const int64_t cap = std::max<int64_t>(policy.max_delay.count(), 0);
   int64_t ceiling = std::min(std::max<int64_t>(policy.base_delay.count(), 0), cap);
@@ -96,8 +99,8 @@ Result RetryingStorage::run(const char* op, const std::string& key, const std::f
       if (!e.transient()) throw;
       const std::string target = m_inner->url() + (key.empty() ? "" : "/" + key);
       if (n >= m_policy.max_attempts) {
-        throw StorageError("unable to " + std::string(verb_for(op)) + " '" + target + "' after " + std::to_string(n) +
-                               " attempts: " + e.what(),
+        throw StorageError("unable to " + std::string(verb_for(op)) + " '" + target + "' after " +
+                               std::to_string(n) + " attempts: " + e.what(),
                            true);
       }
       const std::chrono::milliseconds delay = backoff_delay(m_policy, n, m_random());
@@ -148,8 +151,8 @@ bool RetryingStorage::get(const std::string& key, ByteSink& out, const ByteRange
     if (range.length) rest.length = *range.length - done;
     const bool found = m_inner->get(key, counting, rest);
     if (!found && done > 0) {
-      throw StorageError("unable to read '" + m_inner->url() + "/" + key + "': the object disappeared after " +
-                             std::to_string(done) + " bytes were read",
+      throw StorageError("unable to read '" + m_inner->url() + "/" + key +
+                             "': the object disappeared after " + std::to_string(done) + " bytes were read",
                          false);
     }
     return found;
@@ -162,7 +165,8 @@ std::vector<ObjectInfo> RetryingStorage::list(const std::string& prefix) {
 
 void RetryingStorage::remove(const std::vector<std::string>& keys) {
   if (keys.empty()) return;
-  const std::string shown = keys.size() == 1 ? keys[0] : keys[0] + " (and " + std::to_string(keys.size() - 1) + " more)";
+  const std::string shown =
+      keys.size() == 1 ? keys[0] : keys[0] + " (and " + std::to_string(keys.size() - 1) + " more)";
   run<bool>("remove", shown, [&] {
     m_inner->remove(keys);
     return true;

@@ -78,7 +78,8 @@ uint16_t parse_port(const std::string& url, std::string_view text) {
     if (c < '0' || c > '9') throw_invalid(url, "bad port '" + std::string(text) + "'");
     value = value * 10 + static_cast<unsigned>(c - '0');
   }
-  if (value == 0 || value > 65535) throw_invalid(url, "bad port '" + std::string(text) + "': must be 1 to 65535");
+  if (value == 0 || value > 65535)
+    throw_invalid(url, "bad port '" + std::string(text) + "': must be 1 to 65535");
   return static_cast<uint16_t>(value);
 }
 
@@ -93,14 +94,16 @@ std::string percent_decode(std::string_view text, std::string_view what) {
       continue;
     }
     if (i + 2 >= text.size()) {
-      throw UsageError("bad percent-escape in " + std::string(what) + ": '%' must be followed by two hex digits");
+      throw UsageError("bad percent-escape in " + std::string(what) +
+                       ": '%' must be followed by two hex digits");
     }
     const int hi = hex_value(text[i + 1]);
     const int lo = hex_value(text[i + 2]);
     if (hi < 0 || lo < 0) {
       throw UsageError("bad percent-escape '" + std::string(text.substr(i, 3)) + "' in " + std::string(what));
     }
-    if (hi == 0 && lo == 0) throw UsageError("bad percent-escape '%00' in " + std::string(what) + ": NUL is not allowed");
+    if (hi == 0 && lo == 0)
+      throw UsageError("bad percent-escape '%00' in " + std::string(what) + ": NUL is not allowed");
     out += static_cast<char>(hi * 16 + lo);
     i += 2;
   }
@@ -197,7 +200,9 @@ ParsedUrl parse_url(const std::string& url) {
     if (param.empty()) continue;
     const size_t eq = param.find('=');
     const std::string name = decode(param.substr(0, eq), "query parameter name");
-    parsed.query[name] = eq == std::string_view::npos ? std::string() : decode(param.substr(eq + 1), "query parameter '" + name + "'");
+    parsed.query[name] = eq == std::string_view::npos
+                             ? std::string()
+                             : decode(param.substr(eq + 1), "query parameter '" + name + "'");
   }
   return parsed;
 }

@@ -122,7 +122,8 @@ class TempPath {
 
 // Writes all of `data` to a new temp file beside `final_path`, fsyncs and
 // closes it. The caller renames or links it into place.
-std::unique_ptr<TempPath> write_temp(const std::string& final_path, ByteSource& data, const std::string& object_url) {
+std::unique_ptr<TempPath> write_temp(const std::string& final_path, ByteSource& data,
+                                     const std::string& object_url) {
   const std::string dir = parent_dir(final_path);
   const std::string temp_prefix = dir + "/." + base_name(final_path) + std::string(k_temp_marker);
 
@@ -130,7 +131,8 @@ std::unique_ptr<TempPath> write_temp(const std::string& final_path, ByteSource& 
   std::unique_ptr<TempPath> temp;
   for (int attempt = 1;; ++attempt) {
     std::string path = temp_prefix + random_suffix();
-    fd.reset(retry_eintr([&] { return ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666); }));
+    fd.reset(
+        retry_eintr([&] { return ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666); }));
     if (fd) {
       temp = std::make_unique<TempPath>(std::move(path));
       break;
@@ -145,7 +147,8 @@ std::unique_ptr<TempPath> write_temp(const std::string& final_path, ByteSource& 
   }
 
   const uint64_t expected = data.size();
-  std::vector<std::byte> buffer(static_cast<size_t>(std::min<uint64_t>(expected, FileStorage::k_chunk_size)) + 1);
+  std::vector<std::byte> buffer(static_cast<size_t>(std::min<uint64_t>(expected, FileStorage::k_chunk_size)) +
+                                1);
   uint64_t total = 0;
   for (;;) {
     const size_t n = data.read(buffer);
@@ -161,15 +164,17 @@ std::unique_ptr<TempPath> write_temp(const std::string& final_path, ByteSource& 
   }
   if (total != expected) {
     // A source that lies about its size would make a torn object look whole.
-    throw Failure("unable to write '" + object_url + "': the source gave " + (total > expected ? "more than " : "") +
-                  std::to_string(total) + " bytes, expected " + std::to_string(expected));
+    throw Failure("unable to write '" + object_url + "': the source gave " +
+                  (total > expected ? "more than " : "") + std::to_string(total) + " bytes, expected " +
+                  std::to_string(expected));
   }
   if (retry_eintr([&] { return ::fsync(fd.get()); }) != 0) {
     throw_errno("unable to sync '" + object_url + "' after write", errno);
   }
   // close() reports delayed write errors on NFS; it is not retried on EINTR
   // because Linux has already released the descriptor.
-  if (::close(fd.release()) != 0 && errno != EINTR) throw_errno("unable to write '" + object_url + "'", errno);
+  if (::close(fd.release()) != 0 && errno != EINTR)
+    throw_errno("unable to write '" + object_url + "'", errno);
   return temp;
 }
 
@@ -178,7 +183,7 @@ struct DirCloser {
 };
 using UniqueDir = std::unique_ptr<DIR, DirCloser>;
 
-std::string normalize_root(std::string root) {
+std::string normalize_root(const std::string& root) {
   std::string out;
   for (char c : root) {
     if (c == '/' && !out.empty() && out.back() == '/') continue;
@@ -194,7 +199,7 @@ bool is_file_storage_temp_name(std::string_view name) {
   return name.starts_with('.') && name.find(k_temp_marker) != std::string_view::npos;
 }
 
-FileStorage::FileStorage(std::string root) : m_root(normalize_root(std::move(root))) {
+FileStorage::FileStorage(const std::string& root) : m_root(normalize_root(root)) {
   if (!m_root.starts_with('/')) throw Failure("file storage root '" + m_root + "' is not an absolute path");
   m_url = "file://" + percent_encode(m_root, true);
 }
@@ -231,7 +236,8 @@ void FileStorage::put(const std::string& key, ByteSource& data) {
   const std::string path = object_path(key);
   const std::string where = object_url(key);
   std::unique_ptr<TempPath> temp = write_temp(path, data, where);
-  if (::rename(temp->path().c_str(), path.c_str()) != 0) throw_errno("unable to write '" + where + "'", errno);
+  if (::rename(temp->path().c_str(), path.c_str()) != 0)
+    throw_errno("unable to write '" + where + "'", errno);
   temp->release();
   sync_dir(parent_dir(path), where);
 }
@@ -277,9 +283,11 @@ bool FileStorage::get(const std::string& key, ByteSink& out, const ByteRange& ra
   std::vector<std::byte> buffer(static_cast<size_t>(std::min<uint64_t>(end - begin, k_chunk_size)));
   for (uint64_t pos = begin; pos < end;) {
     const size_t want = static_cast<size_t>(std::min<uint64_t>(end - pos, buffer.size()));
-    const ssize_t n = retry_eintr([&] { return ::pread(fd.get(), buffer.data(), want, static_cast<off_t>(pos)); });
+    const ssize_t n =
+        retry_eintr([&] { return ::pread(fd.get(), buffer.data(), want, static_cast<off_t>(pos)); });
     if (n < 0) throw_errno("unable to read '" + where + "'", errno);
-    if (n == 0) throw StorageError("unable to read '" + where + "': the file shrank while it was read", false);
+    if (n == 0)
+      throw StorageError("unable to read '" + where + "': the file shrank while it was read", false);
     out.write(std::span<const std::byte>(buffer.data(), static_cast<size_t>(n)));
     pos += static_cast<uint64_t>(n);
   }
@@ -299,7 +307,9 @@ void FileStorage::walk(const std::string& dir, const std::string& key_prefix, co
     errno = 0;
     const dirent* entry = ::readdir(handle.get());
     if (entry == nullptr) {
-      if (errno != 0) throw_errno("unable to list '" + object_url(prefix) + "': unable to read directory '" + dir + "'", errno);
+      if (errno != 0)
+        throw_errno("unable to list '" + object_url(prefix) + "': unable to read directory '" + dir + "'",
+                    errno);
       break;
     }
     const std::string_view name = entry->d_name;
@@ -308,13 +318,15 @@ void FileStorage::walk(const std::string& dir, const std::string& key_prefix, co
     struct stat st {};
     if (::fstatat(::dirfd(handle.get()), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
       if (errno == ENOENT) continue;  // removed since readdir
-      throw_errno("unable to list '" + object_url(prefix) + "': unable to stat '" + dir + "/" + std::string(name) + "'",
+      throw_errno("unable to list '" + object_url(prefix) + "': unable to stat '" + dir + "/" +
+                      std::string(name) + "'",
                   errno);
     }
     const std::string key = key_prefix + std::string(name);
     if (S_ISDIR(st.st_mode)) {
       const std::string sub = key + "/";
-      if (sub.starts_with(prefix) || prefix.starts_with(sub)) walk(dir + "/" + std::string(name), sub, prefix, out);
+      if (sub.starts_with(prefix) || prefix.starts_with(sub))
+        walk(dir + "/" + std::string(name), sub, prefix, out);
     } else if (S_ISREG(st.st_mode) && key.starts_with(prefix)) {
       out.push_back({key, static_cast<uint64_t>(st.st_size)});
     }
@@ -360,7 +372,8 @@ void FileStorage::remove(const std::vector<std::string>& keys) {
     UniqueFd fd(retry_eintr([&] { return ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); }));
     if (!fd) continue;  // removed by another remover meanwhile
     if (retry_eintr([&] { return ::fsync(fd.get()); }) != 0 && errno != EINVAL && errno != ENOTSUP) {
-      throw_errno("unable to sync directory '" + dir + "' after removing objects from '" + m_url + "'", errno);
+      throw_errno("unable to sync directory '" + dir + "' after removing objects from '" + m_url + "'",
+                  errno);
     }
   }
 }

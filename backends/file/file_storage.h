@@ -21,7 +21,7 @@ class FileStorage : public Storage {
   // `root` is an absolute directory path (trailing and doubled slashes are
   // dropped). It need not exist: list() then returns nothing and the first
   // put creates it, with any missing parents.
-  explicit FileStorage(std::string root);
+  explicit FileStorage(const std::string& root);
 
   const std::string& root() const { return m_root; }
 

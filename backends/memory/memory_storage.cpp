@@ -29,7 +29,8 @@ std::vector<MemoryStorage::Call> MemoryStorage::calls() const {
 
 size_t MemoryStorage::count(std::string_view op) const {
   std::lock_guard<std::mutex> lock(m_mutex);
-  return static_cast<size_t>(std::count_if(m_calls.begin(), m_calls.end(), [&](const Call& c) { return c.op == op; }));
+  return static_cast<size_t>(
+      std::count_if(m_calls.begin(), m_calls.end(), [&](const Call& c) { return c.op == op; }));
 }
 
 std::optional<std::vector<std::byte>> MemoryStorage::object(const std::string& key) const {
@@ -132,7 +133,8 @@ std::vector<ObjectInfo> MemoryStorage::list(const std::string& prefix) {
   enter("list", prefix);
   std::vector<ObjectInfo> out;
   std::lock_guard<std::mutex> lock(m_mutex);
-  for (auto it = m_objects.lower_bound(prefix); it != m_objects.end() && it->first.starts_with(prefix); ++it) {
+  for (auto it = m_objects.lower_bound(prefix); it != m_objects.end() && it->first.starts_with(prefix);
+       ++it) {
     out.push_back({it->first, it->second->size()});
   }
   return out;

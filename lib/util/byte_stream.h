@@ -97,5 +97,7 @@ class FdSink : public ByteSink {
 inline std::span<const std::byte> as_bytes(const std::string& s) {
   return std::as_bytes(std::span<const char>(s.data(), s.size()));
 }
+// A span of a temporary string would dangle.
+std::span<const std::byte> as_bytes(std::string&&) = delete;
 
 }  // namespace walship

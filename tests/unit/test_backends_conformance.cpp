@@ -45,7 +45,6 @@ class StringSource : public ByteSource {
   size_t m_pos = 0;
 };
 
-
 // A fresh directory under $TMPDIR, removed with everything in it.
 class TempDir {
  public:
@@ -82,7 +81,8 @@ struct FileBackend {
 // percent-encoding.
 struct FileUrlBackend {
   TempDir dir;
-  std::unique_ptr<Storage> storage = open_storage("file://" + percent_encode(dir.path() + "/my replica", true));
+  std::unique_ptr<Storage> storage =
+      open_storage("file://" + percent_encode(dir.path() + "/my replica", true));
 };
 
 // The retry wrapper must be transparent when nothing fails.
@@ -146,7 +146,8 @@ class RecordingSink : public ByteSink {
 // Gives `fail_after` bytes, then throws as a local file that turns unreadable.
 class FailingSource : public ByteSource {
  public:
-  FailingSource(std::vector<std::byte> data, size_t fail_after) : m_data(std::move(data)), m_fail_after(fail_after) {}
+  FailingSource(std::vector<std::byte> data, size_t fail_after)
+      : m_data(std::move(data)), m_fail_after(fail_after) {}
   uint64_t size() const override { return m_data.size(); }
   size_t read(std::span<std::byte> out) override {
     if (m_pos >= m_fail_after) throw Failure("unable to read 'source': Input/output error");
@@ -203,14 +204,15 @@ TEST_CASE_TEMPLATE("an empty object exists and reads back empty", B, WALSHIP_CON
   CHECK(get_string(storage, "empty") == "");
 }
 
-TEST_CASE_TEMPLATE("getting a missing key returns false and delivers nothing", B, WALSHIP_CONFORMANCE_BACKENDS) {
+TEST_CASE_TEMPLATE("getting a missing key returns false and delivers nothing", B,
+                   WALSHIP_CONFORMANCE_BACKENDS) {
   B backend;
   Storage& storage = *backend.storage;
   CHECK(get_string(storage, "missing") == std::nullopt);  // nothing was ever written: no root yet
   put_string(storage, "dir/object", "x");
   CHECK(get_string(storage, "missing") == std::nullopt);
   CHECK(get_string(storage, "a/b/c/missing") == std::nullopt);
-  CHECK(get_string(storage, "dir") == std::nullopt);            // a prefix of other keys is not an object
+  CHECK(get_string(storage, "dir") == std::nullopt);               // a prefix of other keys is not an object
   CHECK(get_string(storage, "dir/object/below") == std::nullopt);  // below an object
   CHECK(get_string(storage, "missing", {5, 3}) == std::nullopt);
 }
@@ -225,7 +227,7 @@ TEST_CASE_TEMPLATE("range gets deliver exactly the requested bytes, clipped to t
   CHECK(get_string(storage, "digits", {3, 4}) == "3456");
   CHECK(get_string(storage, "digits", {0, 1}) == "0");
   CHECK(get_string(storage, "digits", {9, 1}) == "9");
-  CHECK(get_string(storage, "digits", {8, 100}) == "89");   // length past the end
+  CHECK(get_string(storage, "digits", {8, 100}) == "89");          // length past the end
   CHECK(get_string(storage, "digits", {10, std::nullopt}) == "");  // offset at the end
   CHECK(get_string(storage, "digits", {10, 5}) == "");
   CHECK(get_string(storage, "digits", {15, std::nullopt}) == "");  // offset past the end
@@ -258,7 +260,8 @@ TEST_CASE_TEMPLATE("put_if_absent never overwrites an existing object", B, WALSH
   CHECK(get_string(storage, "leases/db") == "third");
 }
 
-TEST_CASE_TEMPLATE("put_if_absent has exactly one winner among racing threads", B, WALSHIP_CONFORMANCE_BACKENDS) {
+TEST_CASE_TEMPLATE("put_if_absent has exactly one winner among racing threads", B,
+                   WALSHIP_CONFORMANCE_BACKENDS) {
   B backend;
   Storage& storage = *backend.storage;
   constexpr int k_threads = 6;
@@ -271,7 +274,8 @@ TEST_CASE_TEMPLATE("put_if_absent has exactly one winner among racing threads", 
       threads.emplace_back([&, t] {
         ready.fetch_add(1);
         while (ready.load() < k_threads) std::this_thread::yield();
-        won[static_cast<size_t>(t)] = put_string_if_absent(storage, key, "writer-" + std::to_string(t)) ? 1 : 0;
+        won[static_cast<size_t>(t)] =
+            put_string_if_absent(storage, key, "writer-" + std::to_string(t)) ? 1 : 0;
       });
     }
     for (std::thread& th : threads) th.join();
@@ -282,7 +286,8 @@ TEST_CASE_TEMPLATE("put_if_absent has exactly one winner among racing threads", 
   }
 }
 
-TEST_CASE_TEMPLATE("list returns keys sorted with sizes, filtered by prefix", B, WALSHIP_CONFORMANCE_BACKENDS) {
+TEST_CASE_TEMPLATE("list returns keys sorted with sizes, filtered by prefix", B,
+                   WALSHIP_CONFORMANCE_BACKENDS) {
   B backend;
   Storage& storage = *backend.storage;
   CHECK(storage.list("").empty());
@@ -306,9 +311,9 @@ TEST_CASE_TEMPLATE("list returns keys sorted with sizes, filtered by prefix", B,
                                 {"wal/0000000000000001/0000000000000001.wal", 6},
                                 {"wal/0000000000000001/0000000000000002.wal", 5},
                             });
-  CHECK(keys_of(storage.list("snapshots/")) ==
-        std::vector<std::string>{"snapshots/0000000000000001.snap", "snapshots/0000000000000002.snap",
-                                 "snapshots/0100000000000000.snap"});
+  CHECK(keys_of(storage.list("snapshots/")) == std::vector<std::string>{"snapshots/0000000000000001.snap",
+                                                                        "snapshots/0000000000000002.snap",
+                                                                        "snapshots/0100000000000000.snap"});
   // A prefix that ends inside a segment matches by string, not by directory.
   CHECK(keys_of(storage.list("snapshots/00")) ==
         std::vector<std::string>{"snapshots/0000000000000001.snap", "snapshots/0000000000000002.snap"});
@@ -361,7 +366,8 @@ TEST_CASE_TEMPLATE("remove deletes existing keys and ignores missing ones", B, W
   CHECK(get_string(storage, "b/deep/3") == "again");
 }
 
-TEST_CASE_TEMPLATE("a large object streams in pieces and reads back intact", B, WALSHIP_CONFORMANCE_BACKENDS) {
+TEST_CASE_TEMPLATE("a large object streams in pieces and reads back intact", B,
+                   WALSHIP_CONFORMANCE_BACKENDS) {
   B backend;
   Storage& storage = *backend.storage;
   const std::vector<std::byte> data = pattern_bytes((5u << 20) + 17);
@@ -372,7 +378,7 @@ TEST_CASE_TEMPLATE("a large object streams in pieces and reads back intact", B, 
   RecordingSink sink;
   REQUIRE(storage.get("snapshots/big.snap", sink));
   CHECK(sink.m_data == data);
-  CHECK(sink.m_writes > 1);               // streamed, ...
+  CHECK(sink.m_writes > 1);                    // streamed, ...
   CHECK(sink.m_largest <= (size_t{4} << 20));  // ... never the whole object in one buffer
 
   // A range that crosses chunk boundaries.
@@ -388,7 +394,8 @@ TEST_CASE_TEMPLATE("a put whose source fails leaves no object behind", B, WALSHI
   B backend;
   Storage& storage = *backend.storage;
   FailingSource source(pattern_bytes(300000), 150000);
-  CHECK_THROWS_WITH_AS(storage.put("snapshots/1.snap", source), doctest::Contains("Input/output error"), Failure);
+  CHECK_THROWS_WITH_AS(storage.put("snapshots/1.snap", source), doctest::Contains("Input/output error"),
+                       Failure);
   source.rewind();
   CHECK_THROWS_AS(storage.put_if_absent("snapshots/1.snap", source), Failure);
   CHECK(get_string(storage, "snapshots/1.snap") == std::nullopt);

@@ -43,7 +43,6 @@ class StringSource : public ByteSource {
   size_t m_pos = 0;
 };
 
-
 class TempDir {
  public:
   TempDir() {
@@ -54,8 +53,8 @@ class TempDir {
   ~TempDir() {
     std::error_code ec;
     // A test may leave read-only directories behind; make them removable.
-    for (auto it = fs::recursive_directory_iterator(m_path, ec); !ec && it != fs::recursive_directory_iterator();
-         it.increment(ec)) {
+    for (auto it = fs::recursive_directory_iterator(m_path, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
       if (it->is_directory(ec)) fs::permissions(it->path(), fs::perms::owner_all, fs::perm_options::add, ec);
     }
     fs::remove_all(m_path, ec);
@@ -89,7 +88,8 @@ std::vector<std::string> temp_files_under(const std::string& dir) {
   std::error_code ec;
   for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
        it.increment(ec)) {
-    if (it->path().filename().string().find(".walship-tmp-") != std::string::npos) found.push_back(it->path());
+    if (it->path().filename().string().find(".walship-tmp-") != std::string::npos)
+      found.push_back(it->path());
   }
   return found;
 }
@@ -187,7 +187,8 @@ TEST_CASE("keys that look like temp files are refused") {
   TempDir dir;
   FileStorage storage(dir.path());
   StringSource source("x");
-  CHECK_THROWS_WITH_AS(storage.put(".x.walship-tmp-1", source), doctest::Contains("reserved for temp files"), Failure);
+  CHECK_THROWS_WITH_AS(storage.put(".x.walship-tmp-1", source), doctest::Contains("reserved for temp files"),
+                       Failure);
   CHECK_THROWS_AS(storage.put("a/.x.walship-tmp-1/b", source), Failure);
   put_string(storage, ".hidden", "dotfiles are fine");
   CHECK(get_string(storage, ".hidden") == "dotfiles are fine");
@@ -219,7 +220,8 @@ TEST_CASE("a write into a read-only directory names the object and the errno tex
   });
   INFO(result.output);
   CHECK(result.status == 0);
-  CHECK(result.output == "unable to write 'file://" + root + "/snapshots/0000000000000001.snap': Permission denied");
+  CHECK(result.output ==
+        "unable to write 'file://" + root + "/snapshots/0000000000000001.snap': Permission denied");
   CHECK(temp_files_under(dir.path()).empty());
   CHECK_FALSE(fs::exists(root + "/snapshots/0000000000000001.snap"));
 }

@@ -41,7 +41,6 @@ class StringSource : public ByteSource {
   size_t m_pos = 0;
 };
 
-
 std::vector<std::byte> pattern_bytes(size_t size) {
   std::vector<std::byte> out(size);
   uint32_t x = 12345;
@@ -183,7 +182,8 @@ TEST_CASE("a non-transient failure is not retried") {
     h.storage->put("snapshots/1.snap", source);
     FAIL("put succeeded");
   } catch (const StorageError& e) {
-    CHECK(std::string(e.what()) == "unable to put 'snapshots/1.snap': 503 SlowDown");  // passed through unchanged
+    CHECK(std::string(e.what()) ==
+          "unable to put 'snapshots/1.snap': 503 SlowDown");  // passed through unchanged
     CHECK_FALSE(e.transient());
   }
   CHECK(attempts == 1);
@@ -245,7 +245,8 @@ TEST_CASE("a failed ranged download resumes inside its range") {
   for (const MemoryStorage::Call& call : h.memory->calls()) {
     if (call.op == "get") ranges.emplace_back(call.range.offset, call.range.length.value_or(0));
   }
-  CHECK(ranges == std::vector<std::pair<uint64_t, uint64_t>>{{1000, 250000}, {71000, 180000}, {141000, 110000}});
+  CHECK(ranges ==
+        std::vector<std::pair<uint64_t, uint64_t>>{{1000, 250000}, {71000, 180000}, {141000, 110000}});
 }
 
 TEST_CASE("a download that fails after its last byte is complete and not repeated") {
@@ -275,7 +276,8 @@ TEST_CASE("a download that keeps failing gives up without delivering duplicates"
   h.memory->put("k", source);
   h.memory->fail_get_after(100, 10);
   MemorySink sink;
-  CHECK_THROWS_WITH_AS(h.storage->get("k", sink), doctest::Contains("unable to read 'memory://bucket/app/k' after 3 attempts"),
+  CHECK_THROWS_WITH_AS(h.storage->get("k", sink),
+                       doctest::Contains("unable to read 'memory://bucket/app/k' after 3 attempts"),
                        StorageError);
   CHECK(sink.data() == std::vector<std::byte>(data.begin(), data.begin() + 300));
 }
@@ -295,7 +297,8 @@ TEST_CASE("an object that disappears during a resumed download is an error, not 
     h.storage->get("k", sink);
     FAIL("get succeeded");
   } catch (const StorageError& e) {
-    CHECK(std::string(e.what()) == "unable to read 'memory://bucket/app/k': the object disappeared after 10 bytes were read");
+    CHECK(std::string(e.what()) ==
+          "unable to read 'memory://bucket/app/k': the object disappeared after 10 bytes were read");
     CHECK_FALSE(e.transient());
   }
   CHECK(sink.data().size() == 10);
@@ -311,12 +314,15 @@ TEST_CASE("a missing object is not an error and is not retried") {
 
 TEST_CASE("a sink failure is not retried") {
   struct BrokenSink : ByteSink {
-    void write(std::span<const std::byte>) override { throw Failure("unable to write '/restore/db': No space left on device"); }
+    void write(std::span<const std::byte>) override {
+      throw Failure("unable to write '/restore/db': No space left on device");
+    }
   };
   Harness h;
   put_string(*h.storage, "k", "data");
   BrokenSink sink;
-  CHECK_THROWS_WITH_AS(h.storage->get("k", sink), "unable to write '/restore/db': No space left on device", Failure);
+  CHECK_THROWS_WITH_AS(h.storage->get("k", sink), "unable to write '/restore/db': No space left on device",
+                       Failure);
   CHECK(h.memory->count("get") == 1);
   CHECK(h.sleeps.empty());
 }
@@ -340,7 +346,8 @@ TEST_CASE("put_if_absent whose write landed but whose reply was lost still repor
     landed = true;
     StringSource mine("holder-1");
     memory->put(key, mine);  // the write reaches the server...
-    throw StorageError("unable to write '" + key + "': timed out waiting for the reply", true);  // ...the reply does not
+    throw StorageError("unable to write '" + key + "': timed out waiting for the reply",
+                       true);  // ...the reply does not
   });
   StringSource source("holder-1");
   CHECK(h.storage->put_if_absent("lease", source));

@@ -43,8 +43,8 @@ std::string file_root(const std::string& url) {
 }  // namespace
 
 TEST_CASE("a full URL parses into decoded parts") {
-  const ParsedUrl url =
-      parse_url("sftp://alice:s3cr%40t@backup.example:2222/srv/replicas/app%20db?identity=%2Fhome%2Fa%2F.ssh%2Fid&x");
+  const ParsedUrl url = parse_url(
+      "sftp://alice:s3cr%40t@backup.example:2222/srv/replicas/app%20db?identity=%2Fhome%2Fa%2F.ssh%2Fid&x");
   CHECK(url.scheme == "sftp");
   CHECK(url.has_authority);
   CHECK(url.user == "alice");
@@ -92,8 +92,8 @@ TEST_CASE("hosts may be IPv6 literals and passwords may hold an unescaped '@'") 
 }
 
 TEST_CASE("query parameters are decoded; empty ones skipped, the last of a name wins") {
-  const ParsedUrl url =
-      parse_url("s3://b/p?endpoint=http%3A%2F%2F127.0.0.1%3A9000&&path-style=true&region=x&region=us-east-1&a+b=c+d");
+  const ParsedUrl url = parse_url(
+      "s3://b/p?endpoint=http%3A%2F%2F127.0.0.1%3A9000&&path-style=true&region=x&region=us-east-1&a+b=c+d");
   CHECK(url.query == std::map<std::string, std::string>{{"endpoint", "http://127.0.0.1:9000"},
                                                         {"path-style", "true"},
                                                         {"region", "us-east-1"},
@@ -105,14 +105,18 @@ TEST_CASE("malformed URLs are usage errors that name the URL and the problem") {
   CHECK(usage_error([] { parse_url("no-scheme"); }) ==
         "invalid URL 'no-scheme': missing scheme (expected scheme://...)");
   CHECK(usage_error([] { parse_url("s3://b:abc/p"); }) == "invalid URL 's3://b:abc/p': bad port 'abc'");
-  CHECK(usage_error([] { parse_url("s3://b:0/p"); }) == "invalid URL 's3://b:0/p': bad port '0': must be 1 to 65535");
+  CHECK(usage_error([] { parse_url("s3://b:0/p"); }) ==
+        "invalid URL 's3://b:0/p': bad port '0': must be 1 to 65535");
   CHECK(usage_error([] { parse_url("s3://b:65536/p"); }).find("must be 1 to 65535") != std::string::npos);
   CHECK(usage_error([] { parse_url("s3://b:/p"); }) == "invalid URL 's3://b:/p': bad port ''");
-  CHECK(usage_error([] { parse_url("file:///a%zz"); }) == "invalid URL 'file:///a%zz': bad percent-escape '%zz' in path");
-  CHECK(usage_error([] { parse_url("file:///a%2"); }).find("must be followed by two hex digits") != std::string::npos);
+  CHECK(usage_error([] { parse_url("file:///a%zz"); }) ==
+        "invalid URL 'file:///a%zz': bad percent-escape '%zz' in path");
+  CHECK(usage_error([] { parse_url("file:///a%2"); }).find("must be followed by two hex digits") !=
+        std::string::npos);
   CHECK(usage_error([] { parse_url("file:///a%00b"); }).find("NUL is not allowed") != std::string::npos);
   CHECK(usage_error([] { parse_url("sftp://[::1/p"); }).find("unterminated '['") != std::string::npos);
-  CHECK(usage_error([] { parse_url("sftp://[::1]x/p"); }).find("unexpected text after ']'") != std::string::npos);
+  CHECK(usage_error([] { parse_url("sftp://[::1]x/p"); }).find("unexpected text after ']'") !=
+        std::string::npos);
   CHECK(usage_error([] { parse_url("file:///a#b"); }) ==
         "invalid URL 'file:///a#b': fragments ('#') are not supported: write '#' as %23");
   CHECK(usage_error([] { parse_url("://x"); }).find("missing scheme") != std::string::npos);
@@ -142,7 +146,8 @@ TEST_CASE("redaction hides passwords and secret-looking query values") {
                    "PASSWORD=pw&access%5Fkey=k&region=eu") ==
         "s3://b/p?X-Amz-Signature=***&X-Amz-Credential=***&token=***&Secret_Access_Key=***&"
         "PASSWORD=***&access%5Fkey=***&region=eu");
-  CHECK(redact_url("https://u:p@h/x?password=1&flag&key=#frag") == "https://u:***@h/x?password=***&flag&key=***#frag");
+  CHECK(redact_url("https://u:p@h/x?password=1&flag&key=#frag") ==
+        "https://u:***@h/x?password=***&flag&key=***#frag");
   // Only the authority holds credentials: '@' and ':' in the path are data.
   CHECK(redact_url("s3://bucket/a:b@c") == "s3://bucket/a:b@c");
   CHECK(redact_url("sftp://[::1]:22/p") == "sftp://[::1]:22/p");
@@ -160,7 +165,8 @@ TEST_CASE("redaction never throws, whatever it is given") {
 }
 
 TEST_CASE("object keys are relative paths without empty, '.' or '..' segments") {
-  for (const char* good : {"a", "snapshots/0000000000000001.snap", ".hidden", "a..b", "a/b/c", "..a", "a.."}) {
+  for (const char* good :
+       {"a", "snapshots/0000000000000001.snap", ".hidden", "a..b", "a/b/c", "..a", "a.."}) {
     CAPTURE(good);
     CHECK(is_valid_object_key(good));
   }
@@ -169,10 +175,11 @@ TEST_CASE("object keys are relative paths without empty, '.' or '..' segments") 
     CHECK_FALSE(is_valid_object_key(bad));
   }
   CHECK_FALSE(is_valid_object_key(std::string("a\0b", 3)));
-  CHECK_THROWS_WITH_AS(check_object_key("../x", "file:///r"),
-                       "invalid object key '../x' for 'file:///r': keys are relative, '/'-separated, without empty, "
-                       "'.' or '..' segments",
-                       Failure);
+  CHECK_THROWS_WITH_AS(
+      check_object_key("../x", "file:///r"),
+      "invalid object key '../x' for 'file:///r': keys are relative, '/'-separated, without empty, "
+      "'.' or '..' segments",
+      Failure);
 }
 
 TEST_CASE("file URLs and plain absolute paths open the file backend") {
@@ -188,7 +195,8 @@ TEST_CASE("file URLs and plain absolute paths open the file backend") {
 }
 
 TEST_CASE("a relative path or a name is not a replica URL") {
-  const std::string forms = "use file:///absolute/path, s3://bucket/prefix, gs://bucket/prefix or sftp://user@host/path";
+  const std::string forms =
+      "use file:///absolute/path, s3://bucket/prefix, gs://bucket/prefix or sftp://user@host/path";
   CHECK(open_error("foo") == "invalid replica URL 'foo': " + forms);
   CHECK(open_error("backups/app") == "invalid replica URL 'backups/app': " + forms);
   CHECK(open_error("./app") == "invalid replica URL './app': " + forms);
@@ -199,12 +207,16 @@ TEST_CASE("a relative path or a name is not a replica URL") {
 TEST_CASE("file URLs must name this machine, an absolute path and no options") {
   CHECK(open_error("file://backup-host/srv/replica") ==
         "invalid replica URL 'file://backup-host/srv/replica': file:// URLs cannot name a remote host "
-        "('backup-host'); use file:///absolute/path for this machine or sftp://user@backup-host/path for another one");
-  CHECK(open_error("file://") == "invalid replica URL 'file://': the path must be absolute; use file:///absolute/path");
+        "('backup-host'); use file:///absolute/path for this machine or sftp://user@backup-host/path for "
+        "another one");
+  CHECK(open_error("file://") ==
+        "invalid replica URL 'file://': the path must be absolute; use file:///absolute/path");
   CHECK(open_error("file:relative").find("the path must be absolute") != std::string::npos);
-  CHECK(open_error("file:///r?fsync=off") == "invalid replica URL 'file:///r?fsync=off': file:// URLs take no options ('fsync')");
+  CHECK(open_error("file:///r?fsync=off") ==
+        "invalid replica URL 'file:///r?fsync=off': file:// URLs take no options ('fsync')");
   CHECK(open_error("file://u:pw@localhost/r") ==
-        "invalid replica URL 'file://u:***@localhost/r': file:// URLs take no user or port; use file:///absolute/path");
+        "invalid replica URL 'file://u:***@localhost/r': file:// URLs take no user or port; use "
+        "file:///absolute/path");
   CHECK(open_error("file:///a%zz").find("bad percent-escape '%zz'") != std::string::npos);
 }
 
@@ -214,10 +226,12 @@ TEST_CASE("unknown schemes and backends not built yet say what to use") {
   CHECK(open_error("HTTP://host/x") ==
         "unsupported replica URL scheme 'http' in 'HTTP://host/x': use file://, s3://, gs:// or sftp://");
   CHECK(open_error("s3://bucket/prefix") ==
-        "unable to open replica 's3://bucket/prefix': the s3:// backend is not built into this walship yet; use "
+        "unable to open replica 's3://bucket/prefix': the s3:// backend is not built into this walship yet; "
+        "use "
         "file:///absolute/path");
   CHECK(open_error("gs://bucket/prefix").find("gs:// backend is not built") != std::string::npos);
   CHECK(open_error("sftp://u:pw@host/path") ==
-        "unable to open replica 'sftp://u:***@host/path': the sftp:// backend is not built into this walship yet; use "
+        "unable to open replica 'sftp://u:***@host/path': the sftp:// backend is not built into this walship "
+        "yet; use "
         "file:///absolute/path");
 }
