@@ -607,7 +607,8 @@ TEST_CASE("a file with a wrong magic is not a replica file") {
   Bytes file = small_multi_frame_delta();
   file[7] = std::byte{'X'};
   expect_corrupt(file, "bad magic");
-  expect_corrupt(as_bytes(std::string("SQLite format 3") + std::string(100, '\0')), "bad magic");
+  const std::string sqlite_file = std::string("SQLite format 3") + std::string(100, '\0');
+  expect_corrupt(as_bytes(sqlite_file), "bad magic");
 }
 
 TEST_CASE("a newer format version asks for an upgrade, not a repair") {
