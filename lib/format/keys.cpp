@@ -70,7 +70,8 @@ std::string delta_key(int level, uint64_t min_txid, uint64_t max_txid) {
                   std::to_string(k_max_level));
   }
   if (min_txid > max_txid) {
-    throw Failure("internal error: delta range " + txid_hex(min_txid) + "-" + txid_hex(max_txid) + " is reversed");
+    throw Failure("internal error: delta range " + txid_hex(min_txid) + "-" + txid_hex(max_txid) +
+                  " is reversed");
   }
   return std::string(k_delta_prefix) + "L" + std::to_string(level) + "/" + txid_hex(min_txid) + "-" +
          txid_hex(max_txid) + std::string(k_delta_ext);

@@ -13,19 +13,24 @@ enum class ObjectKind { snapshot, delta };
 
 struct KeyInfo {
   ObjectKind kind = ObjectKind::snapshot;
-  int level = 0;           // deltas: 0..3
-  uint64_t min_txid = 0;   // snapshots: the TXID; L0 deltas: min only (max is in the header)
-  uint64_t max_txid = 0;   // snapshots: == min_txid; L0: 0 (unknown from the key); L1+: from the key
+  int level = 0;          // deltas: 0..3
+  uint64_t min_txid = 0;  // snapshots: the TXID; L0 deltas: min only (max is in the header)
+  uint64_t max_txid = 0;  // snapshots: == min_txid; L0: 0 (unknown from the key); L1+: from the key
   bool operator==(const KeyInfo&) const = default;
 };
 
+// 16 lower-case hex digits.
 std::string txid_hex(uint64_t txid);
-// Parses exactly 16 hex digits; nullopt otherwise.
+// Parses exactly 16 lower-case hex digits; nullopt otherwise.
 std::optional<uint64_t> parse_txid_hex(std::string_view text);
 
-std::string snapshot_key(uint64_t txid);                       // snapshots/<txid>.snap
-std::string l0_delta_key(uint64_t min_txid);                   // deltas/L0/<min>.delta
-std::string delta_key(int level, uint64_t min_txid, uint64_t max_txid);  // deltas/L<n>/<min>-<max>.delta (n>=1)
+// snapshots/<txid>.snap
+std::string snapshot_key(uint64_t txid);
+// deltas/L0/<min>.delta
+std::string l0_delta_key(uint64_t min_txid);
+// deltas/L<level>/<min>-<max>.delta for level 1..3 and min <= max; throws
+// Failure otherwise (a caller bug: no planner would read such a key back).
+std::string delta_key(int level, uint64_t min_txid, uint64_t max_txid);
 
 // Recognises keys made by the functions above; anything else is nullopt (and
 // is ignored by planners, so stray files in a prefix do no harm).

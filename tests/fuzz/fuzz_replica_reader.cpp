@@ -63,7 +63,8 @@ bool fuzz_accepts(const uint8_t* data, size_t size, std::string* why) {
     first = decode(std::as_bytes(std::span(data, size)));
   } catch (const Error& e) {
     // Every rejection must say which object is bad.
-    if (std::string_view(e.what()).find("'" + std::string(k_name) + "'") == std::string_view::npos) std::abort();
+    if (std::string_view(e.what()).find("'" + std::string(k_name) + "'") == std::string_view::npos)
+      std::abort();
     if (why) *why = e.what();
     return false;
   }
@@ -73,7 +74,8 @@ bool fuzz_accepts(const uint8_t* data, size_t size, std::string* why) {
   for (const auto& [pgno, bytes] : first.pages) writer.add_page(pgno, bytes);
   writer.finish(first.trailer.post_checksum);
   const Decoded second = decode(sink.data());
-  if (second.header != first.header || second.trailer != first.trailer || second.pages != first.pages) std::abort();
+  if (second.header != first.header || second.trailer != first.trailer || second.pages != first.pages)
+    std::abort();
   return true;
 }
 

@@ -20,7 +20,8 @@ namespace {
 // so seeds stay a few hundred bytes.
 std::vector<std::byte> page_of(uint32_t page_size, uint32_t pgno) {
   std::vector<std::byte> page(page_size);
-  for (uint32_t i = 0; i < page_size; ++i) page[i] = static_cast<std::byte>(i < 8 ? pgno * 37 + i : (i / 64) & 7);
+  for (uint32_t i = 0; i < page_size; ++i)
+    page[i] = static_cast<std::byte>(i < 8 ? pgno * 37 + i : (i / 64) & 7);
   return page;
 }
 
@@ -37,7 +38,8 @@ void write_seed(const std::string& dir, const std::string& name, const FileHeade
   writer.finish(sum.value());
   const std::string path = dir + "/" + name;
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(sink.data().data()), static_cast<std::streamsize>(sink.data().size()));
+  out.write(reinterpret_cast<const char*>(sink.data().data()),
+            static_cast<std::streamsize>(sink.data().size()));
   if (!out) {
     std::fprintf(stderr, "unable to write '%s'\n", path.c_str());
     std::exit(1);
@@ -68,7 +70,8 @@ int main(int argc, char** argv) {
   const uint32_t lock = lock_page(512);
   write_seed(dir, "valid-delta-empty", header_of(FileKind::delta, 4096, 5, 9, 10), {}, 0);
   write_seed(dir, "valid-snapshot-512-one-frame", header_of(FileKind::snapshot, 512, 1, 1, 3), {1, 2, 3}, 0);
-  write_seed(dir, "valid-snapshot-512-three-frames", header_of(FileKind::snapshot, 512, 4, 4, 5), {1, 2, 3, 4, 5}, 2);
+  write_seed(dir, "valid-snapshot-512-three-frames", header_of(FileKind::snapshot, 512, 4, 4, 5),
+             {1, 2, 3, 4, 5}, 2);
   write_seed(dir, "valid-delta-1024-scattered", header_of(FileKind::delta, 1024, 2, 2, 40), {3, 17, 40}, 2);
   write_seed(dir, "valid-delta-512-lock-page", header_of(FileKind::delta, 512, 7, 8, lock + 1),
              {lock - 1, lock + 1}, 1);

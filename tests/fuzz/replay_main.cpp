@@ -61,11 +61,13 @@ int main(int argc, char** argv) {
       ++valid;
       std::string why;
       if (!fuzz_accepts(data.data(), data.size(), &why)) {
-        std::fprintf(stderr, "FAILED: %s is a valid-* seed but was rejected: %s\n", path.c_str(), why.c_str());
+        std::fprintf(stderr, "FAILED: %s is a valid-* seed but was rejected: %s\n", path.c_str(),
+                     why.c_str());
         ++failures;
       }
     }
   }
-  std::fprintf(stderr, "replayed %zu inputs (%zu valid-* seeds), %d failures\n", inputs.size(), valid, failures);
+  std::fprintf(stderr, "replayed %zu inputs (%zu valid-* seeds), %d failures\n", inputs.size(), valid,
+               failures);
   return failures == 0 ? 0 : 1;
 }

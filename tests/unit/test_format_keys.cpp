@@ -32,9 +32,9 @@ TEST_CASE("TXIDs are 16 lower-case hex digits so key order is TXID order") {
 
 TEST_CASE("parse_txid_hex accepts exactly 16 lower-case hex digits") {
   CHECK_FALSE(parse_txid_hex(""));
-  CHECK_FALSE(parse_txid_hex("000000000000001"));     // 15
-  CHECK_FALSE(parse_txid_hex("00000000000000001"));   // 17
-  CHECK_FALSE(parse_txid_hex("00000000000000A1"));    // upper case
+  CHECK_FALSE(parse_txid_hex("000000000000001"));    // 15
+  CHECK_FALSE(parse_txid_hex("00000000000000001"));  // 17
+  CHECK_FALSE(parse_txid_hex("00000000000000A1"));   // upper case
   CHECK_FALSE(parse_txid_hex("00000000000000g1"));
   CHECK_FALSE(parse_txid_hex("+000000000000001"));
   CHECK_FALSE(parse_txid_hex(" 000000000000001"));
@@ -72,26 +72,26 @@ TEST_CASE("near-miss keys are not replica objects") {
   const char* const rejects[] = {
       "",
       "snapshots/",
-      "snapshots/000000000000a1.snap",           // 14 digits
-      "snapshots/000000000000000a1.snap",        // 17 digits
-      "snapshots/00000000000000a.snap",          // 15 digits
-      "snapshots/00000000000000A1.snap",         // upper-case hex
+      "snapshots/000000000000a1.snap",     // 14 digits
+      "snapshots/000000000000000a1.snap",  // 17 digits
+      "snapshots/00000000000000a.snap",    // 15 digits
+      "snapshots/00000000000000A1.snap",   // upper-case hex
       "snapshots/00000000000000a1.SNAP",
       "snapshots/00000000000000a1.snapshot",
       "snapshots/00000000000000a1.snap.tmp",
       "snapshots/00000000000000a1",
-      "snapshots/00000000000000a1.delta",        // wrong extension
+      "snapshots/00000000000000a1.delta",  // wrong extension
       "snapshots/00000000000000a1-00000000000000b2.snap",
       "snapshot/00000000000000a1.snap",
       "/snapshots/00000000000000a1.snap",
       "x/snapshots/00000000000000a1.snap",
-      "deltas/L0/00000000000000a1.snap",         // wrong extension
+      "deltas/L0/00000000000000a1.snap",  // wrong extension
       "deltas/L0/00000000000000a1",
       "deltas/L0/00000000000000a1-00000000000000b2.delta",  // L0 with a range
-      "deltas/L0/0000000000000a1.delta",         // 15 digits
-      "deltas/L0/000000000000000a1.delta",       // 17 digits
-      "deltas/L0/00000000000000A1.delta",        // upper case
-      "deltas/L1/00000000000000a1.delta",        // L1 without a range
+      "deltas/L0/0000000000000a1.delta",                    // 15 digits
+      "deltas/L0/000000000000000a1.delta",                  // 17 digits
+      "deltas/L0/00000000000000A1.delta",                   // upper case
+      "deltas/L1/00000000000000a1.delta",                   // L1 without a range
       "deltas/L2/00000000000000a1-.delta",
       "deltas/L2/00000000000000a1-00000000000000B2.delta",
       "deltas/L2/00000000000000a1-0000000000000b2.delta",

@@ -39,7 +39,8 @@ void fill_page(std::span<std::byte> page, uint32_t pgno, uint64_t seed) {
   uint64_t state = seed * 1000003u + pgno;
   const size_t random_bytes = std::min<size_t>(page.size() / 32, 96);
   for (size_t i = 0; i < random_bytes; ++i) page[i] = static_cast<std::byte>(splitmix(state));
-  for (size_t i = random_bytes; i < page.size(); ++i) page[i] = static_cast<std::byte>((i / 16 + pgno) & 0x3f);
+  for (size_t i = random_bytes; i < page.size(); ++i)
+    page[i] = static_cast<std::byte>((i / 16 + pgno) & 0x3f);
 }
 
 Bytes make_page(uint32_t page_size, uint32_t pgno, uint64_t seed = 0) {
@@ -86,8 +87,8 @@ struct Written {
   uint64_t bytes_written = 0;
 };
 
-Written write_file(const FileHeader& header, const std::vector<uint32_t>& pgnos, uint64_t seed = 0, int level = 1,
-                   uint32_t frame_pages = 0) {
+Written write_file(const FileHeader& header, const std::vector<uint32_t>& pgnos, uint64_t seed = 0,
+                   int level = 1, uint32_t frame_pages = 0) {
   MemorySink sink;
   ReplicaWriter writer(sink, header, level, frame_pages);
   DbChecksum sum;
@@ -122,7 +123,8 @@ ReadBack read_file(ByteSource& source, uint32_t seed = 0) {
     for (const PageRef& page : pages) {
       out.pgnos.push_back(page.pgno);
       fill_page(expected, page.pgno, seed);
-      if (page.data.size() != expected.size() || !std::equal(page.data.begin(), page.data.end(), expected.begin())) {
+      if (page.data.size() != expected.size() ||
+          !std::equal(page.data.begin(), page.data.end(), expected.begin())) {
         ++out.wrong_pages;
       }
       sum.add(page.pgno, page.data);
@@ -202,7 +204,8 @@ class RawBuilder {
       data = compress(content, options.zstd_checksum);
     }
     std::byte head[8];
-    put_be32(head, options.csize >= 0 ? static_cast<uint32_t>(options.csize) : static_cast<uint32_t>(data.size()));
+    put_be32(head,
+             options.csize >= 0 ? static_cast<uint32_t>(options.csize) : static_cast<uint32_t>(data.size()));
     put_be32(head + 4, options.npages >= 0 ? static_cast<uint32_t>(options.npages)
                                            : static_cast<uint32_t>(pgnos.size()));
     m_bytes.insert(m_bytes.end(), head, head + 8);
@@ -231,7 +234,9 @@ class RawBuilder {
   }
 
  private:
-  static void append(Bytes& to, std::span<const std::byte> from) { to.insert(to.end(), from.begin(), from.end()); }
+  static void append(Bytes& to, std::span<const std::byte> from) {
+    to.insert(to.end(), from.begin(), from.end());
+  }
 
   static Bytes compress(std::span<const std::byte> content, bool checksum) {
     ZSTD_CCtx* cctx = ZSTD_createCCtx();
@@ -283,16 +288,16 @@ TEST_CASE("the header encodes to the documented big-endian bytes") {
   const FileHeader h = delta_header(4096, 0x01020304, 0x1112131415161718ull, 0x2122232425262728ull);
   const auto bytes = encode_header(h);
   const unsigned char expected[k_header_size] = {
-      'W',  'A',  'L',  'S',  'H',  'I',  'P',  'D',                    // magic
-      0,    0,    0,    1,                                              // version
-      0,    0,    0x10, 0,                                              // page size
-      0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18,                   // min
-      0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28,                   // max
-      1,    2,    3,    4,                                              // db pages
-      0,    0,    0,    0,                                              // flags
-      0,    0,    0x01, 0x8b, 0xcf, 0xe5, 0x69, 0xc8,                   // commit ms
-      0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88,                   // pre_sum
-      0,    0,    0,    0,    0,    0,    0,    0,                      // reserved
+      'W',  'A',  'L',  'S',  'H',  'I',  'P',  'D',   // magic
+      0,    0,    0,    1,                             // version
+      0,    0,    0x10, 0,                             // page size
+      0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18,  // min
+      0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28,  // max
+      1,    2,    3,    4,                             // db pages
+      0,    0,    0,    0,                             // flags
+      0,    0,    0x01, 0x8b, 0xcf, 0xe5, 0x69, 0xc8,  // commit ms
+      0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88,  // pre_sum
+      0,    0,    0,    0,    0,    0,    0,    0,     // reserved
   };
   CHECK(std::memcmp(bytes.data(), expected, k_header_size) == 0);
   CHECK(std::memcmp(encode_header(snapshot_header(512, 1)).data(), "WALSHIPS", 8) == 0);
@@ -311,7 +316,8 @@ TEST_CASE("decode_header needs all 64 header bytes and says the header is trunca
   for (size_t n = 0; n < k_header_size; ++n) {
     CAPTURE(n);
     CHECK_THROWS_WITH_AS(decode_header(std::span(bytes).first(n), k_name),
-                         doctest::Contains(("corrupt replica file '" + k_name + "': truncated").c_str()), Failure);
+                         doctest::Contains(("corrupt replica file '" + k_name + "': truncated").c_str()),
+                         Failure);
   }
 }
 
@@ -338,7 +344,8 @@ TEST_CASE("a delta with scattered pages round-trips at every page size") {
   for (uint32_t page_size = 512; page_size <= 65536; page_size *= 2) {
     CAPTURE(page_size);
     std::vector<uint32_t> pgnos;
-    for (uint32_t pgno = 1; pgno < 40 * pages_per_frame(page_size) / 10; pgno += 1 + pgno % 3) pgnos.push_back(pgno);
+    for (uint32_t pgno = 1; pgno < 40 * pages_per_frame(page_size) / 10; pgno += 1 + pgno % 3)
+      pgnos.push_back(pgno);
     const FileHeader header = delta_header(page_size, pgnos.back() + 5);
     const Written file = write_file(header, pgnos, 42);
     const ReadBack back = read_file(file.bytes, 42);
@@ -453,8 +460,8 @@ TEST_CASE("the writer makes smaller frames on request, but none a reader would r
   CHECK(back.wrong_pages == 0);
   MemorySink sink;
   CHECK_NOTHROW(ReplicaWriter(sink, delta_header(65536, 1), 1, 63));
-  CHECK_THROWS_WITH_AS(ReplicaWriter(sink, delta_header(65536, 1), 1, 64), doctest::Contains("larger than readers accept"),
-                       Failure);
+  CHECK_THROWS_WITH_AS(ReplicaWriter(sink, delta_header(65536, 1), 1, 64),
+                       doctest::Contains("larger than readers accept"), Failure);
 }
 
 TEST_CASE("the writer hands each frame to the sink as soon as it is full") {
@@ -549,8 +556,8 @@ TEST_CASE("every single-byte change to a small file is rejected with a message n
       {"a one-frame snapshot", write_file(snapshot_header(512, 3), {1, 2, 3}).bytes, every_value},
       // Every bit flip (and every byte inverted) of files with several frames.
       {"a three-frame delta", small_multi_frame_delta(), every_bit_and_all},
-      {"a writer-made three-frame snapshot", write_file(snapshot_header(512, 5), {1, 2, 3, 4, 5}, 0, 1, 2).bytes,
-       every_bit_and_all},
+      {"a writer-made three-frame snapshot",
+       write_file(snapshot_header(512, 5), {1, 2, 3, 4, 5}, 0, 1, 2).bytes, every_bit_and_all},
   };
   for (const Case& c : cases) {
     CAPTURE(c.what);
@@ -699,7 +706,8 @@ TEST_CASE("frames that lie about their size or pages are rejected") {
 
 TEST_CASE("a frame must be exactly one zstd frame carrying its content checksum") {
   const FileHeader header = delta_header(512, 10);
-  expect_corrupt(RawBuilder(header).frame({1, 2}, {.zstd_checksum = false}).finish(), "not a checksummed zstd frame");
+  expect_corrupt(RawBuilder(header).frame({1, 2}, {.zstd_checksum = false}).finish(),
+                 "not a checksummed zstd frame");
   expect_corrupt(RawBuilder(header).frame({1, 2, 3, 4}, {.two_zstd_frames = true}).finish(),
                  "not exactly one zstd frame");
   const Bytes garbage(40, std::byte{0x5a});
@@ -725,21 +733,25 @@ TEST_CASE("pages must ascend across the file, stay inside the database and never
   expect_corrupt(RawBuilder(header).frame({0}).finish(), "has page 0 (pages count from 1)");
   expect_corrupt(RawBuilder(header).frame({10, 11}).finish(), "page 11, past the database's 10 pages");
   const uint32_t lock = lock_page(512);
-  expect_corrupt(RawBuilder(delta_header(512, lock + 1)).frame({lock - 1, lock}).finish(), "lock page 2097153");
+  expect_corrupt(RawBuilder(delta_header(512, lock + 1)).frame({lock - 1, lock}).finish(),
+                 "lock page 2097153");
   // Through all that, the same pages in order are fine.
-  CHECK(read_error(RawBuilder(delta_header(512, lock + 1)).frame({lock - 1}).frame({lock + 1}).finish()).empty());
+  CHECK(read_error(RawBuilder(delta_header(512, lock + 1)).frame({lock - 1}).frame({lock + 1}).finish())
+            .empty());
 }
 
 TEST_CASE("the trailer must count the pages and carry its magic") {
   const FileHeader header = delta_header(512, 10);
-  expect_corrupt(RawBuilder(header).frame({1, 2}).finish(0, 3), "the trailer counts 3 pages but the frames hold 2");
+  expect_corrupt(RawBuilder(header).frame({1, 2}).finish(0, 3),
+                 "the trailer counts 3 pages but the frames hold 2");
   expect_corrupt(RawBuilder(header).frame({1, 2}).finish(0, -1, "WALSHIPX"), "bad trailer magic");
   expect_corrupt(RawBuilder(header).frame({1, 2}).finish(0, -1, "WALSHIPS"), "bad trailer magic");
 }
 
 TEST_CASE("a snapshot must hold every page of the database") {
   const FileHeader header = snapshot_header(512, 4);
-  expect_corrupt(RawBuilder(header).frame({1, 2, 4}).finish(), "holds 3 pages but a database of 4 pages needs 4");
+  expect_corrupt(RawBuilder(header).frame({1, 2, 4}).finish(),
+                 "holds 3 pages but a database of 4 pages needs 4");
   expect_corrupt(RawBuilder(header).finish(), "holds 0 pages");
   CHECK(read_error(RawBuilder(header).frame({1, 2}).frame({3, 4}).finish()).empty());
   // Past the lock page a snapshot holds one page fewer than the database.
