@@ -3,6 +3,7 @@
 #include <zstd.h>
 
 #include <cstring>
+#include <future>
 #include <string_view>
 
 // Header-only use of xxHash: the static build links no extra library.
@@ -165,20 +166,41 @@ FileHeader decode_header(std::span<const std::byte> bytes, const std::string& na
 // ---------------------------------------------------------------------------
 // Writer
 
+// One frame being compressed: its records, its compressed bytes (after room
+// for the frame header) and its own zstd context, so several frames can be
+// compressed at once (see set_compression_threads()).
+struct CompressSlot {
+  CCtxPtr cctx;
+  std::vector<std::byte> content;
+  std::vector<std::byte> frame;
+  uint32_t pages = 0;
+  size_t content_size = 0;
+  std::future<size_t> pending;  // declared last: joined before the buffers it uses are freed
+
+  size_t compress() {
+    const size_t csize = ZSTD_compress2(cctx.get(), frame.data() + k_frame_header_size,
+                                        frame.size() - k_frame_header_size, content.data(), content_size);
+    if (ZSTD_isError(csize)) throw_writer(std::string("zstd failed: ") + ZSTD_getErrorName(csize));
+    return csize;
+  }
+};
+
 struct ReplicaWriter::Impl {
   Impl(ByteSink& sink, const FileHeader& file_header) : out(sink), header(file_header) {}
 
   ByteSink& out;
   FileHeader header;
-  CCtxPtr cctx;
+  int zstd_level = 0;
   XXH3_state_t file_hash;
   uint32_t lock_pgno = 0;
   uint32_t frame_capacity = 0;  // pages per frame
   size_t record_size = 0;       // pgno + page
-  // content holds the frame being filled; frame holds its frame header and
-  // compressed bytes. Both are sized once, so no page costs an allocation.
+  // content holds the frame being filled; a full frame is swapped into a
+  // slot to be compressed. Buffers are sized once, so no page costs an
+  // allocation.
   std::vector<std::byte> content;
-  std::vector<std::byte> frame;
+  std::vector<CompressSlot> slots;
+  size_t next_slot = 0;
   uint32_t frame_pages = 0;
   uint32_t last_pgno = 0;
   uint64_t page_count = 0;
@@ -199,18 +221,56 @@ struct ReplicaWriter::Impl {
     if (broken) throw_writer(std::string(call) + " called after a failed write");
   }
 
+  void add_slot() {
+    CompressSlot& slot = slots.emplace_back();
+    slot.cctx.reset(ZSTD_createCCtx());
+    if (!slot.cctx) throw std::bad_alloc();
+    for (const auto& [param, value] :
+         {std::pair{ZSTD_c_compressionLevel, zstd_level}, std::pair{ZSTD_c_checksumFlag, 1},
+          std::pair{ZSTD_c_contentSizeFlag, 1}}) {
+      const size_t rc = ZSTD_CCtx_setParameter(slot.cctx.get(), param, value);
+      if (ZSTD_isError(rc)) throw_writer(std::string("zstd rejected a parameter: ") + ZSTD_getErrorName(rc));
+    }
+    slot.content.resize(frame_capacity * record_size);
+    slot.frame.resize(k_frame_header_size + ZSTD_compressBound(slot.content.size()));
+  }
+
+  void emit_slot(CompressSlot& slot, size_t csize) {
+    put_be32(slot.frame.data(), static_cast<uint32_t>(csize));
+    put_be32(slot.frame.data() + 4, slot.pages);
+    emit(std::span(slot.frame.data(), k_frame_header_size + csize));
+  }
+
+  // Writes out the slot's frame once its compression is done.
+  void drain(CompressSlot& slot) {
+    if (!slot.pending.valid()) return;
+    broken = true;
+    emit_slot(slot, slot.pending.get());
+    broken = false;
+  }
+
+  // Frames go out in the order they were filled: slots are used round-robin
+  // and a slot is drained before it is reused.
   void flush_frame() {
     if (frame_pages == 0) return;
+    CompressSlot& slot = slots[next_slot];
+    drain(slot);
     broken = true;
-    const size_t content_size = frame_pages * record_size;
-    const size_t csize = ZSTD_compress2(cctx.get(), frame.data() + k_frame_header_size,
-                                        frame.size() - k_frame_header_size, content.data(), content_size);
-    if (ZSTD_isError(csize)) throw_writer(std::string("zstd failed: ") + ZSTD_getErrorName(csize));
-    put_be32(frame.data(), static_cast<uint32_t>(csize));
-    put_be32(frame.data() + 4, frame_pages);
-    emit(std::span(frame.data(), k_frame_header_size + csize));
+    slot.content.swap(content);
+    slot.pages = frame_pages;
+    slot.content_size = frame_pages * record_size;
     frame_pages = 0;
+    if (slots.size() == 1) {
+      emit_slot(slot, slot.compress());
+    } else {
+      slot.pending = std::async(std::launch::async, [&slot] { return slot.compress(); });
+      next_slot = (next_slot + 1) % slots.size();
+    }
     broken = false;
+  }
+
+  void drain_all() {
+    for (size_t i = 0; i < slots.size(); ++i) drain(slots[(next_slot + i) % slots.size()]);
   }
 };
 
@@ -231,25 +291,24 @@ ReplicaWriter::ReplicaWriter(ByteSink& out, const FileHeader& header, int zstd_l
                  " bytes make a frame larger than readers accept");
   }
   Impl& s = *m_impl;
-  s.cctx.reset(ZSTD_createCCtx());
-  if (!s.cctx) throw std::bad_alloc();
-  for (const auto& [param, value] :
-       {std::pair{ZSTD_c_compressionLevel, zstd_level}, std::pair{ZSTD_c_checksumFlag, 1},
-        std::pair{ZSTD_c_contentSizeFlag, 1}}) {
-    const size_t rc = ZSTD_CCtx_setParameter(s.cctx.get(), param, value);
-    if (ZSTD_isError(rc)) throw_writer(std::string("zstd rejected a parameter: ") + ZSTD_getErrorName(rc));
-  }
+  s.zstd_level = zstd_level;
   s.lock_pgno = lock_page(header.page_size);
   s.frame_capacity = frame_pages != 0 ? frame_pages : pages_per_frame(header.page_size);
   s.record_size = k_pgno_size + header.page_size;
   s.content.resize(s.frame_capacity * s.record_size);
-  s.frame.resize(k_frame_header_size + ZSTD_compressBound(s.content.size()));
+  s.add_slot();
   XXH3_INITSTATE(&s.file_hash);
   XXH3_64bits_reset(&s.file_hash);
   s.emit(encode_header(header));
 }
 
 ReplicaWriter::~ReplicaWriter() = default;
+
+void ReplicaWriter::set_compression_threads(int threads) {
+  Impl& s = *m_impl;
+  if (s.page_count != 0) throw_writer("set_compression_threads() called after add_page()");
+  while (static_cast<int>(s.slots.size()) < threads) s.add_slot();
+}
 
 void ReplicaWriter::add_page(uint32_t pgno, std::span<const std::byte> page) {
   Impl& s = *m_impl;
@@ -287,6 +346,7 @@ void ReplicaWriter::finish(uint64_t post_checksum) {
     }
   }
   s.flush_frame();
+  s.drain_all();
   std::array<std::byte, k_end_size> end{};  // starts with the zero end marker
   std::byte* trailer = end.data() + k_frame_header_size;
   put_be64(trailer + k_off_post_sum, post_checksum);

@@ -99,6 +99,11 @@ class ReplicaWriter {
   // and fuzz seeds use small frames to get many frames from a few pages.
   ReplicaWriter(ByteSink& out, const FileHeader& header, int zstd_level, uint32_t frame_pages = 0);
   ~ReplicaWriter();
+
+  // Compresses up to `threads` frames at once (call before the first page).
+  // Frames still reach `out` in order, from the caller's thread; memory grows
+  // by about 2 MiB per thread. Snapshots use it; deltas are small.
+  void set_compression_threads(int threads);
   ReplicaWriter(const ReplicaWriter&) = delete;
   ReplicaWriter& operator=(const ReplicaWriter&) = delete;
 

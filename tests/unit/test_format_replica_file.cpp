@@ -88,9 +88,10 @@ struct Written {
 };
 
 Written write_file(const FileHeader& header, const std::vector<uint32_t>& pgnos, uint64_t seed = 0,
-                   int level = 1, uint32_t frame_pages = 0) {
+                   int level = 1, uint32_t frame_pages = 0, int threads = 1) {
   MemorySink sink;
   ReplicaWriter writer(sink, header, level, frame_pages);
+  writer.set_compression_threads(threads);
   DbChecksum sum;
   Bytes page(header.page_size);
   for (const uint32_t pgno : pgnos) {
@@ -338,6 +339,31 @@ TEST_CASE("a snapshot round-trips at every page size from 512 to 65536, over sev
     CHECK(back.trailer == FileTrailer{file.checksum, db_pages});
     CHECK(back.checksum == file.checksum);
   }
+}
+
+TEST_CASE("compressing frames on several threads writes the very same bytes") {
+  for (const uint32_t page_size : {512u, 4096u, 65536u}) {
+    CAPTURE(page_size);
+    const uint32_t db_pages = 5 * pages_per_frame(page_size) + 3;
+    const FileHeader header = snapshot_header(page_size, db_pages);
+    const Written one = write_file(header, all_pages(db_pages, page_size), 9, 3);
+    for (const int threads : {2, 3, 8}) {
+      CAPTURE(threads);
+      const Written many = write_file(header, all_pages(db_pages, page_size), 9, 3, 0, threads);
+      CHECK(many.bytes == one.bytes);
+      CHECK(many.bytes_written == one.bytes_written);
+    }
+    // Fewer frames than threads, and small frames, too.
+    CHECK(write_file(header, all_pages(db_pages, page_size), 9, 3, 1, 4).bytes ==
+          write_file(header, all_pages(db_pages, page_size), 9, 3, 1, 1).bytes);
+  }
+}
+
+TEST_CASE("set_compression_threads comes before the first page") {
+  MemorySink sink;
+  ReplicaWriter writer(sink, snapshot_header(4096, 2), 1);
+  writer.add_page(1, make_page(4096, 1));
+  CHECK_THROWS_AS(writer.set_compression_threads(2), Failure);
 }
 
 TEST_CASE("a delta with scattered pages round-trips at every page size") {
