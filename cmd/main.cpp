@@ -30,8 +30,9 @@ int fail(ExitCode code, const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"walship: ship every committed SQLite transaction to storage that outlives the machine,\n"
-               "and restore the database anywhere, to the latest or any kept point in time."};
+  CLI::App app{
+      "walship: ship every committed SQLite transaction to storage that outlives the machine,\n"
+      "and restore the database anywhere, to the latest or any kept point in time."};
   app.name("walship");
   app.require_subcommand(1);
   app.set_version_flag("--version", walship::cmd::version_text());

@@ -1,10 +1,11 @@
+#include "lib/replica/restore.h"
+
 #include <cstdio>
 #include <memory>
 
 #include "cmd/commands.h"
 #include "cmd/storage_open.h"
 #include "lib/format/keys.h"
-#include "lib/replica/restore.h"
 #include "lib/util/error.h"
 #include "lib/util/fs.h"
 #include "lib/util/log.h"
@@ -21,7 +22,8 @@ uint64_t parse_txid_arg(const std::string& text) {
   const bool ok = !digits.empty() && digits.size() <= 16 &&
                   digits.find_first_not_of("0123456789abcdefABCDEF") == std::string::npos;
   if (!ok) {
-    throw UsageError("invalid --txid '" + text + "': give a TXID as walship ls prints it (hex, e.g. 00000000000000a3)");
+    throw UsageError("invalid --txid '" + text +
+                     "': give a TXID as walship ls prints it (hex, e.g. 00000000000000a3)");
   }
   const uint64_t txid = std::stoull(digits, nullptr, 16);
   if (txid == 0) throw UsageError("invalid --txid '" + text + "': TXIDs start at 1");
@@ -44,10 +46,14 @@ void add_restore_command(CLI::App& app, const GlobalOptions& global, Runner& run
   auto* txid = sub->add_option("--txid", args->txid, "Restore to this TXID (as walship ls prints it)");
   sub->add_option("--timestamp", args->timestamp, "Restore to the last point at or before this RFC 3339 time")
       ->excludes(txid);
-  sub->add_flag("--if-replica-exists", args->options.if_replica_exists, "Succeed without doing anything if there is no replica");
-  sub->add_flag("--if-db-not-exists", args->options.if_db_not_exists, "Succeed without doing anything if PATH exists");
-  sub->add_flag("-f,--force", args->options.force, "Replace PATH if it exists (and remove a stale PATH-wal/-shm)");
-  sub->add_flag("--verify", args->options.full_integrity_check, "Run PRAGMA integrity_check instead of quick_check");
+  sub->add_flag("--if-replica-exists", args->options.if_replica_exists,
+                "Succeed without doing anything if there is no replica");
+  sub->add_flag("--if-db-not-exists", args->options.if_db_not_exists,
+                "Succeed without doing anything if PATH exists");
+  sub->add_flag("-f,--force", args->options.force,
+                "Replace PATH if it exists (and remove a stale PATH-wal/-shm)");
+  sub->add_flag("--verify", args->options.full_integrity_check,
+                "Run PRAGMA integrity_check instead of quick_check");
   sub->add_option("--parallelism", args->options.parallelism, "Downloads in flight")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();

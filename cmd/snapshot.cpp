@@ -1,10 +1,11 @@
+#include "lib/replica/snapshot.h"
+
 #include <cstdio>
 #include <memory>
 
 #include "cmd/commands.h"
 #include "cmd/storage_open.h"
 #include "lib/format/keys.h"
-#include "lib/replica/snapshot.h"
 #include "lib/util/fs.h"
 #include "lib/util/progress.h"
 
@@ -17,7 +18,8 @@ void add_snapshot_command(CLI::App& app, const GlobalOptions& global, Runner& ru
   };
   auto args = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand("snapshot", "Write a full snapshot of a live database to its replica");
-  sub->add_option("DB", args->options.db_path, "The SQLite database (WAL or rollback journal mode)")->required();
+  sub->add_option("DB", args->options.db_path, "The SQLite database (WAL or rollback journal mode)")
+      ->required();
   sub->add_option("URL", args->url, "The replica: file:///path, or an absolute path")->required();
   sub->add_option("--zstd-level", args->options.zstd_level, "zstd compression level")
       ->check(CLI::Range(1, 19))

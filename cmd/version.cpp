@@ -13,8 +13,8 @@ std::string version_text() {
   char mbedtls[32] = "";
   mbedtls_version_get_string(mbedtls);
   return std::string("walship ") + WALSHIP_VERSION + " (SQLite " + sqlite3_libversion() + ", zstd " +
-         ZSTD_versionString() + ", libcurl " + curl_version_info(CURLVERSION_NOW)->version + ", mbedTLS " + mbedtls +
-         ")";
+         ZSTD_versionString() + ", libcurl " + curl_version_info(CURLVERSION_NOW)->version + ", mbedTLS " +
+         mbedtls + ")";
 }
 
 void add_version_command(CLI::App& app, Runner& run) {

@@ -12,8 +12,8 @@ namespace walship {
 struct RestorePoint {
   uint64_t txid = 0;
   uint64_t commit_time_ms = 0;
-  std::string kind;  // "snapshot", or "L0".."L3" for the delta that ends at this TXID
-  uint64_t size = 0; // bytes of that object
+  std::string kind;   // "snapshot", or "L0".."L3" for the delta that ends at this TXID
+  uint64_t size = 0;  // bytes of that object
   std::string key;
 };
 

@@ -5,7 +5,8 @@
 
 namespace walship {
 
-ObjectStream::ObjectStream(Storage& storage, std::string key, uint64_t size, int parallelism, uint64_t chunk_size)
+ObjectStream::ObjectStream(Storage& storage, std::string key, uint64_t size, int parallelism,
+                           uint64_t chunk_size)
     : m_storage(storage),
       m_key(std::move(key)),
       m_size(size),

@@ -49,8 +49,8 @@ class ObjectStream : public ByteSource {
   mutable std::mutex m_mutex;
   std::condition_variable m_changed;
   uint64_t m_next_to_fetch = 0;
-  uint64_t m_current = 0;     // chunk being consumed
-  size_t m_current_pos = 0;   // bytes of it consumed
+  uint64_t m_current = 0;    // chunk being consumed
+  size_t m_current_pos = 0;  // bytes of it consumed
   std::map<uint64_t, std::vector<std::byte>> m_ready;
   std::exception_ptr m_error;
   bool m_stopping = false;

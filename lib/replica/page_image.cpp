@@ -76,16 +76,19 @@ void PageImage::apply_delta(format::ReplicaReader& reader, const std::string& na
   }
   if (header.min_txid != m_txid + 1 || header.pre_checksum != m_checksum) {
     throw Failure("replica file '" + name + "' does not chain onto TXID " + hex64(m_txid) +
-                  " (it starts at " + hex64(header.min_txid) + " from checksum " + hex64(header.pre_checksum) +
-                  ", the database is at " + hex64(m_checksum) + "): the replica is corrupt; run walship verify");
+                  " (it starts at " + hex64(header.min_txid) + " from checksum " +
+                  hex64(header.pre_checksum) + ", the database is at " + hex64(m_checksum) +
+                  "): the replica is corrupt; run walship verify");
   }
   std::vector<format::PageRef> pages;
   std::vector<std::byte> old_page(m_page_size);
   while (reader.next_frame(pages)) {
     for (const format::PageRef& page : pages) {
       if (page.pgno <= m_db_pages) {
-        const size_t n = pread_full(m_fd, old_page, static_cast<uint64_t>(page.pgno - 1) * m_page_size, m_path);
-        if (n < old_page.size()) std::fill(old_page.begin() + static_cast<ptrdiff_t>(n), old_page.end(), std::byte{0});
+        const size_t n =
+            pread_full(m_fd, old_page, static_cast<uint64_t>(page.pgno - 1) * m_page_size, m_path);
+        if (n < old_page.size())
+          std::fill(old_page.begin() + static_cast<ptrdiff_t>(n), old_page.end(), std::byte{0});
         m_checksum ^= format::page_hash(page.pgno, old_page);
       }
       m_checksum ^= format::page_hash(page.pgno, page.data);

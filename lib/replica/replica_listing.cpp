@@ -56,7 +56,8 @@ uint64_t HeaderCache::max_txid(const DeltaEntry& delta) {
   if (delta.max_txid != 0) return delta.max_txid;
   const format::FileHeader& header = get(delta.key);
   if (header.min_txid != delta.min_txid) {
-    throw Failure("replica object '" + delta.key + "' says it starts at TXID " + format::txid_hex(header.min_txid) +
+    throw Failure("replica object '" + delta.key + "' says it starts at TXID " +
+                  format::txid_hex(header.min_txid) +
                   ": the object was renamed or corrupted; run walship verify");
   }
   return header.max_txid;

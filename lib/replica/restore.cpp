@@ -48,9 +48,8 @@ class PlanStreams {
 
   ObjectStream& open(size_t index) {
     while (m_opened < m_objects.size() &&
-           (m_opened <= index ||
-            (m_opened < index + static_cast<size_t>(m_parallelism) &&
-             m_objects[m_opened].size <= ObjectStream::k_default_chunk_size))) {
+           (m_opened <= index || (m_opened < index + static_cast<size_t>(m_parallelism) &&
+                                  m_objects[m_opened].size <= ObjectStream::k_default_chunk_size))) {
       const ObjectInfo& object = m_objects[m_opened];
       m_streams.push_back(std::make_unique<ObjectStream>(m_storage, object.key, object.size, m_parallelism));
       ++m_opened;
@@ -100,8 +99,8 @@ void remove_stale_sidecars(const std::string& output) {
     const std::string path = output + suffix;
     if (!path_exists(path)) continue;
     if (::unlink(path.c_str()) != 0) {
-      throw Failure(errno_message("unable to remove stale '" + path + "' (it would corrupt the restored database)",
-                                  errno));
+      throw Failure(errno_message(
+          "unable to remove stale '" + path + "' (it would corrupt the restored database)", errno));
     }
     log(LogLevel::warn, "removed stale file beside the restored database", {{"path", path}});
   }
@@ -115,9 +114,11 @@ bool check_output(const RestoreOptions& options) {
   struct stat st {};
   if (::stat(output.c_str(), &st) == 0) {
     if (options.if_db_not_exists) return false;
-    if (S_ISDIR(st.st_mode)) throw UsageError("output '" + output + "' is a directory: give a file path with -o");
+    if (S_ISDIR(st.st_mode))
+      throw UsageError("output '" + output + "' is a directory: give a file path with -o");
     if (!options.force) {
-      throw UsageError("output '" + output + "' already exists: pass --force to replace it, or choose another path");
+      throw UsageError("output '" + output +
+                       "' already exists: pass --force to replace it, or choose another path");
     }
   }
   const std::string dir = dir_name(output);
@@ -147,8 +148,9 @@ RestoreResult run_restore(const RestoreOptions& options, Storage& storage) {
       return result;
     }
     if (listing.empty()) {
-      throw Failure("no replica at '" + storage.url() +
-                    "' (nothing found there): check the URL, or pass --if-replica-exists to treat this as success");
+      throw Failure(
+          "no replica at '" + storage.url() +
+          "' (nothing found there): check the URL, or pass --if-replica-exists to treat this as success");
     }
   }
   HeaderCache headers(storage);
@@ -156,8 +158,11 @@ RestoreResult run_restore(const RestoreOptions& options, Storage& storage) {
   if (!options.target.txid && !options.target.time_ms) {
     const uint64_t newest = newest_txid(listing, headers);
     if (plan.txid < newest) {
-      log(LogLevel::warn, "the newest TXID is not reachable from any snapshot: restoring the newest reachable one",
-          {{"replica", storage.url()}, {"newest", format::txid_hex(newest)}, {"restoring", format::txid_hex(plan.txid)}});
+      log(LogLevel::warn,
+          "the newest TXID is not reachable from any snapshot: restoring the newest reachable one",
+          {{"replica", storage.url()},
+           {"newest", format::txid_hex(newest)},
+           {"restoring", format::txid_hex(plan.txid)}});
     }
   }
 

@@ -13,9 +13,9 @@ namespace walship {
 struct RestoreOptions {
   std::string output_path;
   RestoreTarget target;
-  bool if_replica_exists = false;  // no replica: succeed without doing anything
-  bool if_db_not_exists = false;   // PATH exists: succeed without doing anything
-  bool force = false;              // replace an existing PATH
+  bool if_replica_exists = false;     // no replica: succeed without doing anything
+  bool if_db_not_exists = false;      // PATH exists: succeed without doing anything
+  bool force = false;                 // replace an existing PATH
   bool full_integrity_check = false;  // integrity_check instead of quick_check
   int parallelism = 4;
   bool quiet = false;

@@ -30,7 +30,8 @@ std::string describe_target(const RestoreTarget& target, uint64_t target_txid) {
 RestorePlan plan_restore(const ReplicaListing& listing, const RestoreTarget& target, HeaderCache& headers,
                          const std::string& replica) {
   if (listing.snapshots.empty()) {
-    throw Failure("replica '" + replica + "' has no snapshot to restore from: run walship snapshot or replicate first");
+    throw Failure("replica '" + replica +
+                  "' has no snapshot to restore from: run walship snapshot or replicate first");
   }
   const uint64_t target_txid = target.txid ? *target.txid : newest_txid(listing, headers);
   if (target.time_ms) {
@@ -43,7 +44,8 @@ RestorePlan plan_restore(const ReplicaListing& listing, const RestoreTarget& tar
     const SnapshotEntry& oldest = listing.snapshots.front();
     throw Failure("no restore point at or before " + describe_target(target, target_txid) + " in replica '" +
                   replica + "': the oldest snapshot is TXID " + format::txid_hex(oldest.txid) + " at " +
-                  format_rfc3339(headers.get(oldest.key).commit_time_ms) + "; run walship ls to see them all");
+                  format_rfc3339(headers.get(oldest.key).commit_time_ms) +
+                  "; run walship ls to see them all");
   }
 
   RestorePlan plan;
@@ -72,8 +74,9 @@ RestorePlan plan_restore(const ReplicaListing& listing, const RestoreTarget& tar
     if (!advanced) break;
   }
   if (target.txid && plan.txid != *target.txid) {
-    throw Failure("TXID " + format::txid_hex(*target.txid) + " is not a restore point of replica '" + replica +
-                  "': the nearest earlier one is " + format::txid_hex(plan.txid) + "; run walship ls to see them all");
+    throw Failure("TXID " + format::txid_hex(*target.txid) + " is not a restore point of replica '" +
+                  replica + "': the nearest earlier one is " + format::txid_hex(plan.txid) +
+                  "; run walship ls to see them all");
   }
   return plan;
 }

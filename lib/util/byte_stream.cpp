@@ -52,7 +52,8 @@ size_t FdSource::read(std::span<std::byte> out) {
     const ssize_t n = ::pread(m_fd, out.data(), out.size(), static_cast<off_t>(m_pos));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) throw Failure(errno_message("unable to read '" + m_name + "'", errno));
-    if (n == 0 && !out.empty()) throw Failure("unable to read '" + m_name + "': file shrank while sending it");
+    if (n == 0 && !out.empty())
+      throw Failure("unable to read '" + m_name + "': file shrank while sending it");
     m_pos += static_cast<uint64_t>(n);
     return static_cast<size_t>(n);
   }

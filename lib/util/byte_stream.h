@@ -6,8 +6,8 @@
 #include <cstdint>
 #include <span>
 #include <string>
-#include <vector>
 #include <utility>
+#include <vector>
 
 namespace walship {
 
@@ -76,7 +76,9 @@ class FdSource : public ByteSource {
 
 class MemorySink : public ByteSink {
  public:
-  void write(std::span<const std::byte> data) override { m_data.insert(m_data.end(), data.begin(), data.end()); }
+  void write(std::span<const std::byte> data) override {
+    m_data.insert(m_data.end(), data.begin(), data.end());
+  }
   std::vector<std::byte>& data() { return m_data; }
 
  private:

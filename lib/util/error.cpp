@@ -4,8 +4,6 @@
 
 namespace walship {
 
-std::string errno_message(const std::string& what, int err) {
-  return what + ": " + std::strerror(err);
-}
+std::string errno_message(const std::string& what, int err) { return what + ": " + std::strerror(err); }
 
 }  // namespace walship

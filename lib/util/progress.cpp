@@ -43,7 +43,8 @@ void Progress::add(uint64_t bytes) {
   m_done += bytes;
   if (!m_enabled) return;
   const auto elapsed_ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - m_start).count();
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - m_start)
+          .count();
   int64_t last = m_last_draw_ms.load();
   if (elapsed_ms - last < 200) return;
   if (!m_last_draw_ms.compare_exchange_strong(last, elapsed_ms)) return;
@@ -58,8 +59,7 @@ void Progress::finish() {
 
 void Progress::draw(bool final) {
   std::lock_guard<std::mutex> lock(m_draw_mutex);
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - m_start).count();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - m_start).count();
   const uint64_t done = m_done.load();
   const uint64_t total = m_total.load();
   const double rate = seconds > 0 ? static_cast<double>(done) / seconds : 0;
@@ -71,9 +71,9 @@ void Progress::draw(bool final) {
   if (!final && rate > 0 && total > done) {
     std::snprintf(eta, sizeof eta, " ETA %.0fs", static_cast<double>(total - done) / rate);
   }
-  std::fprintf(stderr, "\r%s [%s] %3.0f%% %s / %s %s/s%s\033[K%s", m_label.c_str(), bar.c_str(), fraction * 100,
-               human_bytes(done).c_str(), human_bytes(total).c_str(), human_bytes(static_cast<uint64_t>(rate)).c_str(),
-               eta, final ? "\n" : "");
+  std::fprintf(stderr, "\r%s [%s] %3.0f%% %s / %s %s/s%s\033[K%s", m_label.c_str(), bar.c_str(),
+               fraction * 100, human_bytes(done).c_str(), human_bytes(total).c_str(),
+               human_bytes(static_cast<uint64_t>(rate)).c_str(), eta, final ? "\n" : "");
   std::fflush(stderr);
 }
 

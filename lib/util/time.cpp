@@ -57,7 +57,8 @@ std::optional<uint64_t> parse_rfc3339(std::string_view s) {
   if (month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 60 || year < 1970) {
     return std::nullopt;
   }
-  const std::chrono::year_month_day ymd{std::chrono::year{year}, std::chrono::month{static_cast<unsigned>(month)},
+  const std::chrono::year_month_day ymd{std::chrono::year{year},
+                                        std::chrono::month{static_cast<unsigned>(month)},
                                         std::chrono::day{static_cast<unsigned>(day)}};
   if (!ymd.ok()) return std::nullopt;
   size_t pos = 19;
@@ -78,8 +79,8 @@ std::optional<uint64_t> parse_rfc3339(std::string_view s) {
     ++pos;
   } else if (pos < s.size() && (s[pos] == '+' || s[pos] == '-')) {
     int oh, om;
-    if (!digits(s, pos + 1, 2, oh) || pos + 3 >= s.size() || s[pos + 3] != ':' || !digits(s, pos + 4, 2, om) ||
-        oh > 23 || om > 59) {
+    if (!digits(s, pos + 1, 2, oh) || pos + 3 >= s.size() || s[pos + 3] != ':' ||
+        !digits(s, pos + 4, 2, om) || oh > 23 || om > 59) {
       return std::nullopt;
     }
     offset_minutes = (oh * 60 + om) * (s[pos] == '+' ? 1 : -1);
@@ -89,8 +90,8 @@ std::optional<uint64_t> parse_rfc3339(std::string_view s) {
   }
   if (pos != s.size()) return std::nullopt;
   const int64_t days = days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
-  const int64_t total_ms =
-      ((days * 24 + hour) * 60 + minute - offset_minutes) * 60'000 + static_cast<int64_t>(second) * 1000 + millis;
+  const int64_t total_ms = ((days * 24 + hour) * 60 + minute - offset_minutes) * 60'000 +
+                           static_cast<int64_t>(second) * 1000 + millis;
   if (total_ms < 0) return std::nullopt;
   return static_cast<uint64_t>(total_ms);
 }

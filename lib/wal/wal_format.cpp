@@ -46,7 +46,8 @@ std::optional<WalHeader> parse_wal_header(std::span<const std::byte> bytes) {
   WalHeader header;
   header.big_endian_checksums = magic == k_magic_be;
   header.page_size = get_be32(bytes.data() + 8);
-  if (header.page_size < 512 || header.page_size > 65536 || (header.page_size & (header.page_size - 1)) != 0) {
+  if (header.page_size < 512 || header.page_size > 65536 ||
+      (header.page_size & (header.page_size - 1)) != 0) {
     return std::nullopt;
   }
   header.checkpoint_seq = get_be32(bytes.data() + 12);
@@ -67,8 +68,9 @@ FrameHeader parse_frame_header(std::span<const std::byte> bytes) {
   return frame;
 }
 
-bool frame_is_valid(const WalHeader& wal, const FrameHeader& frame, std::span<const std::byte> frame_header_bytes,
-                    std::span<const std::byte> page, Checksum previous, Checksum& next) {
+bool frame_is_valid(const WalHeader& wal, const FrameHeader& frame,
+                    std::span<const std::byte> frame_header_bytes, std::span<const std::byte> page,
+                    Checksum previous, Checksum& next) {
   if (frame.salt1 != wal.salt1 || frame.salt2 != wal.salt2 || frame.pgno == 0) return false;
   if (page.size() != wal.page_size) return false;
   Checksum sum = wal_checksum(frame_header_bytes.first(8), wal.big_endian_checksums, previous);

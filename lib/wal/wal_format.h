@@ -56,7 +56,8 @@ FrameHeader parse_frame_header(std::span<const std::byte> bytes);
 // True if the frame belongs to this WAL generation and its checksum chains on
 // from `previous`; `page` is the frame's page data. Sets `next` to the chained
 // checksum to validate the following frame.
-bool frame_is_valid(const WalHeader& wal, const FrameHeader& frame, std::span<const std::byte> frame_header_bytes,
-                    std::span<const std::byte> page, Checksum previous, Checksum& next);
+bool frame_is_valid(const WalHeader& wal, const FrameHeader& frame,
+                    std::span<const std::byte> frame_header_bytes, std::span<const std::byte> page,
+                    Checksum previous, Checksum& next);
 
 }  // namespace walship::wal

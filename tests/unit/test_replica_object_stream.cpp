@@ -51,7 +51,8 @@ TEST_CASE("an object stream fetches ranges, never more than its window ahead") {
     std::vector<std::byte> one(1);
     REQUIRE(stream.read(one) == 1);
     // Give the workers time to run ahead as far as they may.
-    for (int i = 0; i < 100 && storage.count("get") < 3; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    for (int i = 0; i < 100 && storage.count("get") < 3; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     CHECK(storage.count("get") <= 4);  // the chunk being read + a window of parallelism + 1
   }

@@ -63,7 +63,8 @@ TEST_CASE("a restore to a TXID uses the newest snapshot at or before it") {
   r.snapshot(2, 2000);
   r.snapshot(3, 3000);
   CHECK(r.plan({2, {}}).snapshot.txid == 2);
-  CHECK_THROWS_WITH_AS(r.plan({7, {}}), doctest::Contains("TXID 0000000000000007 is not a restore point"), Failure);
+  CHECK_THROWS_WITH_AS(r.plan({7, {}}), doctest::Contains("TXID 0000000000000007 is not a restore point"),
+                       Failure);
 }
 
 TEST_CASE("a restore to a time picks the last point at or before it") {
@@ -85,9 +86,11 @@ TEST_CASE("the planner prefers the highest level that reaches without overshooti
   r.delta(1, 6, 9, 9000);
   r.delta(2, 2, 9, 9000);
   CHECK(keys_of(r.plan({})) == std::vector<std::string>{format::snapshot_key(1), format::delta_key(2, 2, 9)});
-  CHECK(keys_of(r.plan({7, {}})) == std::vector<std::string>{format::snapshot_key(1), format::delta_key(1, 2, 5),
-                                                              format::l0_delta_key(6), format::l0_delta_key(7)});
-  CHECK(keys_of(r.plan({{}, 5500})) == std::vector<std::string>{format::snapshot_key(1), format::delta_key(1, 2, 5)});
+  CHECK(keys_of(r.plan({7, {}})) ==
+        std::vector<std::string>{format::snapshot_key(1), format::delta_key(1, 2, 5), format::l0_delta_key(6),
+                                 format::l0_delta_key(7)});
+  CHECK(keys_of(r.plan({{}, 5500})) ==
+        std::vector<std::string>{format::snapshot_key(1), format::delta_key(1, 2, 5)});
 }
 
 TEST_CASE("L0 deltas carrying several TXIDs chain by the max in their header") {

@@ -5,9 +5,11 @@
 using namespace walship;
 
 TEST_CASE("text log lines are key=value, quoting only what needs it") {
-  CHECK(format_log_line(LogFormat::text, LogLevel::info, "shipped", {{"db", "/data/app.db"}, {"txid", "42"}}) ==
-        "level=info msg=\"shipped\" db=/data/app.db txid=42\n");
-  CHECK(format_log_line(LogFormat::text, LogLevel::warn, "x", {{"path", "a b"}, {"q", "say \"hi\""}, {"e", ""}}) ==
+  CHECK(
+      format_log_line(LogFormat::text, LogLevel::info, "shipped", {{"db", "/data/app.db"}, {"txid", "42"}}) ==
+      "level=info msg=\"shipped\" db=/data/app.db txid=42\n");
+  CHECK(format_log_line(LogFormat::text, LogLevel::warn, "x",
+                        {{"path", "a b"}, {"q", "say \"hi\""}, {"e", ""}}) ==
         "level=warn msg=\"x\" path=\"a b\" q=\"say \\\"hi\\\"\" e=\"\"\n");
 }
 
