@@ -49,10 +49,6 @@ void PageImage::apply_snapshot(format::ReplicaReader& reader, const std::string&
     throw Failure("replica file '" + name + "' is not a snapshot: the object was renamed or corrupted");
   }
   m_page_size = header.page_size;
-  if (header.db_pages < m_db_pages) {
-    m_db_pages = header.db_pages;
-    finish();  // so a later delta that regrows the file never sees stale pages
-  }
   m_db_pages = header.db_pages;
   m_txid = header.max_txid;
   m_commit_time_ms = header.commit_time_ms;

@@ -16,7 +16,8 @@ class PageImage {
   // Writes into `fd` (owned by the caller), named `path` in messages.
   PageImage(int fd, std::string path);
 
-  // Writes every page of a snapshot; `name` is the object's name for messages.
+  // Writes every page of a snapshot into the (empty) file; it comes first.
+  // `name` is the object's name for messages.
   // Throws Failure if the snapshot's checksums disagree with its pages.
   void apply_snapshot(format::ReplicaReader& reader, const std::string& name);
   // Applies a delta after checking it chains onto the current state.

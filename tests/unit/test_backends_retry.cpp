@@ -16,30 +16,14 @@
 #include "backends/memory/memory_storage.h"
 #include "backends/retrying_storage.h"
 #include "lib/util/log.h"
+#include "tests/unit/support.h"
 
 using namespace walship;
 using std::chrono::milliseconds;
 
 namespace {
 
-// A source that owns its text: MemorySource(as_bytes(std::string(...)))
-// would point into a destroyed temporary.
-class StringSource : public ByteSource {
- public:
-  explicit StringSource(std::string text) : m_text(std::move(text)) {}
-  uint64_t size() const override { return m_text.size(); }
-  size_t read(std::span<std::byte> out) override {
-    const size_t n = std::min(out.size(), m_text.size() - m_pos);
-    std::memcpy(out.data(), m_text.data() + m_pos, n);
-    m_pos += n;
-    return n;
-  }
-  void rewind() override { m_pos = 0; }
-
- private:
-  std::string m_text;
-  size_t m_pos = 0;
-};
+using test::StringSource;
 
 std::vector<std::byte> pattern_bytes(size_t size) {
   std::vector<std::byte> out(size);
