@@ -12,6 +12,7 @@ namespace {
 constexpr std::string_view k_url_forms =
     "use file:///absolute/path, s3://bucket/prefix, gs://bucket/prefix or sftp://user@host/path";
 
+// `parsed.query` already holds the merged URL options and settings.
 using OpenFn = std::unique_ptr<Storage> (*)(const ParsedUrl& parsed, const std::string& url);
 
 std::unique_ptr<Storage> open_file(const ParsedUrl& parsed, const std::string& url) {
@@ -53,10 +54,16 @@ constexpr Backend k_backends[] = {
 
 }  // namespace
 
-std::unique_ptr<Storage> open_storage(const std::string& url) {
+std::unique_ptr<Storage> open_storage(const std::string& url, const StorageSettings& settings) {
   // A plain absolute path is the common case on the command line; it is a
   // path, not a URL, so it is not percent-decoded.
-  if (url.starts_with('/')) return std::make_unique<FileStorage>(url);
+  if (url.starts_with('/')) {
+    if (!settings.empty()) {
+      throw UsageError("invalid settings for replica '" + url + "': file replicas take no options ('" +
+                       settings.begin()->first + "')");
+    }
+    return std::make_unique<FileStorage>(url);
+  }
 
   if (url.find(':') == std::string::npos) {
     throw UsageError("invalid replica URL '" + url + "': " + std::string(k_url_forms));
@@ -66,6 +73,13 @@ std::unique_ptr<Storage> open_storage(const std::string& url) {
     parsed = parse_url(url);
   } catch (const UsageError& e) {
     throw UsageError(std::string(e.what()) + "; " + std::string(k_url_forms));
+  }
+  for (const auto& [name, value] : settings) {
+    if (parsed.query.contains(name)) {
+      throw UsageError("invalid settings for replica '" + redact_url(url) + "': option '" + name +
+                       "' is given both in the URL and in the configuration; keep one");
+    }
+    parsed.query[name] = value;
   }
   for (const Backend& backend : k_backends) {
     if (backend.scheme != parsed.scheme) continue;

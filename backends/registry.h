@@ -2,6 +2,7 @@
 // scheme (registry.cpp). Adding a backend is one line in that table.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 
@@ -17,6 +18,12 @@ namespace walship {
 // host, an unknown scheme or a scheme whose backend is not built. Opening does
 // no I/O for file://: a missing directory is created by the first put.
 // The returned storage does not retry; wrap it in RetryingStorage.
-std::unique_ptr<Storage> open_storage(const std::string& url);
+//
+// `settings` are per-replica options from walship.toml (credentials, endpoint,
+// region...). Their names are the URL query option names; a setting given in
+// both places is a UsageError rather than a silent pick. A backend rejects a
+// name it does not know, naming it.
+using StorageSettings = std::map<std::string, std::string>;
+std::unique_ptr<Storage> open_storage(const std::string& url, const StorageSettings& settings = {});
 
 }  // namespace walship

@@ -5,8 +5,8 @@
 
 namespace walship::cmd {
 
-std::unique_ptr<Storage> open_replica(const std::string& url) {
-  return std::make_unique<RetryingStorage>(open_storage(url));
+std::unique_ptr<Storage> open_replica(const std::string& url, const StorageSettings& settings) {
+  return std::make_unique<RetryingStorage>(open_storage(url, settings));
 }
 
 }  // namespace walship::cmd

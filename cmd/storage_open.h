@@ -5,10 +5,11 @@
 #include <memory>
 #include <string>
 
+#include "backends/registry.h"
 #include "backends/storage.h"
 
 namespace walship::cmd {
 
-std::unique_ptr<Storage> open_replica(const std::string& url);
+std::unique_ptr<Storage> open_replica(const std::string& url, const StorageSettings& settings = {});
 
 }  // namespace walship::cmd

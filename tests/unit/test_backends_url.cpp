@@ -220,6 +220,17 @@ TEST_CASE("file URLs must name this machine, an absolute path and no options") {
   CHECK(open_error("file:///a%zz").find("bad percent-escape '%zz'") != std::string::npos);
 }
 
+TEST_CASE("settings from the configuration are URL options: checked the same way, never given twice") {
+  const StorageSettings region{{"region", "eu-west-1"}};
+  CHECK(usage_error([&] { open_storage("file:///r", region); }) ==
+        "invalid replica URL 'file:///r': file:// URLs take no options ('region')");
+  CHECK(usage_error([&] { open_storage("/r", region); }) ==
+        "invalid settings for replica '/r': file replicas take no options ('region')");
+  CHECK(usage_error([&] { open_storage("s3://b/p?region=us-east-1", region); }) ==
+        "invalid settings for replica 's3://b/p?region=us-east-1': option 'region' is given both in the URL "
+        "and in the configuration; keep one");
+}
+
 TEST_CASE("unknown schemes and backends not built yet say what to use") {
   CHECK(open_error("ftp://host/x") ==
         "unsupported replica URL scheme 'ftp' in 'ftp://host/x': use file://, s3://, gs:// or sftp://");
