@@ -21,6 +21,7 @@ using Runner = std::function<int()>;
 
 void add_snapshot_command(CLI::App& app, const GlobalOptions& global, Runner& run);
 void add_restore_command(CLI::App& app, const GlobalOptions& global, Runner& run);
+void add_replicate_command(CLI::App& app, const GlobalOptions& global, Runner& run);
 void add_ls_command(CLI::App& app, const GlobalOptions& global, Runner& run);
 void add_version_command(CLI::App& app, Runner& run);
 

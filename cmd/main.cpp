@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", walship::cmd::version_text());
   app.footer(
       "Examples:\n"
+      "  walship replicate /data/app.db file:///backups/app\n"
       "  walship snapshot /data/app.db file:///backups/app\n"
       "  walship ls file:///backups/app\n"
       "  walship restore file:///backups/app -o /data/app.db --if-db-not-exists\n"
@@ -57,6 +58,7 @@ int main(int argc, char** argv) {
 
   walship::cmd::Runner run;
   walship::cmd::add_snapshot_command(app, global, run);
+  walship::cmd::add_replicate_command(app, global, run);
   walship::cmd::add_restore_command(app, global, run);
   walship::cmd::add_ls_command(app, global, run);
   walship::cmd::add_version_command(app, run);

@@ -26,64 +26,13 @@ constexpr int k_txid_race_attempts = 3;
 
 // The spool lives beside the database (same filesystem, sized like it), or in
 // TMPDIR when that directory is read-only to us.
-UniqueFd open_spool(const std::string& db_path) {
+UniqueFd open_spool(const std::string& dir) {
   try {
-    return anonymous_file(dir_name(db_path));
+    return anonymous_file(dir);
   } catch (const Failure&) {
     const char* tmp = std::getenv("TMPDIR");
     return anonymous_file(tmp && *tmp ? tmp : "/tmp");
   }
-}
-
-struct SpooledSnapshot {
-  UniqueFd fd;
-  uint64_t size = 0;
-  format::FileHeader header;
-  uint64_t checksum = 0;
-};
-
-SpooledSnapshot spool_snapshot(const SnapshotOptions& options, uint64_t txid) {
-  sqlite::Database db(options.db_path, SQLITE_OPEN_READONLY);
-  db.set_busy_timeout(k_busy_timeout_ms);
-  db.exec("BEGIN");
-  SpooledSnapshot spool;
-  // The first read starts the read transaction: every page below comes from
-  // this one committed state, however the writer goes on.
-  spool.header.kind = format::FileKind::snapshot;
-  spool.header.page_size = static_cast<uint32_t>(db.query_int("PRAGMA main.page_size"));
-  spool.header.db_pages = static_cast<uint32_t>(db.query_int("PRAGMA main.page_count"));
-  spool.header.min_txid = txid;
-  spool.header.max_txid = txid;
-  spool.header.commit_time_ms = now_ms();
-
-  spool.fd = open_spool(options.db_path);
-  FdSink sink(spool.fd.get(), "snapshot spool for '" + options.db_path + "'");
-  format::ReplicaWriter writer(sink, spool.header, options.zstd_level);
-  // Compression is most of a snapshot's CPU time; frames are independent.
-  writer.set_compression_threads(static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 4u)));
-  const uint32_t lock_page = format::lock_page(spool.header.page_size);
-  Progress progress("snapshot", static_cast<uint64_t>(spool.header.db_pages) * spool.header.page_size,
-                    !options.quiet);
-  sqlite::Statement pages(db, "SELECT pgno, data FROM sqlite_dbpage('main') ORDER BY pgno");
-  uint32_t expected = 1;
-  while (pages.step()) {
-    const auto pgno = static_cast<uint32_t>(pages.column_int64(0));
-    if (pgno == lock_page) continue;
-    const std::span<const std::byte> data = pages.column_blob(1);
-    if (pgno != expected || data.size() != spool.header.page_size) {
-      throw Failure("database '" + options.db_path + "' returned page " + std::to_string(pgno) +
-                    " out of order while reading it: is it corrupt? run PRAGMA integrity_check");
-    }
-    writer.add_page(pgno, data);
-    spool.checksum ^= format::page_hash(pgno, data);
-    progress.add(data.size());
-    expected = pgno + 1 == lock_page ? pgno + 2 : pgno + 1;
-  }
-  writer.finish(spool.checksum);
-  db.exec("COMMIT");
-  progress.finish();
-  spool.size = writer.bytes_written();
-  return spool;
 }
 
 }  // namespace
@@ -94,7 +43,14 @@ SnapshotResult run_snapshot(const SnapshotOptions& options, Storage& storage) {
     const ReplicaListing listing = list_replica(storage);
     HeaderCache headers(storage);
     const uint64_t txid = newest_txid(listing, headers) + 1;
-    SpooledSnapshot spool = spool_snapshot(options, txid);
+    sqlite::Database db(options.db_path, SQLITE_OPEN_READONLY);
+    db.set_busy_timeout(k_busy_timeout_ms);
+    // The first read starts the read transaction: every page comes from this
+    // one committed state, however the writer goes on.
+    db.exec("BEGIN");
+    SpooledSnapshot spool =
+        spool_snapshot(db, txid, options.zstd_level, !options.quiet, dir_name(options.db_path), nullptr);
+    db.exec("COMMIT");
     const std::string key = format::snapshot_key(txid);
     FdSource source(spool.fd.get(), spool.size, "snapshot spool for '" + options.db_path + "'");
     if (storage.put_if_absent(key, source)) {
@@ -125,6 +81,58 @@ SnapshotResult run_snapshot(const SnapshotOptions& options, Storage& storage) {
     log(LogLevel::warn, "snapshot TXID taken by another writer, retrying",
         {{"replica", storage.url()}, {"txid", format::txid_hex(txid)}});
   }
+}
+
+void for_each_db_page(sqlite::Database& db, uint32_t page_size,
+                      const std::function<void(uint32_t pgno, std::span<const std::byte> page)>& fn) {
+  const uint32_t lock_page = format::lock_page(page_size);
+  sqlite::Statement pages(db, "SELECT pgno, data FROM sqlite_dbpage('main') ORDER BY pgno");
+  uint32_t expected = 1;
+  while (pages.step()) {
+    const auto pgno = static_cast<uint32_t>(pages.column_int64(0));
+    if (pgno == lock_page) continue;
+    const std::span<const std::byte> data = pages.column_blob(1);
+    if (pgno != expected || data.size() != page_size) {
+      throw Failure("database '" + db.path() + "' returned page " + std::to_string(pgno) +
+                    " out of order while reading it: is it corrupt? run PRAGMA integrity_check");
+    }
+    fn(pgno, data);
+    expected = pgno + 1 == lock_page ? pgno + 2 : pgno + 1;
+  }
+}
+
+SpooledSnapshot spool_snapshot(sqlite::Database& db, uint64_t txid, int zstd_level, bool progress_bar,
+                               const std::string& spool_dir, std::vector<uint64_t>* page_hashes) {
+  SpooledSnapshot spool;
+  spool.header.kind = format::FileKind::snapshot;
+  spool.header.page_size = static_cast<uint32_t>(db.query_int("PRAGMA main.page_size"));
+  spool.header.db_pages = static_cast<uint32_t>(db.query_int("PRAGMA main.page_count"));
+  spool.header.min_txid = txid;
+  spool.header.max_txid = txid;
+  spool.header.commit_time_ms = now_ms();
+  if (page_hashes) page_hashes->assign(spool.header.db_pages, 0);
+
+  spool.fd = open_spool(spool_dir);
+  FdSink sink(spool.fd.get(), "snapshot spool for '" + db.path() + "'");
+  format::ReplicaWriter writer(sink, spool.header, zstd_level);
+  // Compression is most of a snapshot's CPU time; frames are independent.
+  writer.set_compression_threads(static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 4u)));
+  Progress progress("snapshot", static_cast<uint64_t>(spool.header.db_pages) * spool.header.page_size,
+                    progress_bar);
+  for_each_db_page(db, spool.header.page_size, [&](uint32_t pgno, std::span<const std::byte> data) {
+    if (pgno > spool.header.db_pages) {
+      throw Failure("database '" + db.path() + "' changed size while reading it in one transaction");
+    }
+    writer.add_page(pgno, data);
+    const uint64_t hash = format::page_hash(pgno, data);
+    spool.checksum ^= hash;
+    if (page_hashes) (*page_hashes)[pgno - 1] = hash;
+    progress.add(data.size());
+  });
+  writer.finish(spool.checksum);
+  progress.finish();
+  spool.size = writer.bytes_written();
+  return spool;
 }
 
 }  // namespace walship

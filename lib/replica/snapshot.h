@@ -3,9 +3,15 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "backends/storage.h"
+#include "lib/format/replica_file.h"
+#include "lib/sqlite/sqlite.h"
+#include "lib/util/fs.h"
 
 namespace walship {
 
@@ -31,5 +37,26 @@ struct SnapshotResult {
 // that is unlinked from the start, then uploads it with put_if_absent so two
 // snapshots racing for the same TXID cannot overwrite each other.
 SnapshotResult run_snapshot(const SnapshotOptions& options, Storage& storage);
+
+// Calls fn(pgno, page) for every page of the database as `db`'s open read
+// transaction sees it, ascending, skipping the lock page. Throws Failure if
+// SQLite hands out pages out of order or of the wrong size.
+void for_each_db_page(sqlite::Database& db, uint32_t page_size,
+                      const std::function<void(uint32_t pgno, std::span<const std::byte> page)>& fn);
+
+// A snapshot file written to an anonymous spool file, ready to upload.
+struct SpooledSnapshot {
+  UniqueFd fd;
+  uint64_t size = 0;
+  format::FileHeader header;
+  uint64_t checksum = 0;
+};
+
+// Spools a snapshot of the state `db`'s open read transaction sees (the
+// caller began it) as TXID `txid`. The spool lives in `spool_dir`. If
+// `page_hashes` is not null it receives every page's hash (index pgno - 1,
+// 0 for the lock page), which is what replicate keeps.
+SpooledSnapshot spool_snapshot(sqlite::Database& db, uint64_t txid, int zstd_level, bool progress,
+                               const std::string& spool_dir, std::vector<uint64_t>* page_hashes);
 
 }  // namespace walship

@@ -1,0 +1,282 @@
+#include "lib/config/config.h"
+
+#include <toml++/toml.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "lib/util/error.h"
+
+namespace walship {
+
+namespace {
+
+// Keys of [defaults], [[databases]] and [[directories]] that set options.
+constexpr std::string_view k_option_keys[] = {
+    "sync-interval", "snapshot-interval", "checkpoint-pages", "truncate-pages", "enable-wal",
+    "compaction",    "l1-span",           "l2-span",          "l3-span",
+};
+
+class Parser {
+ public:
+  Parser(std::string name, const EnvLookup& env) : m_name(std::move(name)), m_env(env) {}
+
+  [[noreturn]] void fail(const toml::source_region& where, const std::string& what) const {
+    throw UsageError(m_name + ":" + std::to_string(where.begin.line) + ": " + what);
+  }
+
+  std::string expand(const std::string& text, const toml::source_region& where) const {
+    std::string out;
+    for (size_t i = 0; i < text.size(); ++i) {
+      if (text[i] == '$' && i + 1 < text.size() && text[i + 1] == '{') {
+        const size_t end = text.find('}', i + 2);
+        if (end == std::string::npos) fail(where, "unterminated ${ in '" + text + "'");
+        const std::string var = text.substr(i + 2, end - i - 2);
+        const std::optional<std::string> value = m_env(var);
+        if (!value) fail(where, "environment variable '" + var + "' is not set (used as ${" + var + "})");
+        out += *value;
+        i = end;
+      } else {
+        out += text[i];
+      }
+    }
+    return out;
+  }
+
+  std::string string_of(const toml::node& node, const std::string& key) const {
+    if (const auto* s = node.as_string()) return expand(s->get(), node.source());
+    fail(node.source(), "'" + key + "' must be a string");
+  }
+
+  // A setting for a backend: strings, numbers and booleans, as text.
+  std::string setting_of(const toml::node& node, const std::string& key) const {
+    if (const auto* s = node.as_string()) return expand(s->get(), node.source());
+    if (const auto* i = node.as_integer()) return std::to_string(i->get());
+    if (const auto* b = node.as_boolean()) return b->get() ? "true" : "false";
+    fail(node.source(), "'" + key + "' must be a string, a number or a boolean");
+  }
+
+  int64_t duration_of(const toml::node& node, const std::string& key) const {
+    if (const auto* i = node.as_integer()) {
+      if (i->get() < 0) fail(node.source(), "'" + key + "' must not be negative");
+      return i->get() * 1000;
+    }
+    const std::string text = string_of(node, key);
+    const std::optional<int64_t> ms = parse_duration_ms(text);
+    if (!ms)
+      fail(node.source(),
+           "'" + key + "' = '" + text + "' is not a duration (use e.g. 500ms, 1s, 5m, 1h, 7d)");
+    return *ms;
+  }
+
+  uint32_t count_of(const toml::node& node, const std::string& key) const {
+    const auto* i = node.as_integer();
+    if (!i || i->get() < 1 || i->get() > 0x7fffffff)
+      fail(node.source(), "'" + key + "' must be a positive integer");
+    return static_cast<uint32_t>(i->get());
+  }
+
+  // Applies an option key; false if `key` is not one.
+  bool apply_option(DatabaseSettings& settings, const std::string& key, const toml::node& node) const {
+    ReplicatorOptions& r = settings.replicator;
+    if (key == "sync-interval") {
+      settings.sync_interval_ms = duration_of(node, key);
+      if (settings.sync_interval_ms <= 0) fail(node.source(), "'sync-interval' must be more than 0");
+    } else if (key == "snapshot-interval") {
+      r.snapshot_interval_ms = duration_of(node, key);
+    } else if (key == "checkpoint-pages") {
+      r.checkpoint_pages = count_of(node, key);
+    } else if (key == "truncate-pages") {
+      r.truncate_pages = count_of(node, key);
+    } else if (key == "enable-wal") {
+      const auto* b = node.as_boolean();
+      if (!b) fail(node.source(), "'enable-wal' must be true or false");
+      r.enable_wal = b->get();
+    } else if (key == "compaction") {
+      const auto* b = node.as_boolean();
+      if (!b) fail(node.source(), "'compaction' must be true or false");
+      if (!b->get()) r.compaction.clear();
+    } else if (key == "l1-span" || key == "l2-span" || key == "l3-span") {
+      const int level = key[1] - '0';
+      const int64_t span = duration_of(node, key);
+      if (span <= 0) fail(node.source(), "'" + key + "' must be more than 0");
+      for (CompactionLevel& l : r.compaction) {
+        if (l.level == level) l.span_ms = span;
+      }
+    } else {
+      return false;
+    }
+    return true;
+  }
+
+  [[noreturn]] void unknown(const toml::node& node, const std::string& key, const std::string& where,
+                            std::initializer_list<std::string_view> extra) const {
+    std::string known;
+    for (std::string_view k : extra) known += std::string(known.empty() ? "" : ", ") + std::string(k);
+    for (std::string_view k : k_option_keys) known += ", " + std::string(k);
+    fail(node.source(), "unknown key '" + key + "' in " + where + " (known: " + known + ")");
+  }
+
+  ReplicaConfig replica_of(const toml::node& node, const std::string& where) const {
+    ReplicaConfig replica;
+    if (node.is_string()) {
+      replica.url = string_of(node, "replicas");
+    } else if (const auto* table = node.as_table()) {
+      for (const auto& [k, v] : *table) {
+        const std::string key(k.str());
+        if (key == "url") {
+          replica.url = string_of(v, key);
+        } else {
+          replica.settings[key] = setting_of(v, key);
+        }
+      }
+      if (replica.url.empty()) fail(node.source(), "a replica in " + where + " has no 'url'");
+    } else {
+      fail(node.source(), "a replica must be a URL string or a table with 'url'");
+    }
+    if (replica.url.empty()) fail(node.source(), "empty replica URL in " + where);
+    return replica;
+  }
+
+  ReplicateConfig parse(const toml::table& root) const {
+    ReplicateConfig config;
+    DatabaseSettings defaults;
+    if (const toml::node* node = root.get("defaults")) {
+      const auto* table = node->as_table();
+      if (!table) fail(node->source(), "'defaults' must be a table: [defaults]");
+      for (const auto& [k, v] : *table) {
+        const std::string key(k.str());
+        if (!apply_option(defaults, key, v)) unknown(v, key, "[defaults]", {});
+      }
+    }
+    for (const auto& [k, v] : root) {
+      const std::string key(k.str());
+      if (key != "defaults" && key != "databases" && key != "directories") {
+        fail(v.source(), "unknown key '" + key + "' (known: [defaults], [[databases]], [[directories]])");
+      }
+    }
+    if (const toml::node* node = root.get("databases")) {
+      const auto* array = node->as_array();
+      if (!array) fail(node->source(), "'databases' must be an array of tables: [[databases]]");
+      for (const toml::node& entry : *array) {
+        const auto* table = entry.as_table();
+        if (!table) fail(entry.source(), "each entry of 'databases' must be a table: [[databases]]");
+        DatabaseConfig db;
+        db.settings = defaults;
+        for (const auto& [k, v] : *table) {
+          const std::string key(k.str());
+          if (key == "path") {
+            db.path = string_of(v, key);
+          } else if (key == "replica") {
+            db.replicas.push_back(replica_of(v, "[[databases]]"));
+          } else if (key == "replicas") {
+            const auto* list = v.as_array();
+            if (!list) fail(v.source(), "'replicas' must be an array of URLs or of tables");
+            for (const toml::node& r : *list) db.replicas.push_back(replica_of(r, "[[databases]]"));
+          } else if (!apply_option(db.settings, key, v)) {
+            unknown(v, key, "[[databases]]", {"path", "replica", "replicas"});
+          }
+        }
+        if (db.path.empty()) fail(entry.source(), "a [[databases]] entry has no 'path'");
+        if (!db.path.starts_with('/'))
+          fail(entry.source(), "database path '" + db.path + "' must be absolute");
+        if (db.replicas.empty()) {
+          fail(entry.source(), "database '" + db.path + "' has no replica: add replicas = [\"URL\"]");
+        }
+        config.databases.push_back(std::move(db));
+      }
+    }
+    if (const toml::node* node = root.get("directories")) {
+      const auto* array = node->as_array();
+      if (!array) fail(node->source(), "'directories' must be an array of tables: [[directories]]");
+      for (const toml::node& entry : *array) {
+        const auto* table = entry.as_table();
+        if (!table) fail(entry.source(), "each entry of 'directories' must be a table: [[directories]]");
+        DirectoryConfig dir;
+        dir.settings = defaults;
+        for (const auto& [k, v] : *table) {
+          const std::string key(k.str());
+          if (key == "path") {
+            dir.path = string_of(v, key);
+          } else if (key == "replica") {
+            dir.replica = replica_of(v, "[[directories]]");
+          } else if (!apply_option(dir.settings, key, v)) {
+            unknown(v, key, "[[directories]]", {"path", "replica"});
+          }
+        }
+        if (dir.path.empty() || !dir.path.starts_with('/')) {
+          fail(entry.source(), "a [[directories]] entry needs an absolute 'path'");
+        }
+        if (dir.replica.url.empty()) fail(entry.source(), "directory '" + dir.path + "' has no 'replica'");
+        config.directories.push_back(std::move(dir));
+      }
+    }
+    if (config.databases.empty() && config.directories.empty()) {
+      throw UsageError(m_name + ": no [[databases]] or [[directories]]: nothing to replicate");
+    }
+    std::set<std::string> seen;
+    for (const DatabaseConfig& db : config.databases) {
+      if (!seen.insert(db.path).second)
+        throw UsageError(m_name + ": database '" + db.path + "' is listed twice");
+    }
+    return config;
+  }
+
+ private:
+  std::string m_name;
+  const EnvLookup& m_env;
+};
+
+}  // namespace
+
+std::optional<int64_t> parse_duration_ms(std::string_view text) {
+  size_t i = 0;
+  int64_t value = 0;
+  while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
+    if (value > 1'000'000'000) return std::nullopt;
+    value = value * 10 + (text[i] - '0');
+    ++i;
+  }
+  if (i == 0) return std::nullopt;
+  const std::string_view unit = text.substr(i);
+  if (unit == "ms") return value;
+  if (unit == "s" || unit.empty()) return value * 1000;
+  if (unit == "m") return value * 60'000;
+  if (unit == "h") return value * 3'600'000;
+  if (unit == "d") return value * 86'400'000;
+  return std::nullopt;
+}
+
+EnvLookup process_env() {
+  return [](const std::string& name) -> std::optional<std::string> {
+    const char* value = std::getenv(name.c_str());
+    if (!value) return std::nullopt;
+    return std::string(value);
+  };
+}
+
+ReplicateConfig parse_config(std::string_view text, const std::string& name, const EnvLookup& env) {
+  toml::table root;
+  try {
+    root = toml::parse(text, name);
+  } catch (const toml::parse_error& e) {
+    throw UsageError(name + ":" + std::to_string(e.source().begin.line) + ": " +
+                     std::string(e.description()));
+  }
+  return Parser(name, env).parse(root);
+}
+
+ReplicateConfig load_config(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    throw UsageError("unable to read the configuration '" + path +
+                     "': no such file or not readable; pass --config with an existing walship.toml");
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  return parse_config(text.str(), path, process_env());
+}
+
+}  // namespace walship

@@ -1,0 +1,80 @@
+// walship.toml: the databases one `replicate` process serves (DESIGN.md,
+// "Replicate"). Parsing is pure (text in, structs out) so it is unit-tested
+// and fuzzed without files.
+//
+//   [defaults]                       # optional: applies to every entry below
+//   sync-interval = "1s"
+//
+//   [[databases]]
+//   path = "/data/app.db"
+//   replicas = ["file:///backups/app"]          # URLs, or tables with settings:
+//
+//   [[databases]]
+//   path = "/data/orders.db"
+//   snapshot-interval = "6h"
+//   [[databases.replicas]]
+//   url = "s3://bucket/orders"
+//   region = "${AWS_REGION}"                    # ${NAME}: from the environment
+//
+//   [[directories]]                  # every WAL database in the folder, new ones too
+//   path = "/data/tenants"
+//   replica = "s3://bucket/tenants"  # each database under <replica>/<file name>
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lib/replica/replicator.h"
+
+namespace walship {
+
+struct ReplicaConfig {
+  std::string url;
+  std::map<std::string, std::string> settings;  // backend options (credentials, endpoint...)
+};
+
+// Options every database has, from [defaults], the entry or the command line.
+struct DatabaseSettings {
+  int64_t sync_interval_ms = 1000;
+  ReplicatorOptions replicator;  // db_path unset here
+};
+
+struct DatabaseConfig {
+  std::string path;
+  std::vector<ReplicaConfig> replicas;
+  DatabaseSettings settings;
+};
+
+struct DirectoryConfig {
+  std::string path;
+  ReplicaConfig replica;  // the prefix; each database goes under <url>/<file name>
+  DatabaseSettings settings;
+};
+
+struct ReplicateConfig {
+  std::vector<DatabaseConfig> databases;
+  std::vector<DirectoryConfig> directories;
+};
+
+// "500ms", "1s", "5m", "1h", "7d", or a plain number of seconds. nullopt if
+// the text is none of these.
+std::optional<int64_t> parse_duration_ms(std::string_view text);
+
+// Looks up environment variables for ${NAME} expansion (tests inject one).
+using EnvLookup = std::function<std::optional<std::string>(const std::string& name)>;
+EnvLookup process_env();
+
+// Parses walship.toml text. `name` (the file's path) prefixes every error:
+// "walship.toml:12: unknown key 'sync_interval' in [[databases]] (known: ...)".
+// Throws UsageError.
+ReplicateConfig parse_config(std::string_view text, const std::string& name, const EnvLookup& env);
+
+// Reads and parses the file. Throws UsageError (missing file, bad content).
+ReplicateConfig load_config(const std::string& path);
+
+}  // namespace walship

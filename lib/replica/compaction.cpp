@@ -1,0 +1,168 @@
+#include "lib/replica/compaction.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "lib/format/keys.h"
+#include "lib/format/replica_file.h"
+#include "lib/replica/replicator.h"
+#include "lib/util/error.h"
+#include "lib/util/fs.h"
+#include "lib/util/log.h"
+
+namespace walship {
+
+namespace {
+
+int64_t bucket_of(uint64_t commit_ms, int64_t span_ms) { return static_cast<int64_t>(commit_ms) / span_ms; }
+
+void reset_fd(int fd, const std::string& name) {
+  if (::ftruncate(fd, 0) != 0 || ::lseek(fd, 0, SEEK_SET) != 0) {
+    throw Failure("unable to reset the scratch file for " + name + ": " + std::strerror(errno));
+  }
+}
+
+}  // namespace
+
+std::vector<CompactionRun> plan_compaction(const std::vector<DeltaRecord>& deltas, int64_t span_ms,
+                                           int64_t now) {
+  std::vector<CompactionRun> runs;
+  const int64_t current = now / span_ms;
+  size_t i = 0;
+  while (i < deltas.size()) {
+    size_t j = i + 1;
+    const int64_t bucket = bucket_of(deltas[i].commit_ms, span_ms);
+    while (j < deltas.size() && bucket_of(deltas[j].commit_ms, span_ms) == bucket &&
+           deltas[j].min_txid == deltas[j - 1].max_txid + 1) {
+      ++j;
+    }
+    // A run is over when its bucket is, or when a later delta already belongs
+    // elsewhere (a gap in the TXIDs, a clock that went backwards).
+    if (bucket < current || j < deltas.size()) runs.push_back({i, j - i});
+    i = j;
+  }
+  return runs;
+}
+
+void merge_deltas(Storage& storage, const std::vector<DeltaRecord>& inputs, const std::string& scratch_dir,
+                  ByteSink& out, int zstd_level) {
+  UniqueFd download = anonymous_file(scratch_dir);
+  UniqueFd pages = anonymous_file(scratch_dir);
+  std::vector<bool> touched;
+  format::FileHeader merged;
+  uint64_t post = 0;
+  std::vector<format::PageRef> frame;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const std::string name = storage.url() + "/" + inputs[i].key;
+    reset_fd(download.get(), name);
+    FdSink sink(download.get(), name);
+    if (!storage.get(inputs[i].key, sink)) {
+      throw Failure("replica object '" + name +
+                    "' disappeared while compacting it: is prune running too eagerly?");
+    }
+    const off_t size = ::lseek(download.get(), 0, SEEK_CUR);
+    FdSource source(download.get(), static_cast<uint64_t>(size), name);
+    format::ReplicaReader reader(source, name);
+    const format::FileHeader& header = reader.header();
+    if (i == 0) {
+      merged = header;
+    } else if (header.min_txid != merged.max_txid + 1 || header.pre_checksum != post ||
+               header.page_size != merged.page_size) {
+      throw Failure("replica object '" + name + "' does not continue the chain of the deltas before it");
+    }
+    merged.max_txid = header.max_txid;
+    merged.db_pages = header.db_pages;
+    merged.commit_time_ms = header.commit_time_ms;
+    while (reader.next_frame(frame)) {
+      for (const format::PageRef& page : frame) {
+        if (touched.size() < page.pgno + size_t{1}) touched.resize(page.pgno + size_t{1}, false);
+        touched[page.pgno] = true;
+        pwrite_all(pages.get(), page.data, uint64_t{page.pgno - 1} * merged.page_size, "compaction scratch");
+      }
+    }
+    post = reader.trailer().post_checksum;
+  }
+  format::ReplicaWriter writer(out, merged, zstd_level);
+  std::vector<std::byte> page(merged.page_size);
+  for (uint32_t pgno = 1; pgno < touched.size() && pgno <= merged.db_pages; ++pgno) {
+    if (!touched[pgno]) continue;
+    pread_full(pages.get(), page, uint64_t{pgno - 1} * merged.page_size, "compaction scratch");
+    writer.add_page(pgno, page);
+  }
+  writer.finish(post);
+}
+
+void Compactor::load(const ReplicaListing& listing, HeaderCache& headers) {
+  uint64_t covered[4] = {0, 0, 0, 0};  // covered[l]: highest TXID level l reaches
+  for (const DeltaEntry& d : listing.deltas) {
+    if (d.level >= 1 && d.level <= 3) covered[d.level] = std::max(covered[d.level], d.max_txid);
+  }
+  std::vector<std::string> keys;
+  for (const DeltaEntry& d : listing.deltas) {
+    if (d.level <= 2 && d.min_txid > covered[d.level + 1]) keys.push_back(d.key);
+  }
+  headers.prefetch(keys, 8);
+  for (auto& pending : m_pending) pending.clear();
+  for (const DeltaEntry& d : listing.deltas) {
+    if (d.level > 2 || d.min_txid <= covered[d.level + 1]) continue;
+    const format::FileHeader& header = headers.get(d.key);
+    m_pending[d.level].push_back({d.key, d.level, header.min_txid, header.max_txid, header.commit_time_ms});
+  }
+  for (auto& pending : m_pending) {
+    std::sort(pending.begin(), pending.end(),
+              [](const DeltaRecord& a, const DeltaRecord& b) { return a.min_txid < b.min_txid; });
+  }
+}
+
+std::optional<int64_t> Compactor::run(Storage& storage, const ReplicatorOptions& options, int64_t now,
+                                      const std::string& scratch_dir) {
+  std::optional<int64_t> next;
+  for (const CompactionLevel& level : options.compaction) {
+    if (level.level < 1 || level.level > 3) continue;
+    std::vector<DeltaRecord>& source = m_pending[level.level - 1];
+    const std::vector<CompactionRun> runs = plan_compaction(source, level.span_ms, now);
+    size_t consumed = 0;
+    for (const CompactionRun& run : runs) {
+      const std::vector<DeltaRecord> inputs(source.begin() + static_cast<ptrdiff_t>(run.first),
+                                            source.begin() + static_cast<ptrdiff_t>(run.first + run.count));
+      DeltaRecord out{format::delta_key(level.level, inputs.front().min_txid, inputs.back().max_txid),
+                      level.level, inputs.front().min_txid, inputs.back().max_txid, inputs.back().commit_ms};
+      try {
+        UniqueFd spool = anonymous_file(scratch_dir);
+        FdSink sink(spool.get(), "compaction spool");
+        merge_deltas(storage, inputs, scratch_dir, sink, options.snapshot_zstd_level);
+        const off_t size = ::lseek(spool.get(), 0, SEEK_CUR);
+        FdSource file(spool.get(), static_cast<uint64_t>(size), "compaction spool");
+        storage.put_if_absent(out.key, file);  // already there: an earlier run wrote it
+        if (log_enabled(LogLevel::debug)) {
+          log(LogLevel::debug, "compacted",
+              {{"replica", storage.url()},
+               {"key", out.key},
+               {"inputs", std::to_string(inputs.size())},
+               {"bytes", std::to_string(size)}});
+        }
+      } catch (const StorageError&) {
+        throw;  // storage trouble: try the same run again later
+      } catch (const Error& e) {
+        // A broken chain cannot be compacted; restore still reads the inputs.
+        log(LogLevel::error, "unable to compact; leaving the deltas as they are",
+            {{"replica", storage.url()}, {"key", out.key}, {"error", e.what()}});
+        consumed = run.first + run.count;
+        continue;
+      }
+      consumed = run.first + run.count;
+      if (level.level <= 2) m_pending[level.level].push_back(out);
+    }
+    source.erase(source.begin(), source.begin() + static_cast<ptrdiff_t>(consumed));
+    if (!source.empty()) {
+      const int64_t due = (bucket_of(source.front().commit_ms, level.span_ms) + 1) * level.span_ms;
+      next = next ? std::min(*next, due) : due;
+    }
+  }
+  return next;
+}
+
+}  // namespace walship

@@ -1,0 +1,604 @@
+#include "lib/replica/replicate.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "lib/replica/replicator.h"
+#include "lib/sqlite/sqlite.h"
+#include "lib/util/error.h"
+#include "lib/util/fs.h"
+#include "lib/util/log.h"
+#include "lib/util/time.h"
+
+namespace walship {
+
+namespace {
+
+// Without any file event, a database is still looked at this often: a local
+// check of the WAL (no requests), in case an event was missed.
+constexpr int64_t k_safety_poll_ms = 30'000;
+constexpr int64_t k_max_retry_ms = 60'000;
+constexpr int k_forwarded_signals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+
+int g_signal_pipe[2] = {-1, -1};
+
+void on_signal(int sig) {
+  const int saved = errno;
+  const auto byte = static_cast<unsigned char>(sig);
+  [[maybe_unused]] const ssize_t n = ::write(g_signal_pipe[1], &byte, 1);
+  errno = saved;
+}
+
+void make_pipe(int fds[2]) {
+  if (::pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0)
+    throw Failure(std::string("unable to create a pipe: ") + std::strerror(errno));
+}
+
+// A fixed set of threads running jobs in FIFO order.
+class WorkerPool {
+ public:
+  explicit WorkerPool(int n) {
+    for (int i = 0; i < n; ++i) m_threads.emplace_back([this] { work(); });
+  }
+  ~WorkerPool() {
+    {
+      std::lock_guard lock(m_mutex);
+      m_stop = true;
+    }
+    m_cv.notify_all();
+    for (std::thread& t : m_threads) t.join();
+  }
+  void submit(std::function<void()> job) {
+    {
+      std::lock_guard lock(m_mutex);
+      m_jobs.push_back(std::move(job));
+    }
+    m_cv.notify_one();
+  }
+
+ private:
+  void work() {
+    for (;;) {
+      std::function<void()> job;
+      {
+        std::unique_lock lock(m_mutex);
+        m_cv.wait(lock, [this] { return m_stop || !m_jobs.empty(); });
+        if (m_jobs.empty()) return;
+        job = std::move(m_jobs.front());
+        m_jobs.pop_front();
+      }
+      job();
+    }
+  }
+
+  std::mutex m_mutex;
+  std::condition_variable m_cv;
+  std::deque<std::function<void()>> m_jobs;
+  bool m_stop = false;
+  std::vector<std::thread> m_threads;
+};
+
+struct Entry {
+  std::unique_ptr<Replicator> replicator;
+  int64_t interval_ms = 1000;
+  bool from_directory = false;
+  // Main-thread bookkeeping; the worker only touches `replicator` while busy.
+  bool busy = false;
+  bool dirty = true;
+  int64_t last_start = 0;
+  std::optional<int64_t> timer_due;
+  int failures = 0;
+  int64_t retry_due = 0;
+  int64_t poll_due = 0;
+  bool fatal = false;  // a usage error: never retried
+
+  int64_t due(int64_t now) const {
+    if (fatal) return INT64_MAX;
+    if (failures > 0) return retry_due;
+    int64_t t = poll_due;
+    if (dirty) t = std::min(t, std::max(now, last_start + interval_ms));
+    if (timer_due) t = std::min(t, *timer_due);
+    return t;
+  }
+};
+
+struct StepResult {
+  Entry* entry = nullptr;
+  std::optional<int64_t> timer;
+  std::string error;
+  bool usage = false;
+};
+
+bool is_wal_database_file(const std::string& path, bool accept_rollback) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd) return false;
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return false;
+  std::array<std::byte, 100> header{};
+  if (pread_full(fd.get(), header, 0, path) != header.size()) return false;
+  if (!sqlite::has_sqlite_header(header)) return false;
+  // Bytes 18 and 19 (file format write/read version) are 2 in WAL mode.
+  const bool wal = header[18] == std::byte{2} && header[19] == std::byte{2};
+  return wal || accept_rollback;
+}
+
+bool ignored_name(const std::string& name) {
+  return name.empty() || name[0] == '.' || name.ends_with("-wal") || name.ends_with("-shm") ||
+         name.ends_with("-journal") || name.ends_with("-walship");
+}
+
+class ReplicateLoop {
+ public:
+  ReplicateLoop(const ReplicateRun& run, const OpenStorageFn& open_storage)
+      : m_run(run), m_open_storage(open_storage), m_pool(std::max(1, run.workers)) {
+    make_pipe(g_signal_pipe);
+    make_pipe(m_done_pipe);
+    struct sigaction sa {};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    for (int sig : k_forwarded_signals) ::sigaction(sig, &sa, nullptr);
+    ::sigaction(SIGCHLD, &sa, nullptr);
+    m_inotify.reset(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+    if (!m_inotify) throw Failure(std::string("unable to watch files (inotify): ") + std::strerror(errno));
+  }
+
+  ~ReplicateLoop() {
+    ::close(g_signal_pipe[0]);
+    ::close(g_signal_pipe[1]);
+    g_signal_pipe[0] = g_signal_pipe[1] = -1;
+    ::close(m_done_pipe[0]);
+    ::close(m_done_pipe[1]);
+  }
+
+  int run() {
+    for (const DatabaseConfig& db : m_run.config.databases)
+      add_database(db.path, db.replicas, db.settings, false);
+    for (const DirectoryConfig& dir : m_run.config.directories) {
+      watch(dir.path, &dir);
+      scan_directory(dir);
+    }
+    log(LogLevel::info, "replicate started",
+        {{"databases", std::to_string(m_entries.size())}, {"workers", std::to_string(m_run.workers)}});
+
+    // First round: every database starts (initial snapshot, resume or
+    // rehash) before the app runs, and a configuration problem stops here.
+    dispatch_due();
+    while (busy_count() > 0) pump(-1);
+    for (const auto& entry : m_entries) {
+      if (entry->fatal && !entry->from_directory) {
+        finish_all();
+        throw UsageError(m_first_usage_error);
+      }
+    }
+    if (!m_stop && !m_run.exec_argv.empty()) spawn_child();
+
+    while (!m_stop) {
+      dispatch_due();
+      pump(timeout_ms());
+    }
+    while (busy_count() > 0) pump(-1);
+    const bool shipped = finish_all();
+    if (m_child_status) {
+      const int status = *m_child_status;
+      return WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 1;
+    }
+    return shipped ? 0 : 1;
+  }
+
+ private:
+  void add_database(const std::string& given_path, const std::vector<ReplicaConfig>& replicas,
+                    const DatabaseSettings& settings, bool from_directory) {
+    // File events name files by directory + name: match them on one spelling.
+    const std::string path = std::filesystem::absolute(given_path).lexically_normal().string();
+    if (m_by_path.contains(path)) return;
+    std::vector<std::unique_ptr<Storage>> storages;
+    for (const ReplicaConfig& replica : replicas)
+      storages.push_back(m_open_storage(replica.url, replica.settings));
+    ReplicatorOptions options = settings.replicator;
+    options.db_path = path;
+    auto entry = std::make_unique<Entry>();
+    entry->replicator = std::make_unique<Replicator>(options, std::move(storages));
+    entry->interval_ms = settings.sync_interval_ms;
+    entry->from_directory = from_directory;
+    m_by_path[path] = entry.get();
+    watch(dir_name(path), nullptr);
+    m_entries.push_back(std::move(entry));
+  }
+
+  void watch(const std::string& dir, const DirectoryConfig* directory) {
+    for (auto& [wd, w] : m_watches) {
+      if (w.dir == dir) {
+        if (directory) w.directory = directory;
+        return;
+      }
+    }
+    const int wd = ::inotify_add_watch(m_inotify.get(), dir.c_str(),
+                                       IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_DELETE | IN_CLOSE_WRITE);
+    if (wd < 0) {
+      throw UsageError("unable to watch directory '" + dir + "': " + std::strerror(errno) +
+                       (errno == ENOSPC ? " (raise fs.inotify.max_user_watches)" : ""));
+    }
+    m_watches[wd] = Watch{dir, directory};
+  }
+
+  void consider_file(const DirectoryConfig& dir, const std::string& name) {
+    if (ignored_name(name)) return;
+    const std::string path = dir.path + "/" + name;
+    if (m_by_path.contains(path)) return;
+    if (!is_wal_database_file(path, dir.settings.replicator.enable_wal)) {
+      if (is_wal_database_file(path, true) && m_skipped.insert(path).second) {
+        log(LogLevel::warn, "skipping a database that is not in WAL mode (set enable-wal to switch it)",
+            {{"db", path}});
+      }
+      return;
+    }
+    m_skipped.erase(path);
+    ReplicaConfig replica = dir.replica;
+    replica.url = join_replica_url(dir.replica.url, name);
+    try {
+      add_database(path, {replica}, dir.settings, true);
+      log(LogLevel::info, "found a database", {{"db", path}});
+    } catch (const Error& e) {
+      log(LogLevel::error, "unable to replicate a database of the directory",
+          {{"db", path}, {"error", e.what()}});
+    }
+  }
+
+  void scan_directory(const DirectoryConfig& dir) {
+    DIR* d = ::opendir(dir.path.c_str());
+    if (!d) throw UsageError("unable to read directory '" + dir.path + "': " + std::strerror(errno));
+    std::vector<std::string> names;
+    while (dirent* e = ::readdir(d)) names.emplace_back(e->d_name);
+    ::closedir(d);
+    std::sort(names.begin(), names.end());
+    for (const std::string& name : names) consider_file(dir, name);
+  }
+
+  int busy_count() const {
+    int n = 0;
+    for (const auto& e : m_entries) n += e->busy ? 1 : 0;
+    return n;
+  }
+
+  int timeout_ms() const {
+    const int64_t now = static_cast<int64_t>(now_ms());
+    int64_t next = INT64_MAX;
+    for (const auto& e : m_entries) {
+      if (!e->busy) next = std::min(next, e->due(now));
+    }
+    if (next == INT64_MAX) return -1;
+    return static_cast<int>(std::clamp<int64_t>(next - now, 0, 3'600'000));
+  }
+
+  void dispatch_due() {
+    const int64_t now = static_cast<int64_t>(now_ms());
+    for (const auto& entry : m_entries) {
+      if (entry->busy || entry->due(now) > now) continue;
+      Entry* e = entry.get();
+      e->busy = true;
+      e->dirty = false;
+      e->last_start = now;
+      e->poll_due = now + k_safety_poll_ms;
+      m_pool.submit([this, e] {
+        StepResult result;
+        result.entry = e;
+        try {
+          result.timer = e->replicator->step(static_cast<int64_t>(now_ms()));
+        } catch (const UsageError& x) {
+          result.error = x.what();
+          result.usage = true;
+        } catch (const std::exception& x) {
+          result.error = x.what();
+        }
+        post(std::move(result));
+      });
+    }
+  }
+
+  void post(StepResult result) {
+    {
+      std::lock_guard lock(m_results_mutex);
+      m_results.push_back(std::move(result));
+    }
+    const char byte = 1;
+    [[maybe_unused]] const ssize_t n = ::write(m_done_pipe[1], &byte, 1);
+  }
+
+  void handle_results() {
+    std::vector<StepResult> results;
+    {
+      std::lock_guard lock(m_results_mutex);
+      results.swap(m_results);
+    }
+    const int64_t now = static_cast<int64_t>(now_ms());
+    for (StepResult& r : results) {
+      Entry& e = *r.entry;
+      e.busy = false;
+      if (r.error.empty()) {
+        e.failures = 0;
+        e.timer_due = r.timer;
+        continue;
+      }
+      if (r.usage) {
+        e.fatal = true;
+        if (m_first_usage_error.empty()) m_first_usage_error = r.error;
+        log(LogLevel::error, "unable to replicate", {{"db", e.replicator->db_path()}, {"error", r.error}});
+        continue;
+      }
+      e.failures += 1;
+      const int64_t delay = std::min<int64_t>(k_max_retry_ms, int64_t{1000} << std::min(e.failures - 1, 6));
+      e.retry_due = now + delay;
+      log(LogLevel::error, "unable to replicate; nothing is lost, retrying",
+          {{"db", e.replicator->db_path()},
+           {"error", r.error},
+           {"retry_in", std::to_string(delay / 1000) + "s"}});
+    }
+  }
+
+  void handle_signals() {
+    unsigned char sigs[64];
+    ssize_t n;
+    while ((n = ::read(g_signal_pipe[0], sigs, sizeof sigs)) > 0) {
+      for (ssize_t i = 0; i < n; ++i) {
+        const int sig = sigs[i];
+        if (sig == SIGCHLD) {
+          reap_child();
+          continue;
+        }
+        if (m_child_pid > 0) {
+          ::kill(m_child_pid, sig);  // the app decides; walship stops when it exits
+          continue;
+        }
+        if (sig == SIGTERM || sig == SIGINT || sig == SIGQUIT) {
+          if (m_stop) {
+            log(LogLevel::warn, "already shipping what is committed before exiting; SIGKILL abandons it");
+          } else {
+            log(LogLevel::info, "stopping: shipping what is committed", {{"signal", strsignal(sig)}});
+          }
+          m_stop = true;
+        } else {
+          log(LogLevel::info, "signal ignored (replicate stops on SIGTERM or SIGINT)",
+              {{"signal", strsignal(sig)}});
+        }
+      }
+    }
+  }
+
+  void handle_inotify() {
+    alignas(inotify_event) char buffer[65536];
+    ssize_t n;
+    while ((n = ::read(m_inotify.get(), buffer, sizeof buffer)) > 0) {
+      for (ssize_t off = 0; off < n;) {
+        const auto* ev = reinterpret_cast<const inotify_event*>(buffer + off);
+        off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
+        if (ev->mask & IN_Q_OVERFLOW) {
+          for (const auto& e : m_entries) e->dirty = true;
+          continue;
+        }
+        const auto w = m_watches.find(ev->wd);
+        if (w == m_watches.end() || ev->len == 0) continue;
+        const std::string name(ev->name);
+        std::string path = w->second.dir + "/" + name;
+        if (path.ends_with("-wal")) path.resize(path.size() - 4);
+        if (const auto it = m_by_path.find(path); it != m_by_path.end()) {
+          it->second->dirty = true;
+        } else if (w->second.directory && !m_stop) {
+          consider_file(*w->second.directory, name);
+        }
+      }
+    }
+  }
+
+  void pump(int timeout) {
+    pollfd fds[3] = {
+        {g_signal_pipe[0], POLLIN, 0}, {m_done_pipe[0], POLLIN, 0}, {m_inotify.get(), POLLIN, 0}};
+    const int rc = ::poll(fds, 3, timeout);
+    if (rc < 0 && errno != EINTR) throw Failure(std::string("poll failed: ") + std::strerror(errno));
+    char drain[256];
+    while (::read(m_done_pipe[0], drain, sizeof drain) > 0) {
+    }
+    handle_signals();
+    handle_results();
+    handle_inotify();
+  }
+
+  void spawn_child() {
+    int status_pipe[2];
+    make_pipe(status_pipe);
+    const pid_t pid = ::fork();
+    if (pid < 0)
+      throw Failure(std::string("unable to start the --exec command: fork: ") + std::strerror(errno));
+    if (pid == 0) {
+      for (int sig : k_forwarded_signals) ::signal(sig, SIG_DFL);
+      ::signal(SIGCHLD, SIG_DFL);
+      std::vector<char*> argv;
+      for (const std::string& arg : m_run.exec_argv) argv.push_back(const_cast<char*>(arg.c_str()));
+      argv.push_back(nullptr);
+      ::execvp(argv[0], argv.data());
+      const int err = errno;
+      [[maybe_unused]] const ssize_t n = ::write(status_pipe[1], &err, sizeof err);
+      ::_exit(127);
+    }
+    ::close(status_pipe[1]);
+    int err = 0;
+    ssize_t n;
+    // The pipe closes on a successful exec (O_CLOEXEC); an errno means it failed.
+    pollfd pfd{status_pipe[0], POLLIN, 0};
+    ::poll(&pfd, 1, -1);
+    n = ::read(status_pipe[0], &err, sizeof err);
+    ::close(status_pipe[0]);
+    m_child_pid = pid;
+    if (n == sizeof err) {
+      ::waitpid(pid, nullptr, 0);
+      m_child_pid = -1;
+      finish_all();
+      throw UsageError("unable to run --exec command '" + m_run.exec_argv[0] + "': " + std::strerror(err));
+    }
+    log(LogLevel::info, "started the app", {{"command", m_run.exec_argv[0]}, {"pid", std::to_string(pid)}});
+  }
+
+  void reap_child() {
+    if (m_child_pid <= 0) return;
+    int status = 0;
+    if (::waitpid(m_child_pid, &status, WNOHANG) != m_child_pid) return;
+    m_child_status = status;
+    m_child_pid = -1;
+    log(LogLevel::info, "the app exited; shipping what is committed",
+        {{"status", WIFEXITED(status) ? std::to_string(WEXITSTATUS(status))
+                                      : std::string("signal ") + strsignal(WTERMSIG(status))}});
+    m_stop = true;
+  }
+
+  // The last ship of every database, in parallel; true if all succeeded.
+  bool finish_all() {
+    std::mutex mutex;
+    std::condition_variable cv;
+    int pending = 0;
+    bool ok = true;
+    for (const auto& entry : m_entries) {
+      if (entry->fatal) continue;
+      Entry* e = entry.get();
+      ++pending;
+      m_pool.submit([&, e] {
+        std::string error;
+        try {
+          e->replicator->finish();
+        } catch (const std::exception& x) {
+          error = x.what();
+        }
+        std::lock_guard lock(mutex);
+        if (!error.empty()) {
+          ok = false;
+          log(LogLevel::error,
+              "unable to ship before exiting: the newest transactions are not in the replica",
+              {{"db", e->replicator->db_path()}, {"error", error}});
+        }
+        --pending;
+        cv.notify_all();
+      });
+    }
+    std::unique_lock lock(mutex);
+    cv.wait(lock, [&] { return pending == 0; });
+    log(ok ? LogLevel::info : LogLevel::error,
+        ok ? "stopped: everything committed is shipped" : "stopped with errors");
+    return ok;
+  }
+
+  struct Watch {
+    std::string dir;
+    const DirectoryConfig* directory = nullptr;
+  };
+
+  const ReplicateRun& m_run;
+  const OpenStorageFn& m_open_storage;
+  std::vector<std::unique_ptr<Entry>> m_entries;
+  std::map<std::string, Entry*> m_by_path;
+  std::map<int, Watch> m_watches;
+  std::set<std::string> m_skipped;
+  UniqueFd m_inotify;
+  int m_done_pipe[2] = {-1, -1};
+  std::mutex m_results_mutex;
+  std::vector<StepResult> m_results;
+  bool m_stop = false;
+  std::string m_first_usage_error;
+  pid_t m_child_pid = -1;
+  std::optional<int> m_child_status;
+  WorkerPool m_pool;  // last: its threads are joined before the rest is destroyed
+};
+
+}  // namespace
+
+int run_replicate(const ReplicateRun& run, const OpenStorageFn& open_storage) {
+  ReplicateLoop loop(run, open_storage);
+  return loop.run();
+}
+
+std::vector<std::string> split_command(const std::string& command) {
+  std::vector<std::string> words;
+  std::string word;
+  bool in_word = false;
+  char quote = 0;
+  for (size_t i = 0; i < command.size(); ++i) {
+    const char c = command[i];
+    if (quote) {
+      if (c == quote) {
+        quote = 0;
+      } else if (c == '\\' && quote == '"' && i + 1 < command.size()) {
+        word += command[++i];
+      } else {
+        word += c;
+      }
+    } else if (c == '\'' || c == '"') {
+      quote = c;
+      in_word = true;
+    } else if (c == '\\' && i + 1 < command.size()) {
+      word += command[++i];
+      in_word = true;
+    } else if (c == ' ' || c == '\t' || c == '\n') {
+      if (in_word) words.push_back(std::move(word));
+      word.clear();
+      in_word = false;
+    } else {
+      word += c;
+      in_word = true;
+    }
+  }
+  if (quote)
+    throw UsageError("invalid --exec command '" + command + "': unterminated " + std::string(1, quote) +
+                     " quote");
+  if (in_word) words.push_back(std::move(word));
+  if (words.empty())
+    throw UsageError("invalid --exec command: it is empty; give the app to run, e.g. --exec \"myapp serve\"");
+  return words;
+}
+
+namespace {
+
+// RFC 3986 unreserved characters stay, everything else is %XX.
+std::string encode_path_segment(const std::string& text) {
+  static constexpr char k_hex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : text) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += k_hex[c >> 4];
+      out += k_hex[c & 15];
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string join_replica_url(const std::string& prefix_url, const std::string& file_name) {
+  if (prefix_url.starts_with('/'))
+    return (prefix_url.ends_with('/') ? prefix_url : prefix_url + "/") + file_name;
+  const size_t query = prefix_url.find('?');
+  std::string base = prefix_url.substr(0, query);
+  const std::string rest = query == std::string::npos ? "" : prefix_url.substr(query);
+  if (!base.ends_with('/')) base += '/';
+  return base + encode_path_segment(file_name) + rest;
+}
+
+}  // namespace walship

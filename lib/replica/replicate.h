@@ -1,0 +1,42 @@
+// `walship replicate`: one process replicating many databases (DESIGN.md,
+// "Replicate"). The main thread waits on inotify, timers and signals and
+// decides what is due; a fixed pool of workers runs the Replicator steps, so
+// memory and concurrent uploads stay bounded however many databases there are.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backends/storage.h"
+#include "lib/config/config.h"
+
+namespace walship {
+
+struct ReplicateRun {
+  ReplicateConfig config;
+  std::vector<std::string> exec_argv;  // --exec: the app to run as a child; empty: none
+  int workers = 4;                     // steps (and uploads) running at once
+};
+
+using OpenStorageFn = std::function<std::unique_ptr<Storage>(
+    const std::string& url, const std::map<std::string, std::string>& settings)>;
+
+// Runs until SIGTERM/SIGINT (or the --exec child's exit), then ships what is
+// committed and returns the exit code: 0, the child's, or 1 if the final
+// ship failed. Throws UsageError for a configuration problem found at start
+// (a database that is missing, not SQLite, not in WAL mode; a bad URL).
+int run_replicate(const ReplicateRun& run, const OpenStorageFn& open_storage);
+
+// Splits an --exec command line into words: blanks separate, '...' and "..."
+// quote, backslash escapes. Throws UsageError for an unterminated quote or an
+// empty command.
+std::vector<std::string> split_command(const std::string& command);
+
+// The replica URL of database `file_name` in a directory replicated to
+// `prefix_url`: the name appended to the path (before any ?query).
+std::string join_replica_url(const std::string& prefix_url, const std::string& file_name);
+
+}  // namespace walship

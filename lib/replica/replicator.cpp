@@ -1,0 +1,647 @@
+#include "lib/replica/replicator.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "lib/format/checksum.h"
+#include "lib/format/keys.h"
+#include "lib/format/replica_file.h"
+#include "lib/replica/compaction.h"
+#include "lib/replica/db_file.h"
+#include "lib/replica/replica_listing.h"
+#include "lib/replica/snapshot.h"
+#include "lib/util/endian.h"
+#include "lib/util/error.h"
+#include "lib/util/log.h"
+#include "lib/util/time.h"
+
+namespace walship {
+
+namespace {
+
+constexpr int k_read_busy_timeout_ms = 5'000;
+// How long pin() waits for the app's write transaction to end. The app waits
+// for walship's (short) hold of the writer lock with its own busy timeout.
+constexpr int k_writer_busy_timeout_ms = 5'000;
+constexpr int k_truncate_busy_timeout_ms = 1'000;
+
+uint64_t inode_of(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return 0;
+  return static_cast<uint64_t>(st.st_ino);
+}
+
+// The whole-database checksum after an object: the post_sum of its trailer,
+// read with one small range GET.
+uint64_t fetch_post_checksum(Storage& storage, const std::string& key, uint64_t size) {
+  MemorySink sink;
+  if (size < format::k_header_size + format::k_trailer_size ||
+      !storage.get(key, sink, ByteRange{size - format::k_trailer_size, format::k_trailer_size}) ||
+      sink.data().size() != format::k_trailer_size ||
+      std::memcmp(sink.data().data() + 16, "WALSHIPE", 8) != 0) {
+    throw Failure("corrupt replica file '" + storage.url() + "/" + key +
+                  "': no valid trailer; run walship verify on the replica");
+  }
+  return get_be64(sink.data().data());
+}
+
+std::vector<uint64_t> hash_database(sqlite::Database& db, uint32_t page_size) {
+  std::vector<uint64_t> hashes(static_cast<size_t>(db.query_int("PRAGMA main.page_count")), 0);
+  for_each_db_page(db, page_size, [&](uint32_t pgno, std::span<const std::byte> page) {
+    if (pgno > hashes.size()) {
+      throw Failure("database '" + db.path() + "' changed size while reading it in one transaction");
+    }
+    hashes[pgno - 1] = format::page_hash(pgno, page);
+  });
+  return hashes;
+}
+
+// Starts a read transaction: BEGIN alone takes no lock until the first read.
+void begin_read(sqlite::Database& db) {
+  db.exec("BEGIN");
+  db.query_int("SELECT count(*) FROM sqlite_schema");
+}
+
+uint64_t xor_all(const std::vector<uint64_t>& hashes) {
+  uint64_t sum = 0;
+  for (uint64_t h : hashes) sum ^= h;
+  return sum;
+}
+
+}  // namespace
+
+// One replica of the database: its storage, what was shipped to it, and the
+// deltas not yet compacted.
+struct ReplicaTarget {
+  ReplicaTarget(std::unique_ptr<Storage> s, const std::string& state_dir)
+      : storage(std::move(s)), store(state_dir, storage->url()) {}
+
+  std::unique_ptr<Storage> storage;
+  LocalStateStore store;
+  std::optional<ShippedState> state;  // trusted shipped state; nullopt: none yet
+  // The WAL position in `state` cannot be trusted: rehash and ship the
+  // difference (or, without a state, compare with the replica) before shipping.
+  bool lost = true;
+  bool verify_position = false;  // a position from the local state, not yet checked against the WAL
+  // What the replica's newest object says, for a target without a state.
+  bool replica_empty = true;
+  uint64_t replica_newest = 0;
+  uint64_t replica_post = 0;
+  int64_t last_snapshot_ms = 0;
+  Compactor compactor;
+
+  std::string name() const { return storage->url(); }
+};
+
+Replicator::Replicator(ReplicatorOptions options, std::vector<std::unique_ptr<Storage>> replicas)
+    : m_options(std::move(options)) {
+  m_wal_path = m_options.db_path + "-wal";
+  m_shm_path = m_options.db_path + "-shm";
+  m_state_dir = m_options.db_path + "-walship";
+  for (auto& storage : replicas)
+    m_targets.push_back(std::make_unique<ReplicaTarget>(std::move(storage), m_state_dir));
+}
+
+Replicator::~Replicator() { close_database(); }
+
+void Replicator::open_database() {
+  check_db_file(m_options.db_path);
+  m_reader = std::make_unique<sqlite::Database>(m_options.db_path, SQLITE_OPEN_READWRITE);
+  m_reader->set_busy_timeout(k_read_busy_timeout_ms);
+  // Closing the last connection would checkpoint and delete the WAL, so a
+  // restart could not resume from its position: leave that to the app.
+  sqlite3_db_config(m_reader->handle(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+  std::string mode = m_reader->query_text("PRAGMA main.journal_mode");
+  if (mode != "wal") {
+    if (!m_options.enable_wal) {
+      throw UsageError("database '" + m_options.db_path + "' is not in WAL mode (journal_mode=" + mode +
+                       "): replicate ships WAL frames; run sqlite3 '" + m_options.db_path +
+                       "' 'PRAGMA journal_mode=WAL' or pass --enable-wal");
+    }
+    mode = m_reader->query_text("PRAGMA main.journal_mode=WAL");
+    if (mode != "wal") {
+      throw Failure("unable to switch database '" + m_options.db_path + "' to WAL mode (it stayed " + mode +
+                    "): close the apps that hold it open and run again");
+    }
+    log(LogLevel::info, "switched the database to WAL mode", {{"db", m_options.db_path}});
+  }
+  m_writer = std::make_unique<sqlite::Database>(m_options.db_path, SQLITE_OPEN_READWRITE);
+  m_writer->set_busy_timeout(k_writer_busy_timeout_ms);
+  sqlite3_db_config(m_writer->handle(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+  m_page_size = static_cast<uint32_t>(m_reader->query_int("PRAGMA main.page_size"));
+  m_db_inode = inode_of(m_options.db_path);
+  // SQLite creates -wal and -shm when a connection first reads a WAL database.
+  m_reader->query_int("SELECT count(*) FROM sqlite_schema");
+  m_wal_fd.reset(::open(m_wal_path.c_str(), O_RDONLY | O_CLOEXEC));
+  m_wal_inode = m_wal_fd ? inode_of(m_wal_path) : 0;
+  m_shm_fd.reset(::open(m_shm_path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!m_shm_fd) {
+    throw Failure(
+        "unable to open '" + m_shm_path + "': " + std::strerror(errno) +
+        ": replicate needs SQLite's shared-memory index (is the app using locking_mode=EXCLUSIVE?)");
+  }
+  if (::mkdir(m_state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    throw Failure("unable to create the state directory '" + m_state_dir + "': " + std::strerror(errno));
+  }
+  m_spool = anonymous_file(m_state_dir);
+}
+
+void Replicator::close_database() {
+  m_reader.reset();
+  m_writer.reset();
+  m_wal_fd.reset();
+  m_shm_fd.reset();
+}
+
+bool Replicator::files_replaced() {
+  if (inode_of(m_options.db_path) != m_db_inode) return true;
+  if (!m_wal_fd) {
+    m_wal_fd.reset(::open(m_wal_path.c_str(), O_RDONLY | O_CLOEXEC));
+    m_wal_inode = m_wal_fd ? inode_of(m_wal_path) : 0;
+    return false;
+  }
+  // SQLite never replaces or deletes the WAL while a connection (ours) is open.
+  return inode_of(m_wal_path) != m_wal_inode;
+}
+
+void Replicator::reconcile(ReplicaTarget& target) {
+  const ReplicaListing listing = list_replica(*target.storage);
+  target.lost = true;
+  target.state.reset();
+  target.replica_empty = listing.empty();
+  if (target.replica_empty) return;
+  HeaderCache headers(*target.storage);
+  target.replica_newest = newest_txid(listing, headers);
+  // The newest object: a snapshot at that TXID, or a delta ending there.
+  std::optional<std::pair<std::string, uint64_t>> newest;
+  for (const SnapshotEntry& s : listing.snapshots) {
+    if (s.txid == target.replica_newest) newest = {s.key, s.size};
+  }
+  for (const DeltaEntry& d : listing.deltas) {
+    if (!newest && headers.max_txid(d) == target.replica_newest) newest = {d.key, d.size};
+  }
+  if (!newest) throw Failure("replica '" + target.name() + "' lists no object for its newest TXID");
+  target.replica_post = fetch_post_checksum(*target.storage, newest->first, newest->second);
+  target.compactor.load(listing, headers);
+  for (const SnapshotEntry& s : listing.snapshots) {
+    target.last_snapshot_ms =
+        std::max<int64_t>(target.last_snapshot_ms, static_cast<int64_t>(headers.get(s.key).commit_time_ms));
+  }
+
+  std::optional<ShippedState> local = target.store.load();
+  if (local && local->txid == target.replica_newest && local->checksum == target.replica_post &&
+      local->page_size == m_page_size) {
+    target.state = std::move(local);
+    // Resumable when the WAL still holds the shipped position: same salts,
+    // and the frame that ends there is the one shipped. Checked in pin().
+    target.lost = false;
+    target.verify_position = true;
+  }
+}
+
+std::optional<wal::WalPosition> Replicator::wal_end() {
+  if (!m_wal_fd) return std::nullopt;
+  const std::optional<wal::WalHeader> header = wal::read_wal_header(m_wal_fd.get(), m_wal_path);
+  if (!header) return std::nullopt;
+  const std::optional<wal::WalIndexHeader> index = wal::read_wal_index_header(m_shm_fd.get(), m_shm_path);
+  if (!index || !wal::wal_index_matches(*index, *header)) return wal::WalPosition::start_of(*header);
+  return wal::scan_wal(m_wal_fd.get(), m_wal_path, *header, wal::WalPosition::start_of(*header),
+                       index->max_frame)
+      .end;
+}
+
+namespace {
+
+// Checks that the WAL still holds `position`: the same generation, and the
+// frame ending at it carries the checksum recorded when it was shipped.
+bool wal_holds(int fd, const std::string& path, const wal::WalPosition& position) {
+  if (position.offset == 0) return false;
+  const std::optional<wal::WalHeader> header = wal::read_wal_header(fd, path);
+  if (!header || !position.same_generation(*header)) return false;
+  if (position.offset == wal::k_wal_header_size) return header->checksum == position.checksum;
+  const uint64_t frame_size = wal::k_frame_header_size + position.page_size;
+  std::array<std::byte, wal::k_frame_header_size> bytes{};
+  if (position.offset < wal::k_wal_header_size + frame_size ||
+      pread_full(fd, bytes, position.offset - frame_size, path) != bytes.size()) {
+    return false;
+  }
+  const wal::FrameHeader frame = wal::parse_frame_header(bytes);
+  return frame.salt1 == position.salt1 && frame.salt2 == position.salt2 && frame.commit_db_pages != 0 &&
+         frame.checksum == position.checksum;
+}
+
+}  // namespace
+
+wal::WalPosition Replicator::pin() {
+  m_writer->exec("BEGIN IMMEDIATE");
+  try {
+    std::string first_error;
+    for (auto& target : m_targets) {
+      if (target->lost) continue;
+      if (target->verify_position) {
+        target->verify_position = false;
+        if (!wal_holds(m_wal_fd.get(), m_wal_path, target->state->wal)) {
+          log(LogLevel::info, "the WAL moved on while walship was not running; rehashing the database",
+              {{"db", m_options.db_path}, {"replica", target->name()}});
+          target->lost = true;
+          continue;
+        }
+      }
+      try {
+        ship_new_frames(*target);
+      } catch (const Error& e) {
+        if (first_error.empty()) first_error = e.what();
+      }
+    }
+    if (!first_error.empty()) throw StorageError(first_error, true);
+    if (sqlite3_get_autocommit(m_reader->handle()) == 0) m_reader->exec("COMMIT");
+    begin_read(*m_reader);
+    std::optional<wal::WalPosition> end = wal_end();
+    m_writer->exec("ROLLBACK");
+    wal::WalPosition none;
+    none.page_size = m_page_size;
+    return end.value_or(none);
+  } catch (...) {
+    m_writer->exec("ROLLBACK");
+    throw;
+  }
+}
+
+void Replicator::start() {
+  if (!m_reader) open_database();
+  for (auto& target : m_targets) reconcile(*target);
+  // pin() checks trusted positions under the writer lock, so no restart of
+  // the WAL can slip in between the check and shipping the frames after it.
+  const wal::WalPosition pinned = pin();
+  for (auto& target : m_targets) {
+    if (target->lost) resync(*target, pinned);
+  }
+  m_started = true;
+  for (auto& target : m_targets) {
+    if (log_enabled(LogLevel::info)) {
+      log(LogLevel::info, "replicating",
+          {{"db", m_options.db_path},
+           {"replica", target->name()},
+           {"txid", format::txid_hex(target->state->txid)}});
+    }
+  }
+}
+
+void Replicator::ship_new_frames(ReplicaTarget& target) {
+  if (!m_wal_fd) return;
+  ShippedState& state = *target.state;
+  const std::optional<wal::WalHeader> header = wal::read_wal_header(m_wal_fd.get(), m_wal_path);
+  if (!header) return;  // no frames since the WAL was truncated, or none yet
+  if (header->page_size != state.page_size) {
+    target.lost = true;
+    return;
+  }
+  if (!state.wal.same_generation(*header)) {
+    // SQLite restarted the WAL after a complete checkpoint. Every frame of the
+    // old generation was shipped: see the comment at the top of replicator.h.
+    state.wal = wal::WalPosition::start_of(*header);
+  }
+  const std::optional<wal::WalIndexHeader> index = wal::read_wal_index_header(m_shm_fd.get(), m_shm_path);
+  if (!index || !wal::wal_index_matches(*index, *header)) return;  // a writer is mid-update; next time
+  const wal::CommittedFrames frames =
+      wal::scan_wal(m_wal_fd.get(), m_wal_path, *header, state.wal, index->max_frame);
+  if (frames.commits == 0) return;
+
+  const uint32_t page_size = state.page_size;
+  const uint32_t lock_page = format::lock_page(page_size);
+  format::FileHeader file;
+  file.kind = format::FileKind::delta;
+  file.page_size = page_size;
+  file.min_txid = state.txid + 1;
+  file.max_txid = state.txid + 1;
+  file.db_pages = frames.db_pages;
+  file.commit_time_ms = static_cast<uint64_t>(now_ms());
+  file.pre_checksum = state.checksum;
+
+  if (::ftruncate(m_spool.get(), 0) != 0 || ::lseek(m_spool.get(), 0, SEEK_SET) != 0) {
+    throw Failure("unable to reset the spool file in '" + m_state_dir + "': " + std::strerror(errno));
+  }
+  FdSink sink(m_spool.get(), "delta spool in '" + m_state_dir + "'");
+  format::ReplicaWriter writer(sink, file, m_options.delta_zstd_level);
+  std::vector<std::byte> page(page_size);
+  std::vector<std::pair<uint32_t, uint64_t>> changes;
+  uint64_t checksum = state.checksum;
+  uint64_t new_pages_written = 0;
+  for (const auto& [pgno, offset] : frames.pages) {
+    if (pgno > frames.db_pages || pgno == lock_page) continue;
+    if (pread_full(m_wal_fd.get(), page, offset, m_wal_path) != page.size()) {
+      throw Failure("WAL '" + m_wal_path + "' ended inside a committed frame");
+    }
+    const uint64_t hash = format::page_hash(pgno, page);
+    if (pgno <= state.db_pages) {
+      checksum ^= state.page_hashes[pgno - 1];
+    } else {
+      ++new_pages_written;
+    }
+    checksum ^= hash;
+    writer.add_page(pgno, page);
+    changes.emplace_back(pgno, hash);
+  }
+  if (frames.db_pages > state.db_pages) {
+    uint64_t new_pages = frames.db_pages - state.db_pages;
+    if (lock_page > state.db_pages && lock_page <= frames.db_pages) --new_pages;
+    if (new_pages_written != new_pages) {
+      // The database grew by pages no frame holds: not something SQLite
+      // does; rehash rather than ship a delta that would restore zeros.
+      log(LogLevel::warn, "the WAL grew the database without writing the new pages; rehashing",
+          {{"db", m_options.db_path}, {"replica", target.name()}});
+      target.lost = true;
+      return;
+    }
+  }
+  for (uint32_t pgno = frames.db_pages + 1; pgno <= state.db_pages; ++pgno)
+    checksum ^= state.page_hashes[pgno - 1];
+  writer.finish(checksum);
+
+  const std::string key = format::l0_delta_key(file.min_txid);
+  if (!upload(target, key, writer.bytes_written())) return;
+
+  std::vector<uint32_t> changed;
+  changed.reserve(changes.size());
+  state.page_hashes.resize(frames.db_pages, 0);
+  for (const auto& [pgno, hash] : changes) {
+    state.page_hashes[pgno - 1] = hash;
+    changed.push_back(pgno);
+  }
+  state.txid = file.max_txid;
+  state.checksum = checksum;
+  state.db_pages = frames.db_pages;
+  state.wal = frames.end;
+  target.store.save(state, changed, false);
+  target.compactor.add(DeltaRecord{key, 0, file.min_txid, file.max_txid, file.commit_time_ms});
+  if (log_enabled(LogLevel::debug)) {
+    log(LogLevel::debug, "shipped",
+        {{"db", m_options.db_path},
+         {"replica", target.name()},
+         {"txid", format::txid_hex(state.txid)},
+         {"commits", std::to_string(frames.commits)},
+         {"pages", std::to_string(changes.size())},
+         {"bytes", std::to_string(writer.bytes_written())}});
+  }
+}
+
+bool Replicator::upload(ReplicaTarget& target, const std::string& key, uint64_t size) {
+  FdSource source(m_spool.get(), size, "spool in '" + m_state_dir + "'");
+  if (target.storage->put_if_absent(key, source)) return true;
+  log(LogLevel::error,
+      "another process wrote the next TXID of this replica: is a second replicate running on it? "
+      "walship will check the replica again and write a new snapshot",
+      {{"db", m_options.db_path}, {"replica", target.name()}, {"key", key}});
+  reconcile(target);
+  return false;
+}
+
+void Replicator::resync(ReplicaTarget& target, const wal::WalPosition& pinned) {
+  if (!target.state) {
+    if (target.replica_empty) {
+      write_snapshot(target, 1, pinned, false);
+      return;
+    }
+    std::vector<uint64_t> hashes = hash_database(*m_reader, m_page_size);
+    const uint64_t checksum = xor_all(hashes);
+    if (checksum != target.replica_post) {
+      log(LogLevel::info, "the database differs from the replica's newest state; writing a new snapshot",
+          {{"db", m_options.db_path}, {"replica", target.name()}});
+      write_snapshot(target, target.replica_newest + 1, pinned, false);
+      return;
+    }
+    ShippedState state;
+    state.page_size = m_page_size;
+    state.txid = target.replica_newest;
+    state.checksum = checksum;
+    state.db_pages = static_cast<uint32_t>(hashes.size());
+    state.page_hashes = std::move(hashes);
+    state.wal = pinned;
+    target.state = std::move(state);
+    target.store.save(*target.state, {}, true);
+    target.lost = false;
+    return;
+  }
+  ShippedState& state = *target.state;
+  if (state.page_size != m_page_size) {
+    write_snapshot(target, state.txid + 1, pinned, false);
+    return;
+  }
+  // Ship exactly the pages that differ from the shipped state.
+  const std::vector<uint64_t> hashes = hash_database(*m_reader, m_page_size);
+  const auto db_pages = static_cast<uint32_t>(hashes.size());
+  std::vector<uint32_t> changed;
+  uint64_t checksum = state.checksum;
+  for (uint32_t pgno = 1; pgno <= db_pages; ++pgno) {
+    const uint64_t old = pgno <= state.db_pages ? state.page_hashes[pgno - 1] : 0;
+    if (old != hashes[pgno - 1]) {
+      changed.push_back(pgno);
+      checksum ^= old ^ hashes[pgno - 1];
+    }
+  }
+  for (uint32_t pgno = db_pages + 1; pgno <= state.db_pages; ++pgno) checksum ^= state.page_hashes[pgno - 1];
+  if (!changed.empty() || db_pages != state.db_pages) {
+    format::FileHeader file;
+    file.kind = format::FileKind::delta;
+    file.page_size = m_page_size;
+    file.min_txid = state.txid + 1;
+    file.max_txid = state.txid + 1;
+    file.db_pages = db_pages;
+    file.commit_time_ms = static_cast<uint64_t>(now_ms());
+    file.pre_checksum = state.checksum;
+    if (::ftruncate(m_spool.get(), 0) != 0 || ::lseek(m_spool.get(), 0, SEEK_SET) != 0) {
+      throw Failure("unable to reset the spool file in '" + m_state_dir + "': " + std::strerror(errno));
+    }
+    FdSink sink(m_spool.get(), "delta spool in '" + m_state_dir + "'");
+    format::ReplicaWriter writer(sink, file, m_options.delta_zstd_level);
+    sqlite::Statement read(*m_reader, "SELECT data FROM sqlite_dbpage('main') WHERE pgno = ?1");
+    for (uint32_t pgno : changed) {
+      read.reset();
+      read.bind_int64(1, pgno);
+      if (!read.step())
+        throw Failure("database '" + m_options.db_path + "' has no page " + std::to_string(pgno));
+      writer.add_page(pgno, read.column_blob(0));
+    }
+    writer.finish(checksum);
+    const std::string key = format::l0_delta_key(file.min_txid);
+    if (!upload(target, key, writer.bytes_written())) return;
+    target.compactor.add(DeltaRecord{key, 0, file.min_txid, file.max_txid, file.commit_time_ms});
+    state.txid = file.max_txid;
+    log(LogLevel::info, "shipped the pages that changed while continuity was lost",
+        {{"db", m_options.db_path},
+         {"replica", target.name()},
+         {"txid", format::txid_hex(state.txid)},
+         {"pages", std::to_string(changed.size())}});
+  }
+  state.checksum = checksum;
+  state.db_pages = db_pages;
+  state.page_hashes = hashes;
+  state.wal = pinned;
+  target.store.save(state, {}, true);
+  target.lost = false;
+}
+
+void Replicator::write_snapshot(ReplicaTarget& target, uint64_t txid, const wal::WalPosition& pinned,
+                                bool check) {
+  std::vector<uint64_t> hashes;
+  SpooledSnapshot spool =
+      spool_snapshot(*m_reader, txid, m_options.snapshot_zstd_level, false, m_state_dir, &hashes);
+  if (check && spool.checksum != target.state->checksum) {
+    log(LogLevel::error,
+        "the database does not match the state walship shipped (was it changed without SQLite?); writing "
+        "a snapshot as a new TXID",
+        {{"db", m_options.db_path}, {"replica", target.name()}});
+    write_snapshot(target, txid + 1, pinned, false);
+    return;
+  }
+  const std::string key = format::snapshot_key(txid);
+  FdSource source(spool.fd.get(), spool.size, "snapshot spool for '" + m_options.db_path + "'");
+  if (!target.storage->put_if_absent(key, source)) {
+    if (check) return;  // this state's snapshot is already there
+    throw Failure("snapshot " + key + " of replica '" + target.name() +
+                  "' appeared while walship was writing it: is a second replicate running on it? stop it and "
+                  "run again");
+  }
+  ShippedState state;
+  state.page_size = spool.header.page_size;
+  state.txid = txid;
+  state.checksum = spool.checksum;
+  state.db_pages = spool.header.db_pages;
+  state.page_hashes = std::move(hashes);
+  state.wal = pinned;
+  target.state = std::move(state);
+  target.store.save(*target.state, {}, true);
+  target.lost = false;
+  target.replica_empty = false;
+  target.last_snapshot_ms = static_cast<int64_t>(spool.header.commit_time_ms);
+  if (log_enabled(LogLevel::info)) {
+    log(LogLevel::info, "snapshot written",
+        {{"db", m_options.db_path},
+         {"replica", target.name()},
+         {"txid", format::txid_hex(txid)},
+         {"pages", std::to_string(spool.header.db_pages)},
+         {"bytes", std::to_string(spool.size)}});
+  }
+}
+
+void Replicator::ship_all() {
+  std::string first_error;
+  bool transient = true;
+  for (auto& target : m_targets) {
+    if (target->lost) continue;
+    try {
+      ship_new_frames(*target);
+    } catch (const StorageError& e) {
+      if (first_error.empty()) first_error = e.what();
+    } catch (const Error& e) {
+      if (first_error.empty()) first_error = e.what();
+      transient = false;
+    }
+  }
+  if (!first_error.empty()) {
+    if (transient) throw StorageError(first_error, true);
+    throw Failure(first_error);
+  }
+}
+
+void Replicator::checkpoint_if_due() {
+  const std::optional<wal::WalIndexHeader> index = wal::read_wal_index_header(m_shm_fd.get(), m_shm_path);
+  if (!index || index->max_frame < m_options.checkpoint_pages) return;
+  uint32_t backfilled = 0;
+  std::array<std::byte, 4> bytes{};
+  // nBackfill: the first field of the checkpoint info after the two headers.
+  if (pread_full(m_shm_fd.get(), bytes, 96, m_shm_path) == bytes.size())
+    std::memcpy(&backfilled, bytes.data(), 4);
+  if (backfilled >= index->max_frame) return;
+
+  m_writer->exec("BEGIN IMMEDIATE");
+  int wal_frames = 0;
+  int checkpointed = 0;
+  try {
+    ship_all();
+    m_reader->exec("COMMIT");
+    const int rc = sqlite3_wal_checkpoint_v2(m_reader->handle(), "main", SQLITE_CHECKPOINT_PASSIVE,
+                                             &wal_frames, &checkpointed);
+    begin_read(*m_reader);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY) m_reader->fail("unable to checkpoint", rc);
+  } catch (...) {
+    m_writer->exec("ROLLBACK");
+    throw;
+  }
+  m_writer->exec("ROLLBACK");
+  if (log_enabled(LogLevel::debug)) {
+    log(LogLevel::debug, "checkpoint",
+        {{"db", m_options.db_path},
+         {"mode", "passive"},
+         {"wal_frames", std::to_string(wal_frames)},
+         {"checkpointed", std::to_string(checkpointed)}});
+  }
+  if (checkpointed >= wal_frames || static_cast<uint32_t>(wal_frames) < m_options.truncate_pages) return;
+
+  // Readers of the app keep the WAL from being checkpointed to the end and it
+  // is past the hard limit: TRUNCATE waits for them (at most the busy
+  // timeout). The app may commit between releasing the writer lock and the
+  // checkpoint taking it, so every replica rehashes afterwards.
+  m_reader->exec("COMMIT");
+  m_reader->set_busy_timeout(k_truncate_busy_timeout_ms);
+  const int rc = sqlite3_wal_checkpoint_v2(m_reader->handle(), "main", SQLITE_CHECKPOINT_TRUNCATE,
+                                           &wal_frames, &checkpointed);
+  m_reader->set_busy_timeout(k_read_busy_timeout_ms);
+  begin_read(*m_reader);
+  log(rc == SQLITE_OK ? LogLevel::info : LogLevel::warn,
+      rc == SQLITE_OK ? "WAL truncated past the hard limit"
+                      : "TRUNCATE checkpoint past the hard limit was busy",
+      {{"db", m_options.db_path}, {"wal_frames", std::to_string(wal_frames)}});
+  for (auto& target : m_targets) target->lost = true;
+}
+
+void Replicator::scheduled_snapshot(ReplicaTarget& target, int64_t now) {
+  if (m_options.snapshot_interval_ms <= 0 || target.lost || !target.state) return;
+  if (now < target.last_snapshot_ms + m_options.snapshot_interval_ms) return;
+  const wal::WalPosition pinned = pin();
+  if (target.lost) return;
+  write_snapshot(target, target.state->txid, pinned, true);
+  target.last_snapshot_ms = now;
+}
+
+std::optional<int64_t> Replicator::step(int64_t now) {
+  if (!m_started) start();
+  if (files_replaced()) {
+    log(LogLevel::warn, "the database or its WAL was replaced underneath walship; rehashing",
+        {{"db", m_options.db_path}});
+    close_database();
+    open_database();
+    for (auto& target : m_targets) target->lost = true;
+  }
+  ship_all();
+  bool any_lost = false;
+  for (auto& target : m_targets) any_lost = any_lost || target->lost;
+  if (any_lost) {
+    const wal::WalPosition pinned = pin();
+    for (auto& target : m_targets) {
+      if (target->lost) resync(*target, pinned);
+    }
+  }
+  checkpoint_if_due();
+  std::optional<int64_t> next;
+  auto sooner = [&](int64_t t) { next = next ? std::min(*next, t) : t; };
+  for (auto& target : m_targets) {
+    scheduled_snapshot(*target, now);
+    if (m_options.snapshot_interval_ms > 0) sooner(target->last_snapshot_ms + m_options.snapshot_interval_ms);
+    if (auto due = target->compactor.run(*target->storage, m_options, now, m_state_dir)) sooner(*due);
+  }
+  return next;
+}
+
+void Replicator::finish() {
+  if (!m_started) return;
+  if (files_replaced()) return;
+  ship_all();
+}
+
+}  // namespace walship

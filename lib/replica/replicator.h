@@ -1,0 +1,118 @@
+// Continuous WAL shipping for one database (DESIGN.md, "Replicate"): every
+// whole transaction committed to the WAL becomes an L0 delta of each of the
+// database's replicas, one TXID per ship.
+//
+// How it stays correct:
+// - A read transaction is held at all times (connection m_reader). While it
+//   is held SQLite cannot restart the WAL over frames walship has not read:
+//   with a read mark inside the WAL no restart is possible at all, and with
+//   read mark 0 no frame can be backfilled, so a restart only ever drops
+//   frames that existed (and were shipped) when the read began. The read is
+//   re-taken only under the writer lock (m_writer) right after every replica
+//   shipped everything: pin().
+// - Frames are read straight from the -wal file, checked against the salts
+//   and the checksum chain, and shipped only up to the last commit frame that
+//   the wal-index (-shm) counts as committed, so a writer killed in the middle
+//   of a commit never leaks a transaction SQLite will drop.
+// - Each replica remembers, per page, the hash of the state it shipped. A
+//   delta's checksums come from it in O(changed pages), and when continuity
+//   is lost (the WAL or the database file was replaced, walship was down while
+//   the app checkpointed) the database is rehashed and exactly the pages that
+//   differ are shipped: a valid delta, never a guess. Only without a trusted
+//   shipped state (first run, a lost local state that disagrees with the
+//   replica, a new page size) is a new snapshot written.
+// - walship takes over checkpointing: past a threshold it ships, checkpoints
+//   (PASSIVE) under the writer lock and re-takes the read transaction.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "backends/storage.h"
+#include "lib/replica/local_state.h"
+#include "lib/sqlite/sqlite.h"
+#include "lib/wal/wal_scan.h"
+
+namespace walship {
+
+struct CompactionLevel {
+  int level = 1;             // 1..3
+  int64_t span_ms = 60'000;  // a file covers the deltas committed in one such UTC-aligned span
+};
+
+struct ReplicatorOptions {
+  std::string db_path;
+  int64_t snapshot_interval_ms = 24LL * 3600 * 1000;  // 0: never on a schedule
+  uint32_t checkpoint_pages = 1000;                   // PASSIVE checkpoint past this many WAL frames
+  uint32_t truncate_pages = 100'000;                  // TRUNCATE past this many
+  bool enable_wal = false;                            // switch a rollback-journal database to WAL
+  int delta_zstd_level = 1;
+  int snapshot_zstd_level = 3;
+  // Default: L1 per minute, L2 per hour, L3 per day. Empty: no compaction.
+  std::vector<CompactionLevel> compaction = {{1, 60'000}, {2, 3'600'000}, {3, 86'400'000}};
+};
+
+struct ReplicaTarget;
+
+class Replicator {
+ public:
+  // `replicas`: the storage of each replica of this database (owned).
+  Replicator(ReplicatorOptions options, std::vector<std::unique_ptr<Storage>> replicas);
+  ~Replicator();
+  Replicator(const Replicator&) = delete;
+  Replicator& operator=(const Replicator&) = delete;
+
+  const std::string& db_path() const { return m_options.db_path; }
+
+  // Opens the database (UsageError if it is missing, not SQLite or not in WAL
+  // mode without enable_wal), takes the read transaction and reconciles each
+  // replica: an initial snapshot for an empty one, a resume from the local
+  // state, or a rehash. Throws on failure; call again to retry.
+  void start();
+  bool started() const { return m_started; }
+
+  // Ships what was committed since the last call to every replica, then does
+  // any checkpoint, snapshot or compaction that is due. Returns the time
+  // (ms since the epoch) at which timed work is next due, if any. Storage
+  // failures are thrown after the shipped state was left consistent: the
+  // next call ships the same frames again.
+  std::optional<int64_t> step(int64_t now);
+
+  // The last call before exiting: ships everything committed, no timed work.
+  void finish();
+
+ private:
+  void open_database();
+  void close_database();
+  bool files_replaced();
+  void reconcile(ReplicaTarget& target);
+  wal::WalPosition pin();
+  std::optional<wal::WalPosition> wal_end();
+  void ship_new_frames(ReplicaTarget& target);
+  void resync(ReplicaTarget& target, const wal::WalPosition& pinned);
+  void write_snapshot(ReplicaTarget& target, uint64_t txid, const wal::WalPosition& pinned, bool check);
+  void checkpoint_if_due();
+  void scheduled_snapshot(ReplicaTarget& target, int64_t now);
+  void ship_all();
+  bool upload(ReplicaTarget& target, const std::string& key, uint64_t size);
+
+  ReplicatorOptions m_options;
+  std::vector<std::unique_ptr<ReplicaTarget>> m_targets;
+  std::string m_wal_path;
+  std::string m_shm_path;
+  std::string m_state_dir;
+  std::unique_ptr<sqlite::Database> m_reader;  // holds the read transaction
+  std::unique_ptr<sqlite::Database> m_writer;  // takes the writer lock in pin()
+  UniqueFd m_wal_fd;
+  UniqueFd m_shm_fd;
+  UniqueFd m_spool;
+  uint64_t m_db_inode = 0;
+  uint64_t m_wal_inode = 0;
+  uint32_t m_page_size = 0;
+  bool m_started = false;
+};
+
+}  // namespace walship
