@@ -114,8 +114,9 @@ class Parser {
   [[noreturn]] void unknown(const toml::node& node, const std::string& key, const std::string& where,
                             std::initializer_list<std::string_view> extra) const {
     std::string known;
-    for (std::string_view k : extra) known += std::string(known.empty() ? "" : ", ") + std::string(k);
-    for (std::string_view k : k_option_keys) known += ", " + std::string(k);
+    auto add = [&](std::string_view k) { known += (known.empty() ? "" : ", ") + std::string(k); };
+    for (std::string_view k : extra) add(k);
+    for (std::string_view k : k_option_keys) add(k);
     fail(node.source(), "unknown key '" + key + "' in " + where + " (known: " + known + ")");
   }
 

@@ -183,11 +183,10 @@ class ReplicateLoop {
     // rehash) before the app runs, and a configuration problem stops here.
     dispatch_due();
     while (busy_count() > 0) pump(-1);
-    for (const auto& entry : m_entries) {
-      if (entry->fatal && !entry->from_directory) {
-        finish_all();
-        throw UsageError(m_first_usage_error);
-      }
+    m_initial_round = false;
+    if (!m_first_usage_error.empty()) {
+      finish_all(true);
+      throw UsageError(m_first_usage_error);
     }
     if (!m_stop && !m_run.exec_argv.empty()) spawn_child();
 
@@ -196,7 +195,7 @@ class ReplicateLoop {
       pump(timeout_ms());
     }
     while (busy_count() > 0) pump(-1);
-    const bool shipped = finish_all();
+    const bool shipped = finish_all(false);
     if (m_child_status) {
       const int status = *m_child_status;
       return WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 1;
@@ -338,10 +337,15 @@ class ReplicateLoop {
         e.timer_due = r.timer;
         continue;
       }
-      if (r.usage) {
+      if (r.usage && m_initial_round) {
+        // A configured database that cannot be replicated stops the start
+        // (the error is the command's one line); one found in a directory is
+        // left out.
         e.fatal = true;
-        if (m_first_usage_error.empty()) m_first_usage_error = r.error;
-        log(LogLevel::error, "unable to replicate", {{"db", e.replicator->db_path()}, {"error", r.error}});
+        if (m_first_usage_error.empty() && !e.from_directory) m_first_usage_error = r.error;
+        if (e.from_directory) {
+          log(LogLevel::error, "unable to replicate", {{"db", e.replicator->db_path()}, {"error", r.error}});
+        }
         continue;
       }
       e.failures += 1;
@@ -450,7 +454,7 @@ class ReplicateLoop {
     if (n == sizeof err) {
       ::waitpid(pid, nullptr, 0);
       m_child_pid = -1;
-      finish_all();
+      finish_all(true);
       throw UsageError("unable to run --exec command '" + m_run.exec_argv[0] + "': " + std::strerror(err));
     }
     log(LogLevel::info, "started the app", {{"command", m_run.exec_argv[0]}, {"pid", std::to_string(pid)}});
@@ -469,7 +473,7 @@ class ReplicateLoop {
   }
 
   // The last ship of every database, in parallel; true if all succeeded.
-  bool finish_all() {
+  bool finish_all(bool quiet) {
     std::mutex mutex;
     std::condition_variable cv;
     int pending = 0;
@@ -498,8 +502,10 @@ class ReplicateLoop {
     }
     std::unique_lock lock(mutex);
     cv.wait(lock, [&] { return pending == 0; });
-    log(ok ? LogLevel::info : LogLevel::error,
-        ok ? "stopped: everything committed is shipped" : "stopped with errors");
+    if (!quiet) {
+      log(ok ? LogLevel::info : LogLevel::error,
+          ok ? "stopped: everything committed is shipped" : "stopped with errors");
+    }
     return ok;
   }
 
@@ -519,6 +525,7 @@ class ReplicateLoop {
   std::mutex m_results_mutex;
   std::vector<StepResult> m_results;
   bool m_stop = false;
+  bool m_initial_round = true;
   std::string m_first_usage_error;
   pid_t m_child_pid = -1;
   std::optional<int> m_child_status;

@@ -22,7 +22,7 @@ def expect(result, code, err=None, out=None):
 def test_help_lists_commands_and_examples(tmp):
     r = walship("--help")
     expect(r, 0, out=r"snapshot[\s\S]*restore[\s\S]*ls[\s\S]*Examples:[\s\S]*Exit codes")
-    for cmd in ("snapshot", "restore", "ls", "version"):
+    for cmd in ("replicate", "snapshot", "restore", "ls", "version"):
         expect(walship(cmd, "--help"), 0, out=r"Usage|Examples|Print")
     expect(walship("restore", "--help"), 0, out=r"--timestamp[\s\S]*--if-replica-exists[\s\S]*Examples:")
 
@@ -133,6 +133,39 @@ def test_ls_of_an_empty_replica_prints_only_the_header(tmp):
     r = walship("ls", f"file://{tmp}/none", check=0)
     assert r.out.splitlines() == ["TXID              TIME (UTC)                KIND      SIZE"], r
     assert walship("ls", "--json", f"file://{tmp}/none", check=0).out.strip() == "[]"
+
+
+def test_replicate_bad_inputs(tmp):
+    url = f"file://{tmp}/replica"
+    create_db(f"{tmp}/rollback.db", rows=1, wal=False)
+    expect(walship("replicate", f"{tmp}/rollback.db", url), 2,
+           err=r"(?m)^walship: database '.*rollback.db' is not in WAL mode \(journal_mode=delete\).*--enable-wal")
+    expect(walship("replicate", f"{tmp}/missing.db", url), 2, err=r"(?m)^walship: .*missing.db")
+    expect(walship("replicate", f"{tmp}/rollback.db"), 2, err=r"needs a database and a replica URL")
+    expect(walship("replicate", "--sync-interval", "soon", f"{tmp}/rollback.db", url), 2,
+           err=r"invalid --sync-interval 'soon'")
+    expect(walship("replicate", "--exec", "'unterminated", f"{tmp}/rollback.db", url), 2,
+           err=r"unterminated ' quote")
+    create_db(f"{tmp}/a.db", rows=1)
+    expect(walship("replicate", "--exec", "/nonexistent/app", f"{tmp}/a.db", url), 2,
+           err=r"(?m)^walship: unable to run --exec command '/nonexistent/app': No such file")
+    expect(walship("replicate", "--config", f"{tmp}/none.toml"), 2, err=r"unable to read the configuration")
+    with open(f"{tmp}/w.toml", "w") as f:
+        f.write(f'[[databases]]\npath = "{tmp}/a.db"\nreplicas = ["{url}"]\nsync_interval = 1\n')
+    expect(walship("replicate", "--config", f"{tmp}/w.toml"), 2,
+           err=r"(?m)^walship: .*w.toml:4: unknown key 'sync_interval' in \[\[databases\]\]")
+    expect(walship("replicate", "--config", f"{tmp}/w.toml", f"{tmp}/a.db", url), 2,
+           err=r"takes no DB or URL arguments")
+    expect(walship("replicate", "--config", f"{tmp}/w.toml", "--sync-interval", "2s"), 2,
+           err=r"--sync-interval excludes --config|excludes")
+    expect(walship("replicate", f"{tmp}/a.db", f"ftp://host/x"), 2, err=r"unsupported replica URL scheme 'ftp'")
+
+
+def test_replicate_enable_wal_switches_and_exec_exits_with_the_app(tmp):
+    create_db(f"{tmp}/a.db", rows=3, wal=False)
+    r = walship("replicate", "--enable-wal", "--exec", "sh -c 'exit 5'", f"{tmp}/a.db", f"file://{tmp}/replica")
+    expect(r, 5, err=r"switched the database to WAL mode[\s\S]*snapshot written")
+    expect(walship("restore", f"file://{tmp}/replica", "-o", f"{tmp}/b.db"), 0)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,132 @@
+#include <doctest.h>
+
+#include <map>
+#include <string>
+
+#include "lib/config/config.h"
+#include "lib/util/error.h"
+
+using namespace walship;
+
+namespace {
+
+EnvLookup fake_env(std::map<std::string, std::string> vars) {
+  return [vars](const std::string& name) -> std::optional<std::string> {
+    const auto it = vars.find(name);
+    if (it == vars.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
+std::string config_error(const std::string& text) {
+  try {
+    parse_config(text, "walship.toml", fake_env({}));
+  } catch (const UsageError& e) {
+    CHECK(e.code() == ExitCode::usage);
+    return e.what();
+  }
+  FAIL("expected a UsageError for:\n" << text);
+  return {};
+}
+
+}  // namespace
+
+TEST_CASE("durations take a unit, or are seconds") {
+  CHECK(parse_duration_ms("500ms") == 500);
+  CHECK(parse_duration_ms("1s") == 1000);
+  CHECK(parse_duration_ms("2") == 2000);
+  CHECK(parse_duration_ms("5m") == 300'000);
+  CHECK(parse_duration_ms("1h") == 3'600'000);
+  CHECK(parse_duration_ms("7d") == 604'800'000);
+  CHECK(parse_duration_ms("0") == 0);
+  CHECK_FALSE(parse_duration_ms(""));
+  CHECK_FALSE(parse_duration_ms("1x"));
+  CHECK_FALSE(parse_duration_ms("s"));
+  CHECK_FALSE(parse_duration_ms("-1s"));
+  CHECK_FALSE(parse_duration_ms("1.5s"));
+  CHECK_FALSE(parse_duration_ms("99999999999999999s"));
+}
+
+TEST_CASE("a configuration lists databases with replicas, defaults and per-database options") {
+  const ReplicateConfig config =
+      parse_config(R"(
+[defaults]
+sync-interval = "2s"
+snapshot-interval = "6h"
+
+[[databases]]
+path = "/data/app.db"
+replicas = ["file:///backups/app", "s3://bucket/app"]
+
+[[databases]]
+path = "/data/orders.db"
+sync-interval = "250ms"
+checkpoint-pages = 500
+compaction = false
+  [[databases.replicas]]
+  url = "s3://${BUCKET}/orders"
+  region = "${REGION}"
+  path-style = true
+  part-size = 8
+
+[[directories]]
+path = "/data/tenants"
+replica = "file:///backups/tenants"
+enable-wal = true
+l1-span = "30s"
+)",
+                   "walship.toml", fake_env({{"BUCKET", "b1"}, {"REGION", "eu-west-1"}}));
+  REQUIRE(config.databases.size() == 2);
+  const DatabaseConfig& app = config.databases[0];
+  CHECK(app.path == "/data/app.db");
+  REQUIRE(app.replicas.size() == 2);
+  CHECK(app.replicas[1].url == "s3://bucket/app");
+  CHECK(app.settings.sync_interval_ms == 2000);
+  CHECK(app.settings.replicator.snapshot_interval_ms == 6 * 3'600'000);
+  CHECK(app.settings.replicator.compaction.size() == 3);
+
+  const DatabaseConfig& orders = config.databases[1];
+  CHECK(orders.settings.sync_interval_ms == 250);
+  CHECK(orders.settings.replicator.snapshot_interval_ms == 6 * 3'600'000);  // from [defaults]
+  CHECK(orders.settings.replicator.checkpoint_pages == 500);
+  CHECK(orders.settings.replicator.compaction.empty());
+  REQUIRE(orders.replicas.size() == 1);
+  CHECK(orders.replicas[0].url == "s3://b1/orders");
+  CHECK(orders.replicas[0].settings == std::map<std::string, std::string>{{"region", "eu-west-1"},
+                                                                          {"path-style", "true"},
+                                                                          {"part-size", "8"}});
+
+  REQUIRE(config.directories.size() == 1);
+  CHECK(config.directories[0].path == "/data/tenants");
+  CHECK(config.directories[0].replica.url == "file:///backups/tenants");
+  CHECK(config.directories[0].settings.replicator.enable_wal);
+  CHECK(config.directories[0].settings.replicator.compaction[0].span_ms == 30'000);
+}
+
+TEST_CASE("configuration mistakes name the file, the line and what to write") {
+  CHECK(
+      config_error("[[databases]]\npath = \"/a.db\"\nreplicas = [\"file:///r\"]\nsync_interval = \"1s\"\n")
+          .starts_with("walship.toml:4: unknown key 'sync_interval' in [[databases]] (known: path, replica, "
+                       "replicas, sync-interval,"));
+  CHECK(config_error("[defaults]\nfoo = 1\n[[databases]]\npath = \"/a\"\nreplica = \"/r\"\n")
+            .starts_with("walship.toml:2: unknown key 'foo' in [defaults] (known: sync-interval,"));
+  CHECK(config_error("[database]\npath = \"/a\"\n") ==
+        "walship.toml:1: unknown key 'database' (known: [defaults], [[databases]], [[directories]])");
+  CHECK(config_error("[[databases]]\npath = \"/a.db\"\n") ==
+        "walship.toml:1: database '/a.db' has no replica: add replicas = [\"URL\"]");
+  CHECK(config_error("[[databases]]\npath = \"a.db\"\nreplica = \"/r\"\n") ==
+        "walship.toml:1: database path 'a.db' must be absolute");
+  CHECK(config_error("[[databases]]\npath = \"/a\"\nreplica = \"/r\"\nsync-interval = \"soon\"\n") ==
+        "walship.toml:4: 'sync-interval' = 'soon' is not a duration (use e.g. 500ms, 1s, 5m, 1h, 7d)");
+  CHECK(config_error("[[databases]]\npath = \"/a\"\nreplica = \"s3://${NOPE}/x\"\n") ==
+        "walship.toml:3: environment variable 'NOPE' is not set (used as ${NOPE})");
+  CHECK(config_error("[[databases]]\npath = \"/a\"\nreplica = \"/r\"\ncheckpoint-pages = 0\n") ==
+        "walship.toml:4: 'checkpoint-pages' must be a positive integer");
+  CHECK(config_error("# nothing\n") ==
+        "walship.toml: no [[databases]] or [[directories]]: nothing to replicate");
+  CHECK(
+      config_error("[[databases]]\npath = \"/a\"\nreplica = \"/r\"\n[[databases]]\npath = \"/a\"\nreplica = "
+                   "\"/s\"\n") == "walship.toml: database '/a' is listed twice");
+  // TOML syntax errors keep toml++'s description and the line.
+  CHECK(config_error("[[databases]]\npath = /a\n").starts_with("walship.toml:2: "));
+}
