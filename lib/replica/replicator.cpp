@@ -25,9 +25,10 @@ namespace walship {
 namespace {
 
 constexpr int k_read_busy_timeout_ms = 5'000;
-// How long pin() waits for the app's write transaction to end. The app waits
-// for walship's (short) hold of the writer lock with its own busy timeout.
-constexpr int k_writer_busy_timeout_ms = 5'000;
+// How long (in 1 ms tries) a checkpoint waits for the app's write
+// transaction to end. The app waits for walship's short hold of the writer
+// lock with its own busy timeout.
+constexpr int k_writer_busy_tries = 1'000;
 constexpr int k_truncate_busy_timeout_ms = 1'000;
 
 uint64_t inode_of(const std::string& path) {
@@ -131,7 +132,17 @@ void Replicator::open_database() {
     log(LogLevel::info, "switched the database to WAL mode", {{"db", m_options.db_path}});
   }
   m_writer = std::make_unique<sqlite::Database>(m_options.db_path, SQLITE_OPEN_READWRITE);
-  m_writer->set_busy_timeout(k_writer_busy_timeout_ms);
+  // Retries every millisecond: SQLite's default backoff (up to 100 ms
+  // between tries) almost never finds an app that commits in a tight loop
+  // between two transactions.
+  sqlite3_busy_handler(
+      m_writer->handle(),
+      [](void*, int tries) {
+        if (tries >= k_writer_busy_tries) return 0;
+        ::usleep(1000);
+        return 1;
+      },
+      nullptr);
   sqlite3_db_config(m_writer->handle(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
   m_page_size = static_cast<uint32_t>(m_reader->query_int("PRAGMA main.page_size"));
   m_db_inode = inode_of(m_options.db_path);
@@ -237,39 +248,55 @@ bool wal_holds(int fd, const std::string& path, const wal::WalPosition& position
 
 }  // namespace
 
-wal::WalPosition Replicator::pin() {
-  m_writer->exec("BEGIN IMMEDIATE");
-  try {
-    std::string first_error;
-    for (auto& target : m_targets) {
-      if (target->lost) continue;
-      if (target->verify_position) {
-        target->verify_position = false;
-        if (!wal_holds(m_wal_fd.get(), m_wal_path, target->state->wal)) {
-          log(LogLevel::info, "the WAL moved on while walship was not running; rehashing the database",
-              {{"db", m_options.db_path}, {"replica", target->name()}});
-          target->lost = true;
-          continue;
-        }
-      }
-      try {
-        ship_new_frames(*target);
-      } catch (const Error& e) {
-        if (first_error.empty()) first_error = e.what();
-      }
+// Ends the held read transaction and starts a new one, recording where it
+// sees the WAL end. The snapshot header has the wal-index header's layout.
+void Replicator::pin_read() {
+  if (sqlite3_get_autocommit(m_reader->handle()) == 0) m_reader->exec("COMMIT");
+  begin_read(*m_reader);
+  wal::WalPosition pin;
+  pin.page_size = m_page_size;
+  pin.offset = wal::k_wal_header_size;
+  sqlite3_snapshot* snapshot = nullptr;
+  const int rc = sqlite3_snapshot_get(m_reader->handle(), "main", &snapshot);
+  if (rc == SQLITE_OK) {
+    std::array<std::byte, 48> bytes{};
+    std::memcpy(bytes.data(), snapshot, bytes.size());
+    sqlite3_snapshot_free(snapshot);
+    uint32_t max_frame = 0;
+    std::memcpy(&max_frame, bytes.data() + 16, 4);
+    pin.salt1 = get_be32(bytes.data() + 32);
+    pin.salt2 = get_be32(bytes.data() + 36);
+    pin.offset += uint64_t{max_frame} * (wal::k_frame_header_size + m_page_size);
+    std::memcpy(&pin.checksum.s0, bytes.data() + 24, 4);
+    std::memcpy(&pin.checksum.s1, bytes.data() + 28, 4);
+  } else if (rc == SQLITE_ERROR) {
+    // SQLite gives no snapshot of a WAL no transaction was written to yet:
+    // the read sees no frames. Its generation is the index's now (a later
+    // restart makes replicas rehash rather than guess).
+    if (const auto index = wal::read_wal_index_header(m_shm_fd.get(), m_shm_path)) {
+      pin.salt1 = get_be32(index->salt.data());
+      pin.salt2 = get_be32(index->salt.data() + 4);
     }
-    if (!first_error.empty()) throw StorageError(first_error, true);
-    if (sqlite3_get_autocommit(m_reader->handle()) == 0) m_reader->exec("COMMIT");
-    begin_read(*m_reader);
-    std::optional<wal::WalPosition> end = wal_end();
-    m_writer->exec("ROLLBACK");
-    wal::WalPosition none;
-    none.page_size = m_page_size;
-    return end.value_or(none);
-  } catch (...) {
-    m_writer->exec("ROLLBACK");
-    throw;
+  } else {
+    m_reader->fail("unable to read the WAL position of the read transaction", rc);
   }
+  const uint64_t max_frame = pin.frame_index();
+  if (m_wal_fd) {
+    if (const auto header = wal::read_wal_header(m_wal_fd.get(), m_wal_path);
+        header && pin.same_generation(*header)) {
+      pin.checkpoint_seq = header->checkpoint_seq;
+      if (max_frame == 0) pin.checksum = header->checksum;
+    }
+  }
+  m_pin = pin;
+}
+
+wal::WalPosition Replicator::pin() {
+  // Replicas that can ship catch up first, so moving the read costs none of
+  // them their continuity (see the comment in replicator.h).
+  ship_all();
+  pin_read();
+  return m_pin;
 }
 
 void Replicator::start() {
@@ -281,6 +308,7 @@ void Replicator::start() {
   for (auto& target : m_targets) {
     if (target->lost) resync(*target, pinned);
   }
+  ship_all();
   m_started = true;
   for (auto& target : m_targets) {
     if (log_enabled(LogLevel::info)) {
@@ -292,9 +320,35 @@ void Replicator::start() {
   }
 }
 
-void Replicator::ship_new_frames(ReplicaTarget& target) {
+std::optional<wal::WalIndexHeader> Replicator::read_index() {
+  std::optional<wal::WalIndexHeader> index = wal::read_wal_index_header(m_shm_fd.get(), m_shm_path);
+  if (index) return index;
+  // The two header copies disagree: a writer died between writing them, or
+  // is writing them now. A new read transaction makes SQLite check, and
+  // recover the index from the WAL if it is torn.
+  begin_read(*m_writer);
+  m_writer->exec("COMMIT");
+  return wal::read_wal_index_header(m_shm_fd.get(), m_shm_path);
+}
+
+void Replicator::ship_new_frames(ReplicaTarget& target, uint64_t frame_cap) {
+  if (target.lost) return;
+  if (!m_wal_fd && target.verify_position) {
+    target.lost = true;  // the WAL that held the saved position is gone
+    return;
+  }
   if (!m_wal_fd) return;
   ShippedState& state = *target.state;
+  if (target.verify_position) {
+    // A position from the local state: the WAL must still hold it.
+    target.verify_position = false;
+    if (!wal_holds(m_wal_fd.get(), m_wal_path, state.wal)) {
+      log(LogLevel::info, "the WAL moved on while walship was not running; rehashing the database",
+          {{"db", m_options.db_path}, {"replica", target.name()}});
+      target.lost = true;
+      return;
+    }
+  }
   const std::optional<wal::WalHeader> header = wal::read_wal_header(m_wal_fd.get(), m_wal_path);
   if (!header) return;  // no frames since the WAL was truncated, or none yet
   if (header->page_size != state.page_size) {
@@ -302,15 +356,33 @@ void Replicator::ship_new_frames(ReplicaTarget& target) {
     return;
   }
   if (!state.wal.same_generation(*header)) {
-    // SQLite restarted the WAL after a complete checkpoint. Every frame of the
-    // old generation was shipped: see the comment at the top of replicator.h.
+    // SQLite restarted the WAL. Only the frames the held read transaction
+    // saw can have been dropped; a replica that had shipped them all goes on
+    // in the new generation, any other lost some.
+    const bool at_pin = state.wal.salt1 == m_pin.salt1 && state.wal.salt2 == m_pin.salt2 &&
+                        state.wal.frame_index() >= m_pin.frame_index();
+    if (!at_pin) {
+      log(LogLevel::warn, "the WAL was restarted before walship read all of it; rehashing the database",
+          {{"db", m_options.db_path}, {"replica", target.name()}});
+      target.lost = true;
+      return;
+    }
     state.wal = wal::WalPosition::start_of(*header);
   }
-  const std::optional<wal::WalIndexHeader> index = wal::read_wal_index_header(m_shm_fd.get(), m_shm_path);
-  if (!index || !wal::wal_index_matches(*index, *header)) return;  // a writer is mid-update; next time
+  const std::optional<wal::WalIndexHeader> index = read_index();
+  if (!index || !wal::wal_index_matches(*index, *header)) return;  // a restart is under way; next time
+  const uint64_t max_frame = std::min<uint64_t>(index->max_frame, frame_cap);
+  if (max_frame <= state.wal.frame_index()) return;
   const wal::CommittedFrames frames =
-      wal::scan_wal(m_wal_fd.get(), m_wal_path, *header, state.wal, index->max_frame);
-  if (frames.commits == 0) return;
+      wal::scan_wal(m_wal_fd.get(), m_wal_path, *header, state.wal, max_frame);
+  if (frames.end.frame_index() != max_frame) {
+    // Frames SQLite counts as committed do not chain on: the WAL was
+    // restarted over them while being read.
+    log(LogLevel::warn, "the WAL changed while walship read it; rehashing the database",
+        {{"db", m_options.db_path}, {"replica", target.name()}});
+    target.lost = true;
+    return;
+  }
 
   const uint32_t page_size = state.page_size;
   const uint32_t lock_page = format::lock_page(page_size);
@@ -559,7 +631,14 @@ void Replicator::checkpoint_if_due() {
     std::memcpy(&backfilled, bytes.data(), 4);
   if (backfilled >= index->max_frame) return;
 
-  m_writer->exec("BEGIN IMMEDIATE");
+  // The writer lock keeps the app from committing between the last ship and
+  // the new read; an app that holds it all the time just postpones this.
+  const int lock_rc = sqlite3_exec(m_writer->handle(), "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
+  if (lock_rc == SQLITE_BUSY) {
+    log(LogLevel::debug, "checkpoint postponed: the app holds the writer lock", {{"db", m_options.db_path}});
+    return;
+  }
+  if (lock_rc != SQLITE_OK) m_writer->fail("unable to take the writer lock", lock_rc);
   int wal_frames = 0;
   int checkpointed = 0;
   try {
@@ -567,7 +646,7 @@ void Replicator::checkpoint_if_due() {
     m_reader->exec("COMMIT");
     const int rc = sqlite3_wal_checkpoint_v2(m_reader->handle(), "main", SQLITE_CHECKPOINT_PASSIVE,
                                              &wal_frames, &checkpointed);
-    begin_read(*m_reader);
+    pin_read();
     if (rc != SQLITE_OK && rc != SQLITE_BUSY) m_reader->fail("unable to checkpoint", rc);
   } catch (...) {
     m_writer->exec("ROLLBACK");
@@ -592,7 +671,7 @@ void Replicator::checkpoint_if_due() {
   const int rc = sqlite3_wal_checkpoint_v2(m_reader->handle(), "main", SQLITE_CHECKPOINT_TRUNCATE,
                                            &wal_frames, &checkpointed);
   m_reader->set_busy_timeout(k_read_busy_timeout_ms);
-  begin_read(*m_reader);
+  pin_read();
   log(rc == SQLITE_OK ? LogLevel::info : LogLevel::warn,
       rc == SQLITE_OK ? "WAL truncated past the hard limit"
                       : "TRUNCATE checkpoint past the hard limit was busy",
@@ -604,7 +683,13 @@ void Replicator::scheduled_snapshot(ReplicaTarget& target, int64_t now) {
   if (m_options.snapshot_interval_ms <= 0 || target.lost || !target.state) return;
   if (now < target.last_snapshot_ms + m_options.snapshot_interval_ms) return;
   const wal::WalPosition pinned = pin();
-  if (target.lost) return;
+  // The snapshot is of the pinned state: the replica ships exactly up to it.
+  ship_new_frames(target, pinned.frame_index());
+  if (target.lost || !target.state || target.state->wal.frame_index() != pinned.frame_index() ||
+      !target.state->wal.same_generation(
+          wal::WalHeader{false, m_page_size, 0, pinned.salt1, pinned.salt2, {}})) {
+    return;  // not at the pin after all (a restart slipped in); next time
+  }
   write_snapshot(target, target.state->txid, pinned, true);
   target.last_snapshot_ms = now;
 }

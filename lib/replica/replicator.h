@@ -7,9 +7,12 @@
 //   is held SQLite cannot restart the WAL over frames walship has not read:
 //   with a read mark inside the WAL no restart is possible at all, and with
 //   read mark 0 no frame can be backfilled, so a restart only ever drops
-//   frames that existed (and were shipped) when the read began. The read is
-//   re-taken only under the writer lock (m_writer) right after every replica
-//   shipped everything: pin().
+//   frames that existed when the read began ("the pin": the WAL generation
+//   and frame count the read sees, from sqlite3_snapshot_get). So a replica
+//   may follow the WAL into a new generation only if it had shipped up to
+//   the pin; otherwise, or if frames it still needed were overwritten, it
+//   has lost continuity. Checkpoints take the writer lock (m_writer) so the
+//   app cannot commit between the last ship and the new read.
 // - Frames are read straight from the -wal file, checked against the salts
 //   and the checksum chain, and shipped only up to the last commit frame that
 //   the wal-index (-shm) counts as committed, so a writer killed in the middle
@@ -90,8 +93,10 @@ class Replicator {
   bool files_replaced();
   void reconcile(ReplicaTarget& target);
   wal::WalPosition pin();
+  void pin_read();
   std::optional<wal::WalPosition> wal_end();
-  void ship_new_frames(ReplicaTarget& target);
+  void ship_new_frames(ReplicaTarget& target, uint64_t frame_cap = UINT64_MAX);
+  std::optional<wal::WalIndexHeader> read_index();
   void resync(ReplicaTarget& target, const wal::WalPosition& pinned);
   void write_snapshot(ReplicaTarget& target, uint64_t txid, const wal::WalPosition& pinned, bool check);
   void checkpoint_if_due();
@@ -112,6 +117,7 @@ class Replicator {
   uint64_t m_db_inode = 0;
   uint64_t m_wal_inode = 0;
   uint32_t m_page_size = 0;
+  wal::WalPosition m_pin;  // where the held read transaction sees the WAL end
   bool m_started = false;
 };
 
