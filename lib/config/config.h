@@ -29,7 +29,7 @@
 #include <string_view>
 #include <vector>
 
-#include "lib/replica/replicator.h"
+#include "lib/replica/replicator_options.h"
 
 namespace walship {
 

@@ -8,7 +8,7 @@
 
 #include "lib/format/keys.h"
 #include "lib/format/replica_file.h"
-#include "lib/replica/replicator.h"
+#include "lib/replica/replicator_options.h"
 #include "lib/util/error.h"
 #include "lib/util/fs.h"
 #include "lib/util/log.h"

@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/inotify.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -535,6 +536,14 @@ class ReplicateLoop {
 }  // namespace
 
 int run_replicate(const ReplicateRun& run, const OpenStorageFn& open_storage) {
+  // Each database holds about ten descriptors (two SQLite connections with
+  // their -wal and -shm, the WAL and index walship reads, a spool): raise the
+  // soft limit to the hard one so a thousand databases fit.
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &limit);
+  }
   ReplicateLoop loop(run, open_storage);
   return loop.run();
 }

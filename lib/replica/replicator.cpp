@@ -144,6 +144,10 @@ void Replicator::open_database() {
       },
       nullptr);
   sqlite3_db_config(m_writer->handle(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+  // Pages are read once (hashing, snapshots) and never re-read: a small
+  // cache keeps memory flat however many databases one process replicates.
+  m_reader->exec("PRAGMA cache_size=16");
+  m_writer->exec("PRAGMA cache_size=16");
   m_page_size = static_cast<uint32_t>(m_reader->query_int("PRAGMA main.page_size"));
   m_db_inode = inode_of(m_options.db_path);
   // SQLite creates -wal and -shm when a connection first reads a WAL database.

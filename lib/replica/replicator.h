@@ -36,27 +36,11 @@
 
 #include "backends/storage.h"
 #include "lib/replica/local_state.h"
+#include "lib/replica/replicator_options.h"
 #include "lib/sqlite/sqlite.h"
 #include "lib/wal/wal_scan.h"
 
 namespace walship {
-
-struct CompactionLevel {
-  int level = 1;             // 1..3
-  int64_t span_ms = 60'000;  // a file covers the deltas committed in one such UTC-aligned span
-};
-
-struct ReplicatorOptions {
-  std::string db_path;
-  int64_t snapshot_interval_ms = 24LL * 3600 * 1000;  // 0: never on a schedule
-  uint32_t checkpoint_pages = 1000;                   // PASSIVE checkpoint past this many WAL frames
-  uint32_t truncate_pages = 100'000;                  // TRUNCATE past this many
-  bool enable_wal = false;                            // switch a rollback-journal database to WAL
-  int delta_zstd_level = 1;
-  int snapshot_zstd_level = 3;
-  // Default: L1 per minute, L2 per hour, L3 per day. Empty: no compaction.
-  std::vector<CompactionLevel> compaction = {{1, 60'000}, {2, 3'600'000}, {3, 86'400'000}};
-};
 
 struct ReplicaTarget;
 
