@@ -225,7 +225,12 @@ def test_kill_9_of_the_writer_mid_transaction_never_ships_it(tmp):
     assert stop(rep) == 0
     restore(tmp, replica, f"{tmp}/out.db")
     n = check_state(f"{tmp}/out.db", size=20000)
-    assert n == source_n(db), f"restore ends at {n}, the source at {source_n(db)}"
+    # Graceful stop: every acknowledged commit is there. A transaction whose
+    # commit frame was written when the writer died, but which SQLite had not
+    # yet counted, may or may not be (SQLite itself counts it only after every
+    # connection closed and the WAL is recovered); never half of one.
+    acked = max(a for a, _ in acks(tmp))
+    assert acked <= n <= source_n(db), f"restore ends at {n}: acknowledged {acked}, source {source_n(db)}"
 
 
 def test_continuity_after_a_truncate_checkpoint_while_stopped(tmp):
