@@ -68,6 +68,14 @@ void begin_read(sqlite::Database& db) {
   db.query_int("SELECT count(*) FROM sqlite_schema");
 }
 
+// Pages are read once (hashing, snapshots) and never re-read: a small page
+// cache and no lookaside (120 KiB per connection by default) keep memory flat
+// however many databases one process replicates. Set before the first query.
+void limit_memory(sqlite::Database& db) {
+  sqlite3_db_config(db.handle(), SQLITE_DBCONFIG_LOOKASIDE, nullptr, 0, 0);
+  db.exec("PRAGMA cache_size=16");
+}
+
 uint64_t xor_all(const std::vector<uint64_t>& hashes) {
   uint64_t sum = 0;
   for (uint64_t h : hashes) sum ^= h;
@@ -113,6 +121,7 @@ Replicator::~Replicator() { close_database(); }
 void Replicator::open_database() {
   check_db_file(m_options.db_path);
   m_reader = std::make_unique<sqlite::Database>(m_options.db_path, SQLITE_OPEN_READWRITE);
+  limit_memory(*m_reader);
   m_reader->set_busy_timeout(k_read_busy_timeout_ms);
   // Closing the last connection would checkpoint and delete the WAL, so a
   // restart could not resume from its position: leave that to the app.
@@ -131,23 +140,6 @@ void Replicator::open_database() {
     }
     log(LogLevel::info, "switched the database to WAL mode", {{"db", m_options.db_path}});
   }
-  m_writer = std::make_unique<sqlite::Database>(m_options.db_path, SQLITE_OPEN_READWRITE);
-  // Retries every millisecond: SQLite's default backoff (up to 100 ms
-  // between tries) almost never finds an app that commits in a tight loop
-  // between two transactions.
-  sqlite3_busy_handler(
-      m_writer->handle(),
-      [](void*, int tries) {
-        if (tries >= k_writer_busy_tries) return 0;
-        ::usleep(1000);
-        return 1;
-      },
-      nullptr);
-  sqlite3_db_config(m_writer->handle(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
-  // Pages are read once (hashing, snapshots) and never re-read: a small
-  // cache keeps memory flat however many databases one process replicates.
-  m_reader->exec("PRAGMA cache_size=16");
-  m_writer->exec("PRAGMA cache_size=16");
   m_page_size = static_cast<uint32_t>(m_reader->query_int("PRAGMA main.page_size"));
   m_db_inode = inode_of(m_options.db_path);
   // SQLite creates -wal and -shm when a connection first reads a WAL database.
@@ -164,6 +156,28 @@ void Replicator::open_database() {
     throw Failure("unable to create the state directory '" + m_state_dir + "': " + std::strerror(errno));
   }
   m_spool = anonymous_file(m_state_dir);
+}
+
+// The second connection, for the writer lock and checkpoints. Opened only
+// while needed: an idle database then holds one connection, not two.
+sqlite::Database& Replicator::writer() {
+  if (!m_writer) {
+    m_writer = std::make_unique<sqlite::Database>(m_options.db_path, SQLITE_OPEN_READWRITE);
+    limit_memory(*m_writer);
+    sqlite3_db_config(m_writer->handle(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+    // Retries every millisecond: SQLite's default backoff (up to 100 ms
+    // between tries) almost never finds an app that commits in a tight loop
+    // between two transactions.
+    sqlite3_busy_handler(
+        m_writer->handle(),
+        [](void*, int tries) {
+          if (tries >= k_writer_busy_tries) return 0;
+          ::usleep(1000);
+          return 1;
+        },
+        nullptr);
+  }
+  return *m_writer;
 }
 
 void Replicator::close_database() {
@@ -330,8 +344,9 @@ std::optional<wal::WalIndexHeader> Replicator::read_index() {
   // The two header copies disagree: a writer died between writing them, or
   // is writing them now. A new read transaction makes SQLite check, and
   // recover the index from the WAL if it is torn.
-  begin_read(*m_writer);
-  m_writer->exec("COMMIT");
+  begin_read(writer());
+  writer().exec("COMMIT");
+  m_writer.reset();
   return wal::read_wal_index_header(m_shm_fd.get(), m_shm_path);
 }
 
@@ -635,11 +650,24 @@ void Replicator::checkpoint_if_due() {
     std::memcpy(&backfilled, bytes.data(), 4);
   if (backfilled >= index->max_frame) return;
 
-  // The writer lock keeps the app from committing between the last ship and
-  // the new read; an app that holds it all the time just postpones this.
-  const int lock_rc = sqlite3_exec(m_writer->handle(), "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
+  // The bulk of the copy runs without blocking the app: move the read to the
+  // WAL end (frames after the old read mark are not backfilled, so the WAL
+  // cannot restart in between) and checkpoint up to it.
+  ship_all();
+  pin_read();
+  ship_all();
+  int bulk_frames = 0;
+  int bulk_checkpointed = 0;
+  sqlite3_wal_checkpoint_v2(writer().handle(), "main", SQLITE_CHECKPOINT_PASSIVE, &bulk_frames,
+                            &bulk_checkpointed);
+
+  // Then the tail under the writer lock, which keeps the app from committing
+  // between the last ship and the new read; an app that holds the lock all
+  // the time just postpones this.
+  const int lock_rc = sqlite3_exec(writer().handle(), "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
   if (lock_rc == SQLITE_BUSY) {
     log(LogLevel::debug, "checkpoint postponed: the app holds the writer lock", {{"db", m_options.db_path}});
+    m_writer.reset();
     return;
   }
   if (lock_rc != SQLITE_OK) m_writer->fail("unable to take the writer lock", lock_rc);
@@ -654,9 +682,11 @@ void Replicator::checkpoint_if_due() {
     if (rc != SQLITE_OK && rc != SQLITE_BUSY) m_reader->fail("unable to checkpoint", rc);
   } catch (...) {
     m_writer->exec("ROLLBACK");
+    m_writer.reset();
     throw;
   }
   m_writer->exec("ROLLBACK");
+  m_writer.reset();
   if (log_enabled(LogLevel::debug)) {
     log(LogLevel::debug, "checkpoint",
         {{"db", m_options.db_path},
@@ -717,6 +747,8 @@ std::optional<int64_t> Replicator::step(int64_t now) {
     }
   }
   checkpoint_if_due();
+  // Pages are not read again soon: hand the page cache back.
+  sqlite3_db_release_memory(m_reader->handle());
   std::optional<int64_t> next;
   auto sooner = [&](int64_t t) { next = next ? std::min(*next, t) : t; };
   for (auto& target : m_targets) {

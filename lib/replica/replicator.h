@@ -74,6 +74,7 @@ class Replicator {
  private:
   void open_database();
   void close_database();
+  sqlite::Database& writer();
   bool files_replaced();
   void reconcile(ReplicaTarget& target);
   wal::WalPosition pin();
@@ -94,7 +95,7 @@ class Replicator {
   std::string m_shm_path;
   std::string m_state_dir;
   std::unique_ptr<sqlite::Database> m_reader;  // holds the read transaction
-  std::unique_ptr<sqlite::Database> m_writer;  // takes the writer lock in pin()
+  std::unique_ptr<sqlite::Database> m_writer;  // writer lock and checkpoints; see writer()
   UniqueFd m_wal_fd;
   UniqueFd m_shm_fd;
   UniqueFd m_spool;
