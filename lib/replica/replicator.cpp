@@ -318,7 +318,14 @@ wal::WalPosition Replicator::pin() {
 }
 
 void Replicator::start() {
-  if (!m_reader) open_database();
+  if (!m_reader) {
+    try {
+      open_database();
+    } catch (...) {
+      close_database();  // half open: the next try starts over
+      throw;
+    }
+  }
   for (auto& target : m_targets) reconcile(*target);
   // pin() checks trusted positions under the writer lock, so no restart of
   // the WAL can slip in between the check and shipping the frames after it.
@@ -734,7 +741,13 @@ std::optional<int64_t> Replicator::step(int64_t now) {
     log(LogLevel::warn, "the database or its WAL was replaced underneath walship; rehashing",
         {{"db", m_options.db_path}});
     close_database();
-    open_database();
+    try {
+      open_database();
+    } catch (...) {
+      close_database();
+      m_started = false;  // start() again, once the database is back
+      throw;
+    }
     for (auto& target : m_targets) target->lost = true;
   }
   ship_all();
