@@ -3,6 +3,7 @@
 #include <string_view>
 
 #include "backends/file/file_storage.h"
+#include "backends/gcs/gcs_storage.h"
 #include "lib/util/error.h"
 
 namespace walship {
@@ -48,7 +49,7 @@ struct Backend {
 constexpr Backend k_backends[] = {
     {"file", open_file},
     {"s3", nullptr},
-    {"gs", nullptr},
+    {"gs", open_gcs_storage},
     {"sftp", nullptr},
 };
 
