@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <nlohmann/json.hpp>
+#include <thread>
 #include <utility>
 
 #include "lib/util/error.h"
@@ -279,18 +281,27 @@ bool GcsStorage::upload_resumable(const std::string& key, ByteSource& data, bool
       failed = true;
       cause = e.what();
     }
-    if (failed) {
-      // Ask the session how much it kept, and go on from there.
+    while (failed) {
+      // Ask the session how much it kept, and go on from there; the question
+      // itself may fail too, so it is asked again after a short pause.
       if (++resumes > k_max_resumes) throw StorageError(cause, true);
       if (log_enabled(LogLevel::info)) {
         log(LogLevel::info, "resuming upload",
-            {{"object", object_url(key)}, {"offset", std::to_string(offset)}});
+            {{"object", object_url(key)}, {"offset", std::to_string(offset)}, {"error", cause}});
       }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50) * (1 << resumes));
       gcs::HttpRequest status;
       status.method = "PUT";
       status.url = session;
       status.headers = {"Content-Range: bytes */" + std::to_string(size)};
-      response = send(status, what);
+      try {
+        response = send(status, what);
+        failed = is_transient_status(response.status);
+        if (failed) cause = "HTTP " + std::to_string(response.status) + ": " + google_message(response);
+      } catch (const StorageError& e) {
+        if (!e.transient()) throw;
+        cause = e.what();
+      }
     }
     if (response.status == 200 || response.status == 201) return true;
     if (response.status == 412 && if_absent) return false;
@@ -338,7 +349,7 @@ bool GcsStorage::get(const std::string& key, ByteSink& out, const ByteRange& ran
 
 std::vector<ObjectInfo> GcsStorage::list(const std::string& prefix) {
   const std::string base_prefix = m_options.prefix.empty() ? "" : m_options.prefix + "/";
-  const std::string what = "unable to list 'gs://" + m_options.bucket + "/" + base_prefix + prefix + "'";
+  const std::string what = "unable to list '" + url() + (prefix.empty() ? "" : "/" + prefix) + "'";
   std::vector<ObjectInfo> out;
   std::string page_token;
   for (;;) {
