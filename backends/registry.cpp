@@ -4,6 +4,7 @@
 
 #include "backends/file/file_storage.h"
 #include "backends/gcs/gcs_storage.h"
+#include "backends/sftp/sftp_storage.h"
 #include "lib/util/error.h"
 
 namespace walship {
@@ -50,7 +51,7 @@ constexpr Backend k_backends[] = {
     {"file", open_file},
     {"s3", nullptr},
     {"gs", open_gcs_storage},
-    {"sftp", nullptr},
+    {"sftp", open_sftp_storage},
 };
 
 }  // namespace

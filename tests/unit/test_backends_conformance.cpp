@@ -25,6 +25,9 @@
 #ifdef WALSHIP_TEST_GCS
 #include "tests/unit/gcs_fixture.h"
 #endif
+#ifdef WALSHIP_TEST_SSHD
+#include "tests/unit/sftp_fixture.h"
+#endif
 
 using namespace walship;
 
@@ -86,8 +89,15 @@ using test::GcsJwtBackend;
 #define WALSHIP_GCS_BACKENDS
 #endif
 
+#ifdef WALSHIP_TEST_SSHD
+using test::SftpBackend;
+#define WALSHIP_SFTP_BACKENDS , SftpBackend
+#else
+#define WALSHIP_SFTP_BACKENDS
+#endif
+
 #define WALSHIP_CONFORMANCE_BACKENDS \
-  MemoryBackend, FileBackend, FileUrlBackend, RetryingMemoryBackend WALSHIP_GCS_BACKENDS
+  MemoryBackend, FileBackend, FileUrlBackend, RetryingMemoryBackend WALSHIP_GCS_BACKENDS WALSHIP_SFTP_BACKENDS
 
 // ---- helpers --------------------------------------------------------------
 
