@@ -149,6 +149,7 @@ struct SftpStorage::Connection {
   UniqueFd socket;
   LIBSSH2_SESSION* session = nullptr;
   LIBSSH2_SFTP* sftp = nullptr;
+  bool broken = false;  // a session-level failure happened: reconnect before the next use
 
   Connection() = default;
   Connection(const Connection&) = delete;
@@ -289,6 +290,10 @@ std::unique_ptr<Storage> open_sftp_storage(const ParsedUrl& parsed, const std::s
 
 SftpStorage::SftpStorage(SftpOptions options) : m_options(std::move(options)) {
   std::call_once(g_libssh2_init, [] { libssh2_init(0); });
+  if (!m_options.key_file.empty() && !file_exists(m_options.key_file)) {
+    throw UsageError(
+        errno_message("unable to read SSH key '" + m_options.key_file + "' for '" + url() + "'", errno));
+  }
 }
 
 SftpStorage::~SftpStorage() = default;
@@ -302,7 +307,11 @@ std::string SftpStorage::url() const {
 }
 
 SftpStorage::Connection& SftpStorage::connection() {
-  if (m_connection) return *m_connection;
+  if (m_connection && !m_connection->broken) return *m_connection;
+  if (m_connection) {
+    m_connection.reset();
+    if (log_enabled(LogLevel::info)) log(LogLevel::info, "reconnecting", {{"replica", url()}});
+  }
   const std::string where =
       "'" + m_options.host + ":" + std::to_string(m_options.port) + "' for '" + url() + "'";
   auto c = std::make_unique<Connection>();
@@ -371,10 +380,6 @@ SftpStorage::Connection& SftpStorage::connection() {
                                                     passphrase.c_str()) == 0;
     };
     if (!m_options.key_file.empty()) {
-      if (!file_exists(m_options.key_file)) {
-        throw UsageError("unable to read SSH key '" + m_options.key_file + "' for '" + url() +
-                         "': " + std::strerror(errno));
-      }
       authenticated = try_key(m_options.key_file);
     } else {
       if (std::getenv("SSH_AUTH_SOCK") != nullptr) {
@@ -417,9 +422,11 @@ void SftpStorage::fail(const std::string& what) {
     throw StorageError(what + ": " + sftp_status_text(status), transient);
   }
   // The session itself failed (socket closed, timeout, protocol error): it
-  // cannot be used again. Drop it; the next operation reconnects.
+  // cannot be used again. The next operation drops it and reconnects; not
+  // now, because handles still open in the caller's frames close on it
+  // while this exception unwinds (libssh2 frees them even on a dead session).
   const std::string message = m_connection->last_error();
-  m_connection.reset();
+  m_connection->broken = true;
   throw StorageError(what + ": " + message + " (the SSH connection was dropped; reconnecting on retry)",
                      true);
 }
@@ -484,7 +491,7 @@ bool SftpStorage::write_object(const std::string& key, ByteSource& data, bool if
     const std::string& temp;
     bool& keep;
     ~TempGuard() {
-      if (keep || !self->m_connection) return;
+      if (keep || !self->m_connection || self->m_connection->broken) return;
       libssh2_sftp_unlink_ex(self->m_connection->sftp, temp.c_str(), static_cast<unsigned>(temp.size()));
     }
   } guard{this, temp, keep_temp};

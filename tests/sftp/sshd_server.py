@@ -69,7 +69,7 @@ def children_of(pid):
 
 
 class Sshd:
-    def __init__(self, directory=None, port=None):
+    def __init__(self, directory=None, port=None, read_only=False):
         self.dir = directory or tempfile.mkdtemp(prefix="walship-sshd-")
         self.port = port or free_port()
         self.user = getpass.getuser()
@@ -103,7 +103,7 @@ AllowTcpForwarding no
 X11Forwarding no
 MaxStartups 100
 MaxSessions 100
-Subsystem sftp internal-sftp
+Subsystem sftp internal-sftp{" -R" if read_only else ""}
 LogLevel ERROR
 """)
         # sshd checks for its privilege-separation directory even when it
