@@ -169,12 +169,12 @@ gcs::HttpResponse GcsStorage::send(gcs::HttpRequest request, const std::string& 
     if (response.status == 0) {
       throw StorageError(what + ": " + error.message + " (" + m_base + ")", error.transient);
     }
-    // A token revoked or expired early: one more try with a fresh one. A
-    // request with a body can be resent only if the body can be rewound,
-    // which the callers do; here only bodiless requests are repeated.
-    if (response.status == 401 && attempt == 0 && !auth.empty() && request.body == nullptr) {
+    // A token revoked or expired early: one more try with a fresh one.
+    if (response.status == 401 && attempt == 0 && !auth.empty()) {
       m_credentials.invalidate();
-      continue;
+      if (request.body == nullptr) continue;
+      // The body was consumed: RetryingStorage rewinds it and tries again.
+      throw StorageError(what + ": HTTP 401: the access token was refused; retrying with a new one", true);
     }
     return response;
   }
