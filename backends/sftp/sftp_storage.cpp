@@ -14,9 +14,12 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <span>
+#include <sstream>
 #include <utility>
 
+#include "backends/sftp/known_hosts.h"
 #include "lib/util/error.h"
 #include "lib/util/fs.h"
 #include "lib/util/log.h"
@@ -320,13 +323,22 @@ SftpStorage::Connection& SftpStorage::connection() {
   if (c->session == nullptr) throw StorageError("unable to start an SSH session to " + where, false);
   libssh2_session_set_blocking(c->session, 1);
   libssh2_session_set_timeout(c->session, k_session_timeout_ms);
+  // Ask for a host key of a type known_hosts holds for this host, as OpenSSH does.
+  const std::string known_hosts =
+      m_options.known_hosts.empty() ? home_dir() + "/.ssh/known_hosts" : m_options.known_hosts;
+  {
+    std::ifstream in(known_hosts);
+    std::stringstream text;
+    if (in) text << in.rdbuf();
+    const std::string methods =
+        host_key_method_preference(known_host_key_types(text.str(), m_options.host, m_options.port));
+    libssh2_session_method_pref(c->session, LIBSSH2_METHOD_HOSTKEY, methods.c_str());
+  }
   if (libssh2_session_handshake(c->session, c->socket.get()) != 0) {
     throw StorageError("unable to start an SSH session with " + where + ": " + c->last_error(), true);
   }
 
   // The host key must be known: an unknown or changed key is never accepted.
-  const std::string known_hosts =
-      m_options.known_hosts.empty() ? home_dir() + "/.ssh/known_hosts" : m_options.known_hosts;
   size_t key_length = 0;
   int key_type = 0;
   const char* host_key = libssh2_session_hostkey(c->session, &key_length, &key_type);

@@ -132,6 +132,22 @@ def test_ssh_agent_and_passphrase(tmp):
             agent.wait()
 
 
+def test_the_host_key_type_known_hosts_holds_is_asked_for(tmp):
+    # The server has ed25519, ECDSA and RSA host keys; known_hosts lists one
+    # of them. libssh2 alone would ask for ECDSA and call the host unknown.
+    with Sshd(extra_host_keys=("ecdsa", "rsa")) as sshd:
+        create_db(f"{tmp}/a.db", rows=20)
+        base = sshd.url(f"{tmp}/replica", options=False) + f"?key={sshd.user_key}"
+        walship("snapshot", f"{tmp}/a.db", f"{base}&known-hosts={sshd.known_hosts}", env=BASE_ENV, check=0)
+        # Hashed, as Debian's ssh writes them (HashKnownHosts yes).
+        shutil.copy(sshd.known_hosts, f"{tmp}/hashed_known_hosts")
+        subprocess.run(["ssh-keygen", "-q", "-H", "-f", f"{tmp}/hashed_known_hosts"], check=True, capture_output=True)
+        with open(f"{tmp}/hashed_known_hosts") as f:
+            assert f.read().startswith("|1|")
+        walship("restore", f"{base}&known-hosts={tmp}/hashed_known_hosts", "-o", f"{tmp}/b.db", env=BASE_ENV, check=0)
+        check_rows(f"{tmp}/b.db", 20)
+
+
 def test_unknown_or_changed_host_key_is_refused(tmp):
     with Sshd() as sshd:
         create_db(f"{tmp}/a.db", rows=10)
@@ -230,5 +246,6 @@ def test_sshd_killed_mid_upload_and_restarted(tmp):
 
 if __name__ == "__main__":
     run_tests([test_every_command_with_key_and_known_hosts_options, test_default_key_and_known_hosts_from_home,
-               test_ssh_agent_and_passphrase, test_unknown_or_changed_host_key_is_refused,
+               test_ssh_agent_and_passphrase, test_the_host_key_type_known_hosts_holds_is_asked_for,
+               test_unknown_or_changed_host_key_is_refused,
                test_bad_input_gives_one_line_and_the_exit_code, test_sshd_killed_mid_upload_and_restarted])

@@ -69,7 +69,7 @@ def children_of(pid):
 
 
 class Sshd:
-    def __init__(self, directory=None, port=None, read_only=False):
+    def __init__(self, directory=None, port=None, read_only=False, extra_host_keys=()):
         self.dir = directory or tempfile.mkdtemp(prefix="walship-sshd-")
         self.port = port or free_port()
         self.user = getpass.getuser()
@@ -79,6 +79,12 @@ class Sshd:
         self.known_hosts = os.path.join(self.dir, "known_hosts")
         self.config = os.path.join(self.dir, "sshd_config")
         keygen(self.host_key, "walship-test-host")
+        # More host keys (e.g. "ecdsa", "rsa") that known_hosts does not list.
+        self.extra_host_keys = []
+        for kind in extra_host_keys:
+            path = os.path.join(self.dir, f"host_{kind}")
+            keygen(path, f"walship-test-host-{kind}", kind=kind)
+            self.extra_host_keys.append(path)
         keygen(self.user_key, "walship-test-user")
         shutil.copy(self.user_key + ".pub", os.path.join(self.dir, "authorized_keys"))
         with open(self.host_key + ".pub") as f:
@@ -89,7 +95,7 @@ class Sshd:
             f.write(f"""Port {self.port}
 ListenAddress 127.0.0.1
 HostKey {self.host_key}
-PidFile {self.dir}/sshd.pid
+{"".join(f"HostKey {k}{chr(10)}" for k in self.extra_host_keys)}PidFile {self.dir}/sshd.pid
 AuthorizedKeysFile {self.dir}/authorized_keys
 AllowUsers {self.user}
 StrictModes no
