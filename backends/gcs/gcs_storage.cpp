@@ -305,6 +305,12 @@ bool GcsStorage::upload_resumable(const std::string& key, ByteSource& data, bool
     }
     if (response.status == 200 || response.status == 201) return true;
     if (response.status == 412 && if_absent) return false;
+    if (response.status == 404 || response.status == 410) {
+      // The session expired or was cancelled: only a new upload can go on.
+      throw StorageError(what + ": the resumable upload session ended (HTTP " +
+                             std::to_string(response.status) + "); starting over",
+                         true);
+    }
     if (response.status != 308) fail(response, what);
     const uint64_t next = persisted(response);
     if (next > size) throw StorageError(what + ": the server kept more bytes than were sent", false);

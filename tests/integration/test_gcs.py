@@ -8,7 +8,6 @@ one clear line and the documented exit code."""
 import json
 import os
 import random
-import re
 import socket
 import sqlite3
 import subprocess
@@ -17,7 +16,8 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
-from walship_test import check_rows, create_db, run_tests, skip, walship  # noqa: E402
+from walship_test import (check_rows, checkpointed_bytes, create_db, expect_one_error_line, run_tests,  # noqa: E402
+                          skip, walship)
 
 SERVER = os.path.join(HERE, "..", "gcs_server", "gcs_server.py")
 
@@ -64,14 +64,6 @@ def jwt_env(server, key="service-account.json"):
             "GCE_METADATA_HOST": "127.0.0.1:1"}
 
 
-def checkpointed_bytes(path):
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    db.close()
-    with open(path, "rb") as f:
-        return f.read()
-
-
 def make_db(path, rows=1500, noise=400_000):
     """A database whose snapshot is several hundred KiB even compressed, so a
     small resumable-threshold sends it in several chunks."""
@@ -107,11 +99,8 @@ def round_trip(tmp, url, env, snapshots=3):
 
 
 def one_error_line(result, code, pattern):
-    assert result.code == code, f"expected exit {code}: {result!r}"
-    lines = [line for line in result.err.splitlines() if line.startswith("walship:")]
-    assert len(lines) == 1, f"expected one error line: {result!r}"
-    assert re.search(pattern, lines[0]), f"{pattern!r} not in {lines[0]!r}"
-    assert "BEGIN PRIVATE KEY" not in result.err and "ya29." not in result.err, result
+    expect_one_error_line(result, code, pattern)
+    assert "BEGIN PRIVATE KEY" not in result.err and "ya29." not in result.err, result  # no secrets
 
 
 def test_jwt_every_command_with_resumable_uploads_and_pages(tmp):

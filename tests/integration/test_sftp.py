@@ -8,19 +8,17 @@ options) gives one clear line and the documented exit code."""
 import json
 import os
 import random
-import re
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 sys.path.insert(0, os.path.join(HERE, "..", "sftp"))
-from walship_test import WALSHIP, check_rows, create_db, run_tests, skip, walship  # noqa: E402
+from walship_test import (WALSHIP, check_rows, checkpointed_bytes, create_db, expect_one_error_line,  # noqa: E402
+                          run_tests, skip, walship)
 from sshd_server import Sshd, available, free_port, keygen  # noqa: E402
 
 reason = available()
@@ -30,21 +28,6 @@ if reason:
 # No agent or key of the person running the tests may take part.
 BASE_ENV = {"SSH_AUTH_SOCK": "", "WALSHIP_SSH_PASSPHRASE": ""}
 os.environ.pop("SSH_AUTH_SOCK", None)
-
-
-def checkpointed_bytes(path):
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    db.close()
-    with open(path, "rb") as f:
-        return f.read()
-
-
-def one_error_line(result, code, pattern):
-    assert result.code == code, f"expected exit {code}: {result!r}"
-    lines = [line for line in result.err.splitlines() if line.startswith("walship:")]
-    assert len(lines) == 1, f"expected one error line: {result!r}"
-    assert re.search(pattern, lines[0]), f"{pattern!r} not in {lines[0]!r}"
 
 
 def visible_files(root):
@@ -101,7 +84,7 @@ def test_ssh_agent_and_passphrase(tmp):
         url = f"{sshd.url(f'{tmp}/replica', options=False)}?known-hosts={sshd.known_hosts}"
         keyed = f"{url}&key={tmp}/locked"
         walship("snapshot", f"{tmp}/a.db", keyed, env={**BASE_ENV, "WALSHIP_SSH_PASSPHRASE": "correct horse"}, check=0)
-        one_error_line(walship("ls", keyed, env={**BASE_ENV, "WALSHIP_SSH_PASSPHRASE": "wrong"}), 1,
+        expect_one_error_line(walship("ls", keyed, env={**BASE_ENV, "WALSHIP_SSH_PASSPHRASE": "wrong"}), 1,
                        rf"unable to log in to '127\.0\.0\.1:{sshd.port}' .* as '{sshd.user}' \(tried {tmp}/locked\).*"
                        r"WALSHIP_SSH_PASSPHRASE")
 
@@ -153,7 +136,7 @@ def test_unknown_or_changed_host_key_is_refused(tmp):
         create_db(f"{tmp}/a.db", rows=10)
         base = sshd.url(f"{tmp}/replica", options=False) + f"?key={sshd.user_key}"
         open(f"{tmp}/empty_known_hosts", "w").close()
-        one_error_line(walship("snapshot", f"{tmp}/a.db", f"{base}&known-hosts={tmp}/empty_known_hosts", env=BASE_ENV),
+        expect_one_error_line(walship("snapshot", f"{tmp}/a.db", f"{base}&known-hosts={tmp}/empty_known_hosts", env=BASE_ENV),
                        1, rf"host key verification failed for '127\.0\.0\.1:{sshd.port}'.*no ssh-ed25519 key for it "
                           rf"in '{tmp}/empty_known_hosts'; add it with ssh-keyscan -p {sshd.port} 127\.0\.0\.1")
         keygen(f"{tmp}/other_host", "other")
@@ -161,9 +144,9 @@ def test_unknown_or_changed_host_key_is_refused(tmp):
             kind, key = f.read().split()[:2]
         with open(f"{tmp}/changed_known_hosts", "w") as f:
             f.write(f"[127.0.0.1]:{sshd.port} {kind} {key}\n")
-        one_error_line(walship("snapshot", f"{tmp}/a.db", f"{base}&known-hosts={tmp}/changed_known_hosts",
+        expect_one_error_line(walship("snapshot", f"{tmp}/a.db", f"{base}&known-hosts={tmp}/changed_known_hosts",
                                env=BASE_ENV), 1, r"host key verification failed.*differs from the one in")
-        one_error_line(walship("ls", f"{base}&known-hosts={tmp}/none", env=BASE_ENV), 1,
+        expect_one_error_line(walship("ls", f"{base}&known-hosts={tmp}/none", env=BASE_ENV), 1,
                        rf"cannot read known hosts file '{tmp}/none'")
         assert not os.path.exists(f"{tmp}/replica")
 
@@ -172,25 +155,25 @@ def test_bad_input_gives_one_line_and_the_exit_code(tmp):
     create_db(f"{tmp}/a.db", rows=10)
     with Sshd() as sshd:
         keygen(f"{tmp}/stranger", "stranger")
-        one_error_line(walship("ls", f"{sshd.url(f'{tmp}/r', options=False)}?key={tmp}/stranger&known-hosts="
+        expect_one_error_line(walship("ls", f"{sshd.url(f'{tmp}/r', options=False)}?key={tmp}/stranger&known-hosts="
                                      f"{sshd.known_hosts}", env=BASE_ENV), 1,
                        r"unable to log in to .* as '.*' \(tried .*/stranger\).*authorized_keys")
-        one_error_line(walship("restore", sshd.url(f"{tmp}/missing/folder"), "-o", f"{tmp}/x.db", env=BASE_ENV), 1,
+        expect_one_error_line(walship("restore", sshd.url(f"{tmp}/missing/folder"), "-o", f"{tmp}/x.db", env=BASE_ENV), 1,
                        r"replica|snapshot|restore")
         assert not os.path.exists(f"{tmp}/x.db")
-        one_error_line(walship("ls", sshd.url(f"{tmp}/r") + "&identity=x", env=BASE_ENV), 2,
+        expect_one_error_line(walship("ls", sshd.url(f"{tmp}/r") + "&identity=x", env=BASE_ENV), 2,
                        r"unknown option 'identity' for replica .*: sftp:// takes key and known-hosts")
-        one_error_line(walship("ls", f"sftp://u@127.0.0.1:{sshd.port}/", env=BASE_ENV), 2,
+        expect_one_error_line(walship("ls", f"sftp://u@127.0.0.1:{sshd.port}/", env=BASE_ENV), 2,
                        r"the path must be an absolute directory")
-        one_error_line(walship("ls", f"{sshd.url(f'{tmp}/r', options=False)}?key={tmp}/nokey&known-hosts={sshd.known_hosts}",
+        expect_one_error_line(walship("ls", f"{sshd.url(f'{tmp}/r', options=False)}?key={tmp}/nokey&known-hosts={sshd.known_hosts}",
                                env=BASE_ENV), 2,
                        rf"unable to read SSH key '{tmp}/nokey'")
     with Sshd(read_only=True) as sshd:
-        one_error_line(walship("snapshot", f"{tmp}/a.db", sshd.url(f"{tmp}/ro"), env=BASE_ENV), 1,
+        expect_one_error_line(walship("snapshot", f"{tmp}/a.db", sshd.url(f"{tmp}/ro"), env=BASE_ENV), 1,
                        rf"unable to write 'sftp://.*{tmp}/ro/snapshots/.*': permission denied")
     port = free_port()
     start = time.time()
-    one_error_line(walship("ls", f"sftp://u@127.0.0.1:{port}/r", env=BASE_ENV), 1,
+    expect_one_error_line(walship("ls", f"sftp://u@127.0.0.1:{port}/r", env=BASE_ENV), 1,
                    rf"unable to list 'sftp://u@127\.0\.0\.1:{port}/r' after \d+ attempts: unable to connect to "
                    rf"'127\.0\.0\.1:{port}'.*Connection refused")
     assert time.time() - start < 30
