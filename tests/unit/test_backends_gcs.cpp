@@ -244,3 +244,31 @@ TEST_CASE("STORAGE_EMULATOR_HOST takes the place of the API and of credentials")
   CHECK(*credentials.emulator() == "http://localhost:9023");
   CHECK(credentials.authorization_header().empty());
 }
+
+#ifdef WALSHIP_TEST_GCS
+#include "tests/unit/gcs_fixture.h"
+
+TEST_CASE("an access token is fetched once and refreshed five minutes before it expires") {
+  using namespace std::chrono;
+  // The test server checks iat and exp against the real time, so the fake
+  // clock starts an hour minus two minutes back: the first token (an hour's
+  // life) then expires two minutes from now.
+  test::GcsTestServer& server = test::gcs_jwt_server();
+  ScopedEnv emulator("STORAGE_EMULATOR_HOST", nullptr);
+  const system_clock::time_point now = system_clock::now();
+  system_clock::time_point fake = now - minutes(58);
+  HttpClient http;
+  Credentials credentials(http, server.credentials_file(), [&] { return fake; });
+  const std::string first = credentials.authorization_header();
+  CHECK(first.starts_with("Authorization: Bearer ya29.test-"));
+  fake = now - minutes(28);
+  CHECK(credentials.authorization_header() == first);  // cached
+  fake = now - minutes(2);                             // 4 minutes before expiry: refreshed
+  const std::string second = credentials.authorization_header();
+  CHECK(second != first);
+  fake = now;
+  CHECK(credentials.authorization_header() == second);
+  credentials.invalidate();  // as after a 401
+  CHECK(credentials.authorization_header() != second);
+}
+#endif
