@@ -84,9 +84,11 @@ std::vector<std::string> known_host_key_types(std::string_view text, const std::
   return types;
 }
 
-std::string host_key_method_preference(const std::vector<std::string>& known_types) {
+std::string host_key_method_preference(const std::vector<std::string>& known_types,
+                                       const std::vector<std::string>& supported) {
   std::vector<std::string_view> order;
   auto add = [&](std::string_view method) {
+    if (std::find(supported.begin(), supported.end(), method) == supported.end()) return;
     if (std::find(order.begin(), order.end(), method) == order.end()) order.push_back(method);
   };
   for (const std::string& type : known_types) {

@@ -21,9 +21,12 @@ namespace walship {
 std::vector<std::string> known_host_key_types(std::string_view text, const std::string& host, uint16_t port);
 
 // A libssh2 host key method preference list: the SSH algorithm names for
-// `known_types` first (ssh-rsa keys sign with rsa-sha2-512/256), then every
-// other algorithm libssh2 may support, so a server without any known type
-// still completes the handshake and is then refused with a clear message.
-std::string host_key_method_preference(const std::vector<std::string>& known_types);
+// `known_types` first (ssh-rsa keys sign with rsa-sha2-512/256), then the
+// other common ones, so a server without any known type still completes the
+// handshake and is then refused with a clear message. Only names in
+// `supported` (what this libssh2 build offers) appear: libssh2 1.10 corrupts
+// memory when it has to strip an unsupported name itself.
+std::string host_key_method_preference(const std::vector<std::string>& known_types,
+                                       const std::vector<std::string>& supported);
 
 }  // namespace walship

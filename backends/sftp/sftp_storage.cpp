@@ -330,9 +330,16 @@ SftpStorage::Connection& SftpStorage::connection() {
     std::ifstream in(known_hosts);
     std::stringstream text;
     if (in) text << in.rdbuf();
-    const std::string methods =
-        host_key_method_preference(known_host_key_types(text.str(), m_options.host, m_options.port));
-    libssh2_session_method_pref(c->session, LIBSSH2_METHOD_HOSTKEY, methods.c_str());
+    std::vector<std::string> supported;
+    const char** algorithms = nullptr;
+    const int count = libssh2_session_supported_algs(c->session, LIBSSH2_METHOD_HOSTKEY, &algorithms);
+    if (count > 0) {
+      supported.assign(algorithms, algorithms + count);
+      libssh2_free(c->session, algorithms);
+    }
+    const std::string methods = host_key_method_preference(
+        known_host_key_types(text.str(), m_options.host, m_options.port), supported);
+    if (!methods.empty()) libssh2_session_method_pref(c->session, LIBSSH2_METHOD_HOSTKEY, methods.c_str());
   }
   if (libssh2_session_handshake(c->session, c->socket.get()) != 0) {
     throw StorageError("unable to start an SSH session with " + where + ": " + c->last_error(), true);
