@@ -1,5 +1,5 @@
-"""Every command end to end against tests/gcs_server, through the
-service-account JWT path, the metadata-server path and the
+"""Every command (snapshot, ls, restore, replicate) end to end against
+tests/gcs_server, through the service-account JWT path, the metadata-server path and the
 STORAGE_EMULATOR_HOST path: restored bytes equal the source, lists follow
 every page, big objects go through resumable sessions that survive a lost
 answer, transient 5xx are retried, and bad input (unreachable endpoint,
@@ -12,12 +12,16 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import time
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
-from walship_test import (check_rows, checkpointed_bytes, create_db, expect_one_error_line, run_tests,  # noqa: E402
+from walship_test import (WALSHIP, check_rows, checkpointed_bytes, create_db, expect_one_error_line, run_tests,  # noqa: E402
                           skip, walship)
+
+sys.path.insert(0, HERE)
+from test_replicate import check_state, init_db, stop, wait_for, write  # noqa: E402
 
 SERVER = os.path.join(HERE, "..", "gcs_server", "gcs_server.py")
 
@@ -194,7 +198,44 @@ def test_bad_input_gives_one_line_and_the_exit_code(tmp):
                    r"no Google Cloud credentials: set GOOGLE_APPLICATION_CREDENTIALS")
 
 
+def test_replicate_through_jwt_and_emulator_paths(tmp):
+    for auth in (True, False):
+        work = f"{tmp}/{'jwt' if auth else 'emulator'}"
+        os.makedirs(work)
+        db = f"{work}/app.db"
+        init_db(db)
+        write(db, 10)
+        with GcsServer(work, auth=auth) as server:
+            if auth:
+                env, url = jwt_env(server), f"gs://walship/app?endpoint={server.endpoint}"
+            else:
+                env, url = {"STORAGE_EMULATOR_HOST": server.address}, "gs://walship/app"
+            log = open(f"{work}/replicate.log", "w")
+            rep = subprocess.Popen([WALSHIP, "-v", "replicate", db, url, "--sync-interval", "100ms"],
+                                   stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, **env})
+            try:
+                wait_for(lambda: server.stats()["media_uploads"] >= 1, "the initial snapshot")
+                n = 0
+                for burst in range(4):
+                    if burst == 2:
+                        server.fail("/o", 503, count=4)  # an outage of the API mid-replication
+                    n = write(db, 50)
+                    time.sleep(0.4)
+                assert stop(rep) == 0, open(f"{work}/replicate.log").read()
+            finally:
+                if rep.poll() is None:
+                    rep.kill()
+                    rep.wait()
+            walship("restore", url, "-o", f"{work}/out.db", env=env, check=0)
+            assert check_state(f"{work}/out.db") == n, f"auth={auth}: a shipped commit is missing"
+            points = json.loads(walship("ls", url, "--json", env=env, check=0).out)
+            assert len(points) >= 4, points
+            if auth:
+                assert server.stats()["tokens_issued"] >= 3, server.stats()
+
+
 if __name__ == "__main__":
     run_tests([test_jwt_every_command_with_resumable_uploads_and_pages, test_emulator_every_command,
                test_metadata_server_credentials, test_transient_errors_are_retried,
-               test_resumable_upload_survives_a_lost_answer, test_bad_input_gives_one_line_and_the_exit_code])
+               test_resumable_upload_survives_a_lost_answer, test_bad_input_gives_one_line_and_the_exit_code,
+               test_replicate_through_jwt_and_emulator_paths])

@@ -1,14 +1,16 @@
-"""Every command end to end against a real OpenSSH sshd on 127.0.0.1
-(throwaway host and user keys, tests/sftp/sshd_server.py): key files given
+"""Every command (snapshot, ls, restore, replicate) end to end against a
+real OpenSSH sshd on 127.0.0.1 (throwaway host and user keys, tests/sftp/sshd_server.py): key files given
 or found in ~/.ssh, ssh-agent, passphrases from $WALSHIP_SSH_PASSPHRASE;
 unknown or changed host keys refused; sshd killed mid-upload and restarted
-leaves nothing half-written visible and the command recovers; bad input
+leaves nothing half-written visible and the command recovers; sshd killed
+mid-replication: replicate reconnects and loses nothing; bad input
 (unreachable host, wrong key, read-only server, missing folder, bad
 options) gives one clear line and the documented exit code."""
 import json
 import os
 import random
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -17,9 +19,13 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 sys.path.insert(0, os.path.join(HERE, "..", "sftp"))
+sys.path.insert(0, HERE)
 from walship_test import (WALSHIP, check_rows, checkpointed_bytes, create_db, expect_one_error_line,  # noqa: E402
                           run_tests, skip, walship)
 from sshd_server import Sshd, available, free_port, keygen  # noqa: E402
+from test_replicate import check_state, init_db, source_n, stop, wait_for, write  # noqa: E402
+
+WRITER = os.path.join(HERE, "..", "lib", "writer_app.py")
 
 reason = available()
 if reason:
@@ -227,8 +233,50 @@ def test_sshd_killed_mid_upload_and_restarted(tmp):
         assert objects == (["snapshots/0000000000000001.snap"] if proc.returncode == 0 else []), objects
 
 
+def test_replicate_recovers_when_sshd_is_killed_and_restarted(tmp):
+    db = f"{tmp}/app.db"
+    init_db(db)
+    write(db, 20)
+    with Sshd() as sshd:
+        url = sshd.url(f"{tmp}/replica")
+        log = open(f"{tmp}/replicate.log", "w")
+        rep = subprocess.Popen([WALSHIP, "-v", "replicate", db, url, "--sync-interval", "200ms"],
+                               stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, **BASE_ENV})
+        writer = None
+        try:
+            wait_for(lambda: os.path.isdir(f"{tmp}/replica/snapshots") and os.listdir(f"{tmp}/replica/snapshots"),
+                     "the initial snapshot")
+            writer = subprocess.Popen([sys.executable, WRITER, db, f"{tmp}/acks", "--delay", "0.005"])
+            time.sleep(1.5)
+            sshd.kill()  # the host crashes mid-replication; the app keeps committing
+            time.sleep(2.5)
+            sshd.start()
+            time.sleep(2.5)
+            writer.send_signal(signal.SIGTERM)
+            assert writer.wait(timeout=30) == 0
+            n = source_n(db)
+            assert stop(rep) == 0, open(f"{tmp}/replicate.log").read()
+        finally:
+            for proc in (writer, rep):
+                if proc is not None and proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        text = open(f"{tmp}/replicate.log").read()
+        assert "reconnecting" in text, text[-3000:]
+        assert n > 200, n
+        walship("restore", url, "-o", f"{tmp}/out.db", env=BASE_ENV, check=0)
+        assert check_state(f"{tmp}/out.db") == n, "a commit acknowledged before the stop is missing"
+        points = json.loads(walship("ls", url, "--json", env=BASE_ENV, check=0).out)
+        assert len(points) >= 3, points
+        # Nothing half-written is an object: temp files only, and never listed.
+        for f in visible_files(f"{tmp}/replica"):
+            name = os.path.basename(f)
+            assert "walship-tmp" in name or name.endswith((".snap", ".delta")) or f == "lease", f
+
+
 if __name__ == "__main__":
     run_tests([test_every_command_with_key_and_known_hosts_options, test_default_key_and_known_hosts_from_home,
                test_ssh_agent_and_passphrase, test_the_host_key_type_known_hosts_holds_is_asked_for,
                test_unknown_or_changed_host_key_is_refused,
-               test_bad_input_gives_one_line_and_the_exit_code, test_sshd_killed_mid_upload_and_restarted])
+               test_bad_input_gives_one_line_and_the_exit_code, test_sshd_killed_mid_upload_and_restarted,
+               test_replicate_recovers_when_sshd_is_killed_and_restarted])
