@@ -1,6 +1,7 @@
 """Every command (snapshot, ls, restore, replicate) end to end against a
-real OpenSSH sshd on 127.0.0.1 (throwaway host and user keys, tests/sftp/sshd_server.py): key files given
-or found in ~/.ssh, ssh-agent, passphrases from $WALSHIP_SSH_PASSPHRASE;
+real OpenSSH sshd on 127.0.0.1 (throwaway host and user keys,
+tests/sftp/sshd_server.py): key files given or found in ~/.ssh, ssh-agent,
+passphrases from $WALSHIP_SSH_PASSPHRASE;
 unknown or changed host keys refused; sshd killed mid-upload and restarted
 leaves nothing half-written visible and the command recovers; sshd killed
 mid-replication: replicate reconnects and loses nothing; bad input
