@@ -3,6 +3,8 @@
 #include <string_view>
 
 #include "backends/file/file_storage.h"
+#include "backends/gcs/gcs_storage.h"
+#include "backends/sftp/sftp_storage.h"
 #include "lib/util/error.h"
 
 namespace walship {
@@ -48,8 +50,8 @@ struct Backend {
 constexpr Backend k_backends[] = {
     {"file", open_file},
     {"s3", nullptr},
-    {"gs", nullptr},
-    {"sftp", nullptr},
+    {"gs", open_gcs_storage},
+    {"sftp", open_sftp_storage},
 };
 
 }  // namespace

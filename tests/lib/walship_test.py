@@ -6,6 +6,7 @@ counts it as skipped, never as passed.
 """
 import hashlib
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -90,6 +91,24 @@ def max_id(path):
         return db.execute("SELECT coalesce(max(id), 0) FROM t").fetchone()[0]
     finally:
         db.close()
+
+
+def checkpointed_bytes(path):
+    """The database's bytes with every WAL frame checkpointed into the file."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def expect_one_error_line(result, code, pattern):
+    """Asserts the exit code and that stderr has exactly one "walship:" error
+    line, matching the regular expression `pattern`."""
+    assert result.code == code, f"expected exit {code}: {result!r}"
+    lines = [line for line in result.err.splitlines() if line.startswith("walship:")]
+    assert len(lines) == 1, f"expected one error line: {result!r}"
+    assert re.search(pattern, lines[0]), f"{pattern!r} not in {lines[0]!r}"
 
 
 class TempDir:

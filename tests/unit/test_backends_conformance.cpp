@@ -22,6 +22,12 @@
 #include "backends/storage.h"
 #include "backends/url.h"
 #include "tests/unit/support.h"
+#ifdef WALSHIP_TEST_GCS
+#include "tests/unit/gcs_fixture.h"
+#endif
+#ifdef WALSHIP_TEST_SSHD
+#include "tests/unit/sftp_fixture.h"
+#endif
 
 using namespace walship;
 
@@ -74,7 +80,24 @@ struct RetryingMemoryBackend {
   std::unique_ptr<Storage> storage = std::make_unique<RetryingStorage>(std::make_unique<MemoryStorage>());
 };
 
-#define WALSHIP_CONFORMANCE_BACKENDS MemoryBackend, FileBackend, FileUrlBackend, RetryingMemoryBackend
+// Remote backends whose test servers are installed (tests/CMakeLists.txt checks).
+#ifdef WALSHIP_TEST_GCS
+using test::GcsEmulatorBackend;
+using test::GcsJwtBackend;
+#define WALSHIP_GCS_BACKENDS , GcsJwtBackend, GcsEmulatorBackend
+#else
+#define WALSHIP_GCS_BACKENDS
+#endif
+
+#ifdef WALSHIP_TEST_SSHD
+using test::SftpBackend;
+#define WALSHIP_SFTP_BACKENDS , SftpBackend
+#else
+#define WALSHIP_SFTP_BACKENDS
+#endif
+
+#define WALSHIP_CONFORMANCE_BACKENDS \
+  MemoryBackend, FileBackend, FileUrlBackend, RetryingMemoryBackend WALSHIP_GCS_BACKENDS WALSHIP_SFTP_BACKENDS
 
 // ---- helpers --------------------------------------------------------------
 

@@ -1,0 +1,78 @@
+// A small libcurl client for the GCS JSON API: one request at a time per
+// handle, handles pooled so connections (and TLS sessions) are reused across
+// requests and threads. Only what gcs_storage.cpp needs: no redirects, no
+// cookies, no proxies beyond what libcurl takes from the environment.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "lib/util/byte_stream.h"
+
+typedef void CURL;
+
+namespace walship::gcs {
+
+struct HttpRequest {
+  std::string method = "GET";
+  std::string url;
+  std::vector<std::string> headers;  // "Name: value"
+  // The body, sent with Content-Length: body_size; nullptr sends no body
+  // (Content-Length: 0 for POST and PUT). Read from its current position.
+  ByteSource* body = nullptr;
+  uint64_t body_size = 0;
+  // Where a 2xx response body goes; nullptr keeps it in HttpResponse::body.
+  ByteSink* sink = nullptr;
+  // Whole-request limit in seconds (0: none; a stall is caught by the
+  // low-speed limit instead) and the connect limit.
+  long timeout_seconds = 0;
+  long connect_timeout_seconds = 10;
+};
+
+struct HttpResponse {
+  long status = 0;
+  std::map<std::string, std::string> headers;  // names lower-cased
+  std::string body;                            // error bodies and JSON, capped
+  uint64_t sink_bytes = 0;                     // bytes given to HttpRequest::sink
+};
+
+// A libcurl failure before any HTTP status arrived (refused, reset, timed out,
+// DNS). `transient` says whether trying again may help.
+struct TransportError {
+  std::string message;
+  bool transient = true;
+};
+
+class HttpClient {
+ public:
+  HttpClient();
+  ~HttpClient();
+  HttpClient(const HttpClient&) = delete;
+  HttpClient& operator=(const HttpClient&) = delete;
+
+  // Performs the request on a pooled handle. Returns the response, or throws
+  // what the body source or the sink threw; a transport failure is returned
+  // through `error` (and the response status is 0).
+  HttpResponse perform(const HttpRequest& request, TransportError& error);
+
+ private:
+  struct CurlDeleter {
+    void operator()(CURL* curl) const;
+  };
+  using CurlPtr = std::unique_ptr<CURL, CurlDeleter>;
+  CurlPtr take();
+  void give_back(CurlPtr curl);
+
+  std::mutex m_mutex;
+  std::vector<CurlPtr> m_idle;
+};
+
+// "application/x-www-form-urlencoded" / query string value encoding.
+std::string form_encode(const std::string& value);
+
+}  // namespace walship::gcs
