@@ -241,12 +241,23 @@ class ReplicateLoop {
       }
     }
     const int wd = ::inotify_add_watch(m_inotify.get(), dir.c_str(),
-                                       IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_DELETE | IN_CLOSE_WRITE);
+                                       IN_CREATE | IN_MOVED_TO | IN_DELETE | IN_CLOSE_WRITE);
     if (wd < 0) {
       throw UsageError("unable to watch directory '" + dir + "': " + std::strerror(errno) +
                        (errno == ENOSPC ? " (raise fs.inotify.max_user_watches)" : ""));
     }
     m_watches[wd] = Watch{dir, directory};
+  }
+
+  // Watches the database's WAL for the next write, once (IN_ONESHOT): a busy
+  // app then raises one event per step instead of one per write, which the
+  // kernel would otherwise queue on every write() of the app. Armed before
+  // each step, so a commit during or after it is never missed. A WAL that
+  // does not exist yet is noticed by the directory watch when it appears.
+  void arm_wal_watch(Entry& entry) {
+    const std::string wal = entry.replicator->db_path() + "-wal";
+    const int wd = ::inotify_add_watch(m_inotify.get(), wal.c_str(), IN_MODIFY | IN_ONESHOT);
+    if (wd >= 0) m_wal_watches[wd] = &entry;
   }
 
   void consider_file(const DirectoryConfig& dir, const std::string& name) {
@@ -307,6 +318,7 @@ class ReplicateLoop {
       e->dirty = false;
       e->last_start = now;
       e->poll_due = now + k_safety_poll_ms;
+      arm_wal_watch(*e);
       m_pool.submit([this, e] {
         StepResult result;
         result.entry = e;
@@ -406,6 +418,11 @@ class ReplicateLoop {
         off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
         if (ev->mask & IN_Q_OVERFLOW) {
           for (const auto& e : m_entries) e->dirty = true;
+          continue;
+        }
+        if (const auto wal = m_wal_watches.find(ev->wd); wal != m_wal_watches.end()) {
+          if (ev->mask & IN_MODIFY) wal->second->dirty = true;
+          if (ev->mask & IN_IGNORED) m_wal_watches.erase(wal);  // the one-shot watch is spent
           continue;
         }
         const auto w = m_watches.find(ev->wd);
@@ -529,6 +546,7 @@ class ReplicateLoop {
   std::vector<std::unique_ptr<Entry>> m_entries;
   std::map<std::string, Entry*> m_by_path;
   std::map<int, Watch> m_watches;
+  std::map<int, Entry*> m_wal_watches;
   std::set<std::string> m_skipped;
   UniqueFd m_inotify;
   int m_done_pipe[2] = {-1, -1};
