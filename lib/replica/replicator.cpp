@@ -30,6 +30,8 @@ constexpr int k_read_busy_timeout_ms = 5'000;
 // lock with its own busy timeout.
 constexpr int k_writer_busy_tries = 1'000;
 constexpr int k_truncate_busy_timeout_ms = 1'000;
+// How many times (1 ms apart) a checkpoint tries for the checkpoint lock.
+constexpr int k_checkpoint_lock_tries = 50;
 
 uint64_t inode_of(const std::string& path) {
   struct stat st {};
@@ -60,6 +62,20 @@ std::vector<uint64_t> hash_database(sqlite::Database& db, uint32_t page_size) {
     hashes[pgno - 1] = format::page_hash(pgno, page);
   });
   return hashes;
+}
+
+// A PASSIVE checkpoint. The app's own (automatic) checkpoints, which fail
+// against walship's read mark, hold the checkpoint lock for moments at a
+// time: retry for a few milliseconds rather than give up.
+int passive_checkpoint(sqlite::Database& db, int& wal_frames, int& checkpointed) {
+  for (int attempt = 1;; ++attempt) {
+    wal_frames = checkpointed = -1;
+    const int rc =
+        sqlite3_wal_checkpoint_v2(db.handle(), "main", SQLITE_CHECKPOINT_PASSIVE, &wal_frames, &checkpointed);
+    // BUSY with counts: it ran, readers kept some frames; without: locked out.
+    if (rc != SQLITE_BUSY || wal_frames >= 0 || attempt == k_checkpoint_lock_tries) return rc;
+    ::usleep(1000);
+  }
 }
 
 // Starts a read transaction: BEGIN alone takes no lock until the first read.
@@ -665,8 +681,7 @@ void Replicator::checkpoint_if_due() {
   ship_all();
   int bulk_frames = 0;
   int bulk_checkpointed = 0;
-  sqlite3_wal_checkpoint_v2(writer().handle(), "main", SQLITE_CHECKPOINT_PASSIVE, &bulk_frames,
-                            &bulk_checkpointed);
+  passive_checkpoint(writer(), bulk_frames, bulk_checkpointed);
 
   // Then the tail under the writer lock, which keeps the app from committing
   // between the last ship and the new read; an app that holds the lock all
@@ -683,8 +698,7 @@ void Replicator::checkpoint_if_due() {
   try {
     ship_all();
     m_reader->exec("COMMIT");
-    const int rc = sqlite3_wal_checkpoint_v2(m_reader->handle(), "main", SQLITE_CHECKPOINT_PASSIVE,
-                                             &wal_frames, &checkpointed);
+    const int rc = passive_checkpoint(*m_reader, wal_frames, checkpointed);
     pin_read();
     if (rc != SQLITE_OK && rc != SQLITE_BUSY) m_reader->fail("unable to checkpoint", rc);
   } catch (...) {
@@ -760,10 +774,10 @@ std::optional<int64_t> Replicator::step(int64_t now) {
     }
   }
   checkpoint_if_due();
-  // Pages are not read again soon: hand the page cache back.
-  sqlite3_db_release_memory(m_reader->handle());
   std::optional<int64_t> next;
   auto sooner = [&](int64_t t) { next = next ? std::min(*next, t) : t; };
+  // Pages are not read again soon: hand the page cache back.
+  sqlite3_db_release_memory(m_reader->handle());
   for (auto& target : m_targets) {
     scheduled_snapshot(*target, now);
     if (m_options.snapshot_interval_ms > 0) sooner(target->last_snapshot_ms + m_options.snapshot_interval_ms);
