@@ -32,6 +32,8 @@ constexpr int k_writer_busy_tries = 1'000;
 constexpr int k_truncate_busy_timeout_ms = 1'000;
 // How many times (1 ms apart) a checkpoint tries for the checkpoint lock.
 constexpr int k_checkpoint_lock_tries = 50;
+// After a complete checkpoint, how soon step() looks for the WAL's restart.
+constexpr int64_t k_repin_ms = 20;
 
 uint64_t inode_of(const std::string& path) {
   struct stat st {};
@@ -673,19 +675,9 @@ void Replicator::checkpoint_if_due() {
     std::memcpy(&backfilled, bytes.data(), 4);
   if (backfilled >= index->max_frame) return;
 
-  // The bulk of the copy runs without blocking the app: move the read to the
-  // WAL end (frames after the old read mark are not backfilled, so the WAL
-  // cannot restart in between) and checkpoint up to it.
+  // The writer lock keeps the app from committing between the last ship and
+  // the new read; an app that holds the lock all the time just postpones this.
   ship_all();
-  pin_read();
-  ship_all();
-  int bulk_frames = 0;
-  int bulk_checkpointed = 0;
-  passive_checkpoint(writer(), bulk_frames, bulk_checkpointed);
-
-  // Then the tail under the writer lock, which keeps the app from committing
-  // between the last ship and the new read; an app that holds the lock all
-  // the time just postpones this.
   const int lock_rc = sqlite3_exec(writer().handle(), "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
   if (lock_rc == SQLITE_BUSY) {
     log(LogLevel::debug, "checkpoint postponed: the app holds the writer lock", {{"db", m_options.db_path}});
@@ -715,7 +707,16 @@ void Replicator::checkpoint_if_due() {
          {"wal_frames", std::to_string(wal_frames)},
          {"checkpointed", std::to_string(checkpointed)}});
   }
-  if (checkpointed >= wal_frames || static_cast<uint32_t>(wal_frames) < m_options.truncate_pages) return;
+  if (wal_frames >= 0 && checkpointed >= wal_frames) {
+    // Everything is checkpointed, so the new read got read mark 0, which
+    // keeps the app's own checkpoints from copying anything; SQLite sorts
+    // every new frame for each of them (one per commit past its threshold)
+    // before finding out. Once the app's next write restarts the WAL, step()
+    // reads again, with a mark above 0.
+    m_read_mark_zero = true;
+    return;
+  }
+  if (static_cast<uint32_t>(wal_frames) < m_options.truncate_pages) return;
 
   // Readers of the app keep the WAL from being checkpointed to the end and it
   // is past the hard limit: TRUNCATE waits for them (at most the busy
@@ -765,6 +766,13 @@ std::optional<int64_t> Replicator::step(int64_t now) {
     for (auto& target : m_targets) target->lost = true;
   }
   ship_all();
+  if (m_read_mark_zero) {
+    if (const auto header = m_wal_fd ? wal::read_wal_header(m_wal_fd.get(), m_wal_path) : std::nullopt;
+        header && !m_pin.same_generation(*header)) {
+      pin();
+      m_read_mark_zero = false;
+    }
+  }
   bool any_lost = false;
   for (auto& target : m_targets) any_lost = any_lost || target->lost;
   if (any_lost) {
@@ -776,6 +784,7 @@ std::optional<int64_t> Replicator::step(int64_t now) {
   checkpoint_if_due();
   std::optional<int64_t> next;
   auto sooner = [&](int64_t t) { next = next ? std::min(*next, t) : t; };
+  if (m_read_mark_zero) sooner(static_cast<int64_t>(now_ms()) + k_repin_ms);
   // Pages are not read again soon: hand the page cache back.
   sqlite3_db_release_memory(m_reader->handle());
   for (auto& target : m_targets) {

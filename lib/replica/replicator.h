@@ -102,7 +102,8 @@ class Replicator {
   uint64_t m_db_inode = 0;
   uint64_t m_wal_inode = 0;
   uint32_t m_page_size = 0;
-  wal::WalPosition m_pin;  // where the held read transaction sees the WAL end
+  wal::WalPosition m_pin;         // where the held read transaction sees the WAL end
+  bool m_read_mark_zero = false;  // the read began on a fully checkpointed WAL
   bool m_started = false;
 };
 
