@@ -375,6 +375,27 @@ std::optional<wal::WalIndexHeader> Replicator::read_index() {
   return wal::read_wal_index_header(m_shm_fd.get(), m_shm_path);
 }
 
+// The header of the delta that takes `state` to the next TXID.
+format::FileHeader Replicator::next_delta_header(const ShippedState& state, uint32_t db_pages) const {
+  format::FileHeader file;
+  file.kind = format::FileKind::delta;
+  file.page_size = state.page_size;
+  file.min_txid = state.txid + 1;
+  file.max_txid = state.txid + 1;
+  file.db_pages = db_pages;
+  file.commit_time_ms = static_cast<uint64_t>(now_ms());
+  file.pre_checksum = state.checksum;
+  return file;
+}
+
+// Empties the spool file deltas are written to before upload.
+FdSink Replicator::reset_spool() {
+  if (::ftruncate(m_spool.get(), 0) != 0 || ::lseek(m_spool.get(), 0, SEEK_SET) != 0) {
+    throw Failure("unable to reset the spool file in '" + m_state_dir + "': " + std::strerror(errno));
+  }
+  return FdSink(m_spool.get(), "delta spool in '" + m_state_dir + "'");
+}
+
 void Replicator::ship_new_frames(ReplicaTarget& target, uint64_t frame_cap) {
   if (target.lost) return;
   if (!m_wal_fd && target.verify_position) {
@@ -430,19 +451,8 @@ void Replicator::ship_new_frames(ReplicaTarget& target, uint64_t frame_cap) {
 
   const uint32_t page_size = state.page_size;
   const uint32_t lock_page = format::lock_page(page_size);
-  format::FileHeader file;
-  file.kind = format::FileKind::delta;
-  file.page_size = page_size;
-  file.min_txid = state.txid + 1;
-  file.max_txid = state.txid + 1;
-  file.db_pages = frames.db_pages;
-  file.commit_time_ms = static_cast<uint64_t>(now_ms());
-  file.pre_checksum = state.checksum;
-
-  if (::ftruncate(m_spool.get(), 0) != 0 || ::lseek(m_spool.get(), 0, SEEK_SET) != 0) {
-    throw Failure("unable to reset the spool file in '" + m_state_dir + "': " + std::strerror(errno));
-  }
-  FdSink sink(m_spool.get(), "delta spool in '" + m_state_dir + "'");
+  const format::FileHeader file = next_delta_header(state, frames.db_pages);
+  FdSink sink = reset_spool();
   format::ReplicaWriter writer(sink, file, m_options.delta_zstd_level);
   std::vector<std::byte> page(page_size);
   std::vector<std::pair<uint32_t, uint64_t>> changes;
@@ -562,18 +572,8 @@ void Replicator::resync(ReplicaTarget& target, const wal::WalPosition& pinned) {
   }
   for (uint32_t pgno = db_pages + 1; pgno <= state.db_pages; ++pgno) checksum ^= state.page_hashes[pgno - 1];
   if (!changed.empty() || db_pages != state.db_pages) {
-    format::FileHeader file;
-    file.kind = format::FileKind::delta;
-    file.page_size = m_page_size;
-    file.min_txid = state.txid + 1;
-    file.max_txid = state.txid + 1;
-    file.db_pages = db_pages;
-    file.commit_time_ms = static_cast<uint64_t>(now_ms());
-    file.pre_checksum = state.checksum;
-    if (::ftruncate(m_spool.get(), 0) != 0 || ::lseek(m_spool.get(), 0, SEEK_SET) != 0) {
-      throw Failure("unable to reset the spool file in '" + m_state_dir + "': " + std::strerror(errno));
-    }
-    FdSink sink(m_spool.get(), "delta spool in '" + m_state_dir + "'");
+    const format::FileHeader file = next_delta_header(state, db_pages);
+    FdSink sink = reset_spool();
     format::ReplicaWriter writer(sink, file, m_options.delta_zstd_level);
     sqlite::Statement read(*m_reader, "SELECT data FROM sqlite_dbpage('main') WHERE pgno = ?1");
     for (uint32_t pgno : changed) {

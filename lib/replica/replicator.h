@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "backends/storage.h"
+#include "lib/format/replica_file.h"
 #include "lib/replica/local_state.h"
 #include "lib/replica/replicator_options.h"
 #include "lib/sqlite/sqlite.h"
@@ -88,6 +89,8 @@ class Replicator {
   void scheduled_snapshot(ReplicaTarget& target, int64_t now);
   void ship_all();
   bool upload(ReplicaTarget& target, const std::string& key, uint64_t size);
+  format::FileHeader next_delta_header(const ShippedState& state, uint32_t db_pages) const;
+  FdSink reset_spool();
 
   ReplicatorOptions m_options;
   std::vector<std::unique_ptr<ReplicaTarget>> m_targets;
