@@ -284,11 +284,9 @@ bool wal_holds(int fd, const std::string& path, const wal::WalPosition& position
 
 }  // namespace
 
-// Ends the held read transaction and starts a new one, recording where it
-// sees the WAL end. The snapshot header has the wal-index header's layout.
-void Replicator::pin_read() {
-  if (sqlite3_get_autocommit(m_reader->handle()) == 0) m_reader->exec("COMMIT");
-  begin_read(*m_reader);
+// Records in m_pin where the read transaction m_reader holds sees the WAL
+// end. The snapshot header has the wal-index header's layout.
+void Replicator::record_pin() {
   wal::WalPosition pin;
   pin.page_size = m_page_size;
   pin.offset = wal::k_wal_header_size;
@@ -327,11 +325,43 @@ void Replicator::pin_read() {
   m_pin = pin;
 }
 
+// Ends the held read transaction and starts a new one. Only for callers that
+// hold the writer lock: in between, nothing holds the WAL, so without the
+// lock the app could commit, checkpoint everything and restart the WAL over
+// frames no replica has shipped.
+void Replicator::pin_read_locked() {
+  if (sqlite3_get_autocommit(m_reader->handle()) == 0) m_reader->exec("COMMIT");
+  begin_read(*m_reader);
+  record_pin();
+}
+
 wal::WalPosition Replicator::pin() {
   // Replicas that can ship catch up first, so moving the read costs none of
   // them their continuity (see the comment in replicator.h).
   ship_all();
-  pin_read();
+  // The new read begins on the second connection while the old one still
+  // holds the WAL, and the old one ends only once every replica has shipped
+  // up to the new pin. A read started on a fully checkpointed WAL takes read
+  // mark 0, which lets the app restart the WAL at its next write: were the
+  // old read ended first, the app could commit and checkpoint in the gap,
+  // and the new read would pin frames no replica has shipped, which the
+  // restart then drops. The app is never blocked for any of this.
+  begin_read(writer());
+  std::swap(m_reader, m_writer);
+  const wal::WalPosition old_pin = m_pin;
+  record_pin();
+  try {
+    ship_all(m_pin.frame_index());
+  } catch (...) {
+    // Keep the old read: it still holds the frames not shipped yet.
+    m_reader->exec("COMMIT");
+    std::swap(m_reader, m_writer);
+    m_writer.reset();
+    m_pin = old_pin;
+    throw;
+  }
+  m_reader->set_busy_timeout(k_read_busy_timeout_ms);
+  m_writer.reset();  // ends the old read; the next writer() opens afresh
   return m_pin;
 }
 
@@ -345,8 +375,8 @@ void Replicator::start() {
     }
   }
   for (auto& target : m_targets) reconcile(*target);
-  // pin() checks trusted positions under the writer lock, so no restart of
-  // the WAL can slip in between the check and shipping the frames after it.
+  // pin() ships from trusted positions while a read still holds the WAL, so
+  // no restart of the WAL can slip in between the check and the shipping.
   const wal::WalPosition pinned = pin();
   for (auto& target : m_targets) {
     if (target->lost) resync(*target, pinned);
@@ -368,10 +398,18 @@ std::optional<wal::WalIndexHeader> Replicator::read_index() {
   if (index) return index;
   // The two header copies disagree: a writer died between writing them, or
   // is writing them now. A new read transaction makes SQLite check, and
-  // recover the index from the WAL if it is torn.
-  begin_read(writer());
-  writer().exec("COMMIT");
-  m_writer.reset();
+  // recover the index from the WAL if it is torn. A connection of its own:
+  // m_writer may hold the writer lock or, inside pin(), the old read.
+  sqlite::Database probe(m_options.db_path, SQLITE_OPEN_READWRITE);
+  limit_memory(probe);
+  sqlite3_db_config(probe.handle(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+  probe.set_busy_timeout(k_truncate_busy_timeout_ms);
+  try {
+    begin_read(probe);
+    probe.exec("COMMIT");
+  } catch (const Error&) {
+    return std::nullopt;  // busy recovering or restarting: look again next step
+  }
   return wal::read_wal_index_header(m_shm_fd.get(), m_shm_path);
 }
 
@@ -645,13 +683,13 @@ void Replicator::write_snapshot(ReplicaTarget& target, uint64_t txid, const wal:
   }
 }
 
-void Replicator::ship_all() {
+void Replicator::ship_all(uint64_t frame_cap) {
   std::string first_error;
   bool transient = true;
   for (auto& target : m_targets) {
     if (target->lost) continue;
     try {
-      ship_new_frames(*target);
+      ship_new_frames(*target, frame_cap);
     } catch (const StorageError& e) {
       if (first_error.empty()) first_error = e.what();
     } catch (const Error& e) {
@@ -691,7 +729,7 @@ void Replicator::checkpoint_if_due() {
     ship_all();
     m_reader->exec("COMMIT");
     const int rc = passive_checkpoint(*m_reader, wal_frames, checkpointed);
-    pin_read();
+    pin_read_locked();
     if (rc != SQLITE_OK && rc != SQLITE_BUSY) m_reader->fail("unable to checkpoint", rc);
   } catch (...) {
     m_writer->exec("ROLLBACK");
@@ -700,6 +738,14 @@ void Replicator::checkpoint_if_due() {
   }
   m_writer->exec("ROLLBACK");
   m_writer.reset();
+  if (wal_frames < 0) {
+    // Locked out: the app's own checkpoint (a RESTART waiting for walship's
+    // read, say) holds the checkpoint lock. Try again next step; giving up
+    // on the WAL here would cost every replica a rehash.
+    log(LogLevel::debug, "checkpoint postponed: another checkpoint holds the lock",
+        {{"db", m_options.db_path}});
+    return;
+  }
   if (log_enabled(LogLevel::debug)) {
     log(LogLevel::debug, "checkpoint",
         {{"db", m_options.db_path},
@@ -727,7 +773,7 @@ void Replicator::checkpoint_if_due() {
   const int rc = sqlite3_wal_checkpoint_v2(m_reader->handle(), "main", SQLITE_CHECKPOINT_TRUNCATE,
                                            &wal_frames, &checkpointed);
   m_reader->set_busy_timeout(k_read_busy_timeout_ms);
-  pin_read();
+  pin_read_locked();  // without the lock: every replica rehashes below
   log(rc == SQLITE_OK ? LogLevel::info : LogLevel::warn,
       rc == SQLITE_OK ? "WAL truncated past the hard limit"
                       : "TRUNCATE checkpoint past the hard limit was busy",

@@ -79,7 +79,8 @@ class Replicator {
   bool files_replaced();
   void reconcile(ReplicaTarget& target);
   wal::WalPosition pin();
-  void pin_read();
+  void record_pin();
+  void pin_read_locked();
   std::optional<wal::WalPosition> wal_end();
   void ship_new_frames(ReplicaTarget& target, uint64_t frame_cap = UINT64_MAX);
   std::optional<wal::WalIndexHeader> read_index();
@@ -87,7 +88,7 @@ class Replicator {
   void write_snapshot(ReplicaTarget& target, uint64_t txid, const wal::WalPosition& pinned, bool check);
   void checkpoint_if_due();
   void scheduled_snapshot(ReplicaTarget& target, int64_t now);
-  void ship_all();
+  void ship_all(uint64_t frame_cap = UINT64_MAX);
   bool upload(ReplicaTarget& target, const std::string& key, uint64_t size);
   format::FileHeader next_delta_header(const ShippedState& state, uint32_t db_pages) const;
   FdSink reset_spool();
@@ -98,7 +99,8 @@ class Replicator {
   std::string m_shm_path;
   std::string m_state_dir;
   std::unique_ptr<sqlite::Database> m_reader;  // holds the read transaction
-  std::unique_ptr<sqlite::Database> m_writer;  // writer lock and checkpoints; see writer()
+  // The writer lock and checkpoints, and the next read while pin() moves it; see writer().
+  std::unique_ptr<sqlite::Database> m_writer;
   UniqueFd m_wal_fd;
   UniqueFd m_shm_fd;
   UniqueFd m_spool;

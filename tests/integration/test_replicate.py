@@ -256,6 +256,37 @@ def test_continuity_after_a_truncate_checkpoint_while_stopped(tmp):
         assert "rehashing" in f.read()
 
 
+def test_an_app_checkpoint_holding_the_lock_never_costs_continuity(tmp):
+    """The app runs RESTART checkpoints, which hold SQLite's checkpoint lock
+    while they wait for walship's read transaction: walship's own checkpoint
+    is then locked out, and must postpone, never give up on the WAL (a
+    TRUNCATE behind its back costs a rehash of the whole database)."""
+    db, replica = f"{tmp}/app.db", f"{tmp}/replica"
+    init_db(db)
+    rep = start_replicate(tmp, db, replica, "--sync-interval", "50ms", "--checkpoint-pages", "20")
+    wait_for(replica_has(replica, "snapshots/*.snap"), "the initial snapshot")
+    checkpointer = subprocess.Popen([sys.executable, "-c", f"""
+import sqlite3, time
+db = sqlite3.connect({db!r}, isolation_level=None, timeout=0.3)
+end = time.monotonic() + 6
+while time.monotonic() < end:
+    db.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+"""])
+    n = 0
+    while checkpointer.poll() is None:
+        n = write(db, 20)
+    assert checkpointer.wait() == 0
+    time.sleep(0.5)
+    assert stop(rep) == 0
+    with open(f"{tmp}/replicate.log") as f:
+        log = f.read()
+    assert "checkpoint" in log, log
+    for bad in ("rehash", "continuity was lost", "TRUNCATE"):
+        assert bad not in log, f"{bad!r} in the replicate log:\n{log}"
+    restore(tmp, replica, f"{tmp}/out.db")
+    assert check_state(f"{tmp}/out.db") == n
+
+
 def test_restart_resumes_without_rehashing(tmp):
     db, replica = f"{tmp}/app.db", f"{tmp}/replica"
     init_db(db)
@@ -396,6 +427,7 @@ if __name__ == "__main__":
         test_kill_9_of_the_writer_mid_transaction_never_ships_it,
         test_continuity_after_a_truncate_checkpoint_while_stopped,
         test_restart_resumes_without_rehashing,
+        test_an_app_checkpoint_holding_the_lock_never_costs_continuity,
         test_database_restored_underneath_continues_the_txid_sequence,
         test_exec_runs_the_app_and_exits_with_its_code,
         test_exec_forwards_sigterm_and_ships_after_the_app_exits,
