@@ -96,15 +96,23 @@ class State:
                 return self.rng.choice(self.kinds)
             return None
 
-    def record(self, method, target, status, fault, bytes_in, bytes_out, seconds):
+    def record(self, method, target, status, fault, bytes_in, started):
+        """Counts a request before its answer is sent, so a client that has
+        its answer always finds it in the stats; finish() completes it."""
         entry = {"method": method, "target": target, "status": status, "fault": fault, "bytes_in": bytes_in,
-                 "bytes_out": bytes_out, "seconds": round(seconds, 4)}
+                 "bytes_out": 0, "seconds": 0.0, "started": started}
         with self.lock:
             self.requests += 1
             self.by_method[method] = self.by_method.get(method, 0) + 1
             if fault:
                 self.faults[fault] = self.faults.get(fault, 0) + 1
             self.log.append(entry)
+        return entry
+
+    def finish(self, entry, bytes_out=0):
+        with self.lock:
+            entry["bytes_out"] = bytes_out
+            entry["seconds"] = round(time.monotonic() - entry.pop("started"), 4)
             if self.log_file:
                 self.log_file.write(json.dumps(entry) + "\n")
 
@@ -266,8 +274,9 @@ class Handler(socketserver.BaseRequestHandler):
                       ("x-amz-request-id", "walship-fault-proxy")]
             if expects_continue:
                 answer.append(("Connection", "close"))
+            entry = state.record(method, target, status, fault, 0, started)
             client.sendall(build_head(f"HTTP/1.1 {status} {reason}", answer) + body)
-            state.record(method, target, status, fault, 0, len(body), time.monotonic() - started)
+            state.finish(entry, len(body))
             return keep_alive and not expects_continue
 
         if expects_continue:
@@ -277,7 +286,7 @@ class Handler(socketserver.BaseRequestHandler):
             if has_body:
                 length = int(header(headers, "content-length") or 2)
                 relay_body(reader, None, headers, budget=max(1, length // 2))
-            state.record(method, target, 0, fault, 0, 0, time.monotonic() - started)
+            state.finish(state.record(method, target, 0, fault, 0, started))
             reset(client)
             return False
 
@@ -306,16 +315,18 @@ class Handler(socketserver.BaseRequestHandler):
                 if no_body or length == 0 and framed and (
                         header(response_headers, "transfer-encoding") or "").lower() != "chunked":
                     # Nothing to cut in half: the answer is lost whole.
+                    entry = state.record(method, target, status, fault, bytes_in, started)
                     if fault == "stall":
                         time.sleep(state.stall_seconds)
                         client.close()
                     else:
                         reset(client)
-                    state.record(method, target, status, fault, bytes_in, 0, time.monotonic() - started)
+                    state.finish(entry)
                     return False
+                entry = state.record(method, target, status, fault, bytes_in, started)
                 client.sendall(build_head(status_line, client_headers))
                 sent = relay_body(up_reader, [client], response_headers, budget=max(1, length // 2 or 1024))
-                state.record(method, target, status, fault, bytes_in, max(sent, 0), time.monotonic() - started)
+                state.finish(entry, max(sent, 0))
                 if fault == "stall":
                     time.sleep(state.stall_seconds)
                     client.close()
@@ -323,6 +334,7 @@ class Handler(socketserver.BaseRequestHandler):
                     reset(client)
                 return False
 
+            entry = state.record(method, target, status, None, bytes_in, started)
             client.sendall(build_head(status_line, client_headers))
             bytes_out = 0
             if not no_body:
@@ -337,7 +349,7 @@ class Handler(socketserver.BaseRequestHandler):
                             break
                         client.sendall(data)
                         bytes_out += len(data)
-            state.record(method, target, status, None, bytes_in, bytes_out, time.monotonic() - started)
+            state.finish(entry, bytes_out)
             return keep_alive
         finally:
             upstream.close()
@@ -351,7 +363,8 @@ class Handler(socketserver.BaseRequestHandler):
             if parts.path == "/_proxy/stats" and method == "GET":
                 with state.lock:
                     body = {"requests": state.requests, "by_method": dict(state.by_method),
-                            "faults": dict(state.faults), "log": list(state.log)}
+                            "faults": dict(state.faults),
+                            "log": [{k: v for k, v in e.items() if k != "started"} for e in state.log]}
             elif parts.path == "/_proxy/fail" and method == "POST":
                 kind = query["kind"]
                 if kind not in KINDS:
