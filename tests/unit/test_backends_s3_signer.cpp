@@ -288,3 +288,30 @@ TEST_CASE("a session token is signed as x-amz-security-token and the header name
   CHECK(header.size() == header.rfind('=') + 1 + 64);
   CHECK(canonical_request(request).find("\nx-amz-security-token:token/with+chars==\n") != std::string::npos);
 }
+
+TEST_CASE("signed_headers lists each header once, lower-cased and sorted") {
+  SigningRequest request{"GET",
+                         "/",
+                         {},
+                         {{"X-Amz-Date", "d"}, {"Host", "h"}, {"x-amz-date", "d"}, {"Range", "r"}},
+                         k_empty_sha256};
+  CHECK(signed_headers(request) == "host;range;x-amz-date");
+}
+
+TEST_CASE("the hashes match their published test vectors") {
+  // RFC 4231 test case 2; FIPS 180-2's "one million 'a'"; RFC 1321's MD5 of
+  // "" and "abc", base64 as Content-MD5 carries them.
+  CHECK(hex(hmac_sha256("Jefe", "what do ya want for nothing?")) ==
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  const std::string million(1000000, 'a');
+  CHECK(sha256_hex(std::string_view(million)) ==
+        "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+  Sha256 streamed;
+  for (size_t at = 0; at < million.size(); at += 65521) {
+    const std::string_view piece = std::string_view(million).substr(at, 65521);
+    streamed.update(std::as_bytes(std::span(piece.data(), piece.size())));
+  }
+  CHECK(streamed.finish_hex() == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+  CHECK(content_md5("") == "1B2M2Y8AsgTpgAmY7PhCfg==");
+  CHECK(content_md5("abc") == "kAFQmDzST7DWlj99KOF/cg==");
+}
