@@ -4,6 +4,7 @@
 
 #include "backends/file/file_storage.h"
 #include "backends/gcs/gcs_storage.h"
+#include "backends/s3/s3_storage.h"
 #include "backends/sftp/sftp_storage.h"
 #include "lib/util/error.h"
 
@@ -49,7 +50,7 @@ struct Backend {
 // its function here.
 constexpr Backend k_backends[] = {
     {"file", open_file},
-    {"s3", nullptr},
+    {"s3", open_s3_storage},
     {"gs", open_gcs_storage},
     {"sftp", open_sftp_storage},
 };

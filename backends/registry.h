@@ -13,7 +13,7 @@ namespace walship {
 
 // Opens the storage a replica URL names: "file:///abs/path" (percent-decoded;
 // host empty or "localhost") or a plain absolute path "/abs/path"; s3://,
-// gs:// and sftp:// are recognised but not built yet. Throws UsageError, with
+// gs:// and sftp:// (their forms are in each backend's header). Throws UsageError, with
 // a message saying what to write instead, for a relative path, a remote file
 // host, an unknown scheme or a scheme whose backend is not built. Opening does
 // no I/O for file://: a missing directory is created by the first put.

@@ -18,6 +18,12 @@
 
 namespace walship::gcs {
 
+using http::form_encode;
+using http::HttpClient;
+using http::HttpRequest;
+using http::HttpResponse;
+using http::TransportError;
+
 namespace {
 
 // RAII for the mbedTLS contexts signing needs.

@@ -14,7 +14,7 @@
 #include <string>
 #include <string_view>
 
-#include "backends/gcs/gcs_http.h"
+#include "backends/http/http_client.h"
 
 namespace walship::gcs {
 
@@ -50,7 +50,7 @@ class Credentials {
 
   // `credentials_file` is the option's value, empty when not given. Reads the
   // environment and the key file now (UsageError for a bad file); no network.
-  Credentials(HttpClient& http, const std::string& credentials_file, Clock clock = {});
+  Credentials(http::HttpClient& http, const std::string& credentials_file, Clock clock = {});
 
   // The emulator's base URL ("http://host:port") when STORAGE_EMULATOR_HOST is set.
   const std::optional<std::string>& emulator() const { return m_emulator; }
@@ -66,7 +66,7 @@ class Credentials {
  private:
   void fetch_token();
 
-  HttpClient& m_http;
+  http::HttpClient& m_http;
   Clock m_clock;
   std::optional<std::string> m_emulator;
   std::optional<ServiceAccount> m_account;

@@ -34,7 +34,7 @@ uint64_t parse_size_option(const std::string& name, const std::string& value, co
 }
 
 // Google's error body: {"error": {"code": 403, "message": "..."}}.
-std::string google_message(const gcs::HttpResponse& response) {
+std::string google_message(const http::HttpResponse& response) {
   const auto doc = nlohmann::json::parse(response.body, nullptr, false);
   if (doc.is_object() && doc.contains("error") && doc["error"].is_object() &&
       doc["error"].contains("message") && doc["error"]["message"].is_string()) {
@@ -158,14 +158,14 @@ std::string GcsStorage::object_url(const std::string& key) const {
   return "gs://" + m_options.bucket + "/" + object_name(key);
 }
 
-gcs::HttpResponse GcsStorage::send(gcs::HttpRequest request, const std::string& what) {
+http::HttpResponse GcsStorage::send(http::HttpRequest request, const std::string& what) {
   const size_t plain_headers = request.headers.size();
   for (int attempt = 0;; ++attempt) {
     request.headers.resize(plain_headers);
     const std::string auth = m_credentials.authorization_header();
     if (!auth.empty()) request.headers.push_back(auth);
-    gcs::TransportError error;
-    gcs::HttpResponse response = m_http.perform(request, error);
+    http::TransportError error;
+    http::HttpResponse response = m_http.perform(request, error);
     if (response.status == 0) {
       throw StorageError(what + ": " + error.message + " (" + m_base + ")", error.transient);
     }
@@ -180,7 +180,7 @@ gcs::HttpResponse GcsStorage::send(gcs::HttpRequest request, const std::string& 
   }
 }
 
-void GcsStorage::fail(const gcs::HttpResponse& response, const std::string& what) const {
+void GcsStorage::fail(const http::HttpResponse& response, const std::string& what) const {
   const std::string message = google_message(response);
   if (response.status == 404 && message.find("bucket") != std::string::npos) {
     throw StorageError(what + ": bucket '" + m_options.bucket + "' does not exist", false);
@@ -207,15 +207,15 @@ bool GcsStorage::upload(const std::string& key, ByteSource& data, bool if_absent
 
 bool GcsStorage::upload_media(const std::string& key, ByteSource& data, bool if_absent) {
   const std::string what = "unable to write '" + object_url(key) + "'";
-  gcs::HttpRequest request;
+  http::HttpRequest request;
   request.method = "POST";
-  request.url = m_base + "/upload/storage/v1/b/" + gcs::form_encode(m_options.bucket) +
-                "/o?uploadType=media&fields=generation&name=" + gcs::form_encode(object_name(key)) +
+  request.url = m_base + "/upload/storage/v1/b/" + http::form_encode(m_options.bucket) +
+                "/o?uploadType=media&fields=generation&name=" + http::form_encode(object_name(key)) +
                 (if_absent ? "&ifGenerationMatch=0" : "");
   request.headers = {"Content-Type: application/octet-stream"};
   request.body = &data;
   request.body_size = data.size();
-  const gcs::HttpResponse response = send(request, what);
+  const http::HttpResponse response = send(request, what);
   if (response.status == 200 || response.status == 201) return true;
   if (response.status == 412 && if_absent) return false;
   fail(response, what);
@@ -225,14 +225,14 @@ bool GcsStorage::upload_resumable(const std::string& key, ByteSource& data, bool
   const std::string what = "unable to write '" + object_url(key) + "'";
   const uint64_t size = data.size();
 
-  gcs::HttpRequest start;
+  http::HttpRequest start;
   start.method = "POST";
-  start.url = m_base + "/upload/storage/v1/b/" + gcs::form_encode(m_options.bucket) +
-              "/o?uploadType=resumable&fields=generation&name=" + gcs::form_encode(object_name(key)) +
+  start.url = m_base + "/upload/storage/v1/b/" + http::form_encode(m_options.bucket) +
+              "/o?uploadType=resumable&fields=generation&name=" + http::form_encode(object_name(key)) +
               (if_absent ? "&ifGenerationMatch=0" : "");
   start.headers = {"X-Upload-Content-Type: application/octet-stream",
                    "X-Upload-Content-Length: " + std::to_string(size)};
-  const gcs::HttpResponse started = send(start, what);
+  const http::HttpResponse started = send(start, what);
   if (started.status == 412 && if_absent) return false;
   if (started.status != 200 && started.status != 201) fail(started, what);
   const auto location = started.headers.find("location");
@@ -242,7 +242,7 @@ bool GcsStorage::upload_resumable(const std::string& key, ByteSource& data, bool
   const std::string session = location->second;
 
   // Reads the persisted size from a 308's "Range: bytes=0-N" (none: nothing yet).
-  auto persisted = [&](const gcs::HttpResponse& response) -> uint64_t {
+  auto persisted = [&](const http::HttpResponse& response) -> uint64_t {
     const auto range = response.headers.find("range");
     if (range == response.headers.end()) return 0;
     const size_t dash = range->second.find('-');
@@ -260,14 +260,14 @@ bool GcsStorage::upload_resumable(const std::string& key, ByteSource& data, bool
   data.rewind();
   for (;;) {
     const uint64_t chunk = std::min(m_options.upload_chunk_size, size - offset);
-    gcs::HttpRequest put;
+    http::HttpRequest put;
     put.method = "PUT";
     put.url = session;
     put.headers = {"Content-Range: bytes " + std::to_string(offset) + "-" +
                    std::to_string(offset + chunk - 1) + "/" + std::to_string(size)};
     put.body = &data;
     put.body_size = chunk;
-    gcs::HttpResponse response;
+    http::HttpResponse response;
     bool failed = false;
     std::string cause;
     try {
@@ -290,7 +290,7 @@ bool GcsStorage::upload_resumable(const std::string& key, ByteSource& data, bool
             {{"object", object_url(key)}, {"offset", std::to_string(offset)}, {"error", cause}});
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(50) * (1 << resumes));
-      gcs::HttpRequest status;
+      http::HttpRequest status;
       status.method = "PUT";
       status.url = session;
       status.headers = {"Content-Range: bytes */" + std::to_string(size)};
@@ -325,13 +325,13 @@ bool GcsStorage::upload_resumable(const std::string& key, ByteSource& data, bool
 bool GcsStorage::get(const std::string& key, ByteSink& out, const ByteRange& range) {
   check_object_key(key, url());
   const std::string what = "unable to read '" + object_url(key) + "'";
-  gcs::HttpRequest request;
-  const std::string object = m_base + "/storage/v1/b/" + gcs::form_encode(m_options.bucket) + "/o/" +
-                             gcs::form_encode(object_name(key));
+  http::HttpRequest request;
+  const std::string object = m_base + "/storage/v1/b/" + http::form_encode(m_options.bucket) + "/o/" +
+                             http::form_encode(object_name(key));
   if (range.length && *range.length == 0) {
     // Nothing to read: only whether the object exists.
     request.url = object + "?fields=size";
-    const gcs::HttpResponse response = send(request, what);
+    const http::HttpResponse response = send(request, what);
     if (response.status == 200) return true;
     if (response.status == 404 && google_message(response).find("bucket") == std::string::npos) return false;
     fail(response, what);
@@ -346,7 +346,7 @@ bool GcsStorage::get(const std::string& key, ByteSink& out, const ByteRange& ran
   }
   LimitSink limited(out, range.length);
   request.sink = &limited;
-  const gcs::HttpResponse response = send(request, what);
+  const http::HttpResponse response = send(request, what);
   if (response.status == 200 || response.status == 206) return true;
   if (response.status == 416) return true;  // the object exists; the range starts past its end
   if (response.status == 404 && google_message(response).find("bucket") == std::string::npos) return false;
@@ -359,11 +359,12 @@ std::vector<ObjectInfo> GcsStorage::list(const std::string& prefix) {
   std::vector<ObjectInfo> out;
   std::string page_token;
   for (;;) {
-    gcs::HttpRequest request;
-    request.url = m_base + "/storage/v1/b/" + gcs::form_encode(m_options.bucket) +
-                  "/o?fields=items(name,size),nextPageToken&prefix=" + gcs::form_encode(base_prefix + prefix);
-    if (!page_token.empty()) request.url += "&pageToken=" + gcs::form_encode(page_token);
-    const gcs::HttpResponse response = send(request, what);
+    http::HttpRequest request;
+    request.url =
+        m_base + "/storage/v1/b/" + http::form_encode(m_options.bucket) +
+        "/o?fields=items(name,size),nextPageToken&prefix=" + http::form_encode(base_prefix + prefix);
+    if (!page_token.empty()) request.url += "&pageToken=" + http::form_encode(page_token);
+    const http::HttpResponse response = send(request, what);
     if (response.status == 404) {
       throw StorageError(what + ": bucket '" + m_options.bucket + "' does not exist", false);
     }
@@ -397,11 +398,11 @@ void GcsStorage::remove(const std::vector<std::string>& keys) {
   for (const std::string& key : keys) check_object_key(key, url());
   for (const std::string& key : keys) {
     const std::string what = "unable to remove '" + object_url(key) + "'";
-    gcs::HttpRequest request;
+    http::HttpRequest request;
     request.method = "DELETE";
-    request.url = m_base + "/storage/v1/b/" + gcs::form_encode(m_options.bucket) + "/o/" +
-                  gcs::form_encode(object_name(key));
-    const gcs::HttpResponse response = send(request, what);
+    request.url = m_base + "/storage/v1/b/" + http::form_encode(m_options.bucket) + "/o/" +
+                  http::form_encode(object_name(key));
+    const http::HttpResponse response = send(request, what);
     if (response.status == 200 || response.status == 204) continue;
     if (response.status == 404 && google_message(response).find("bucket") == std::string::npos) continue;
     fail(response, what);

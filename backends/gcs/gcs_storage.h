@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "backends/gcs/gcs_auth.h"
-#include "backends/gcs/gcs_http.h"
+#include "backends/http/http_client.h"
 #include "backends/storage.h"
 #include "backends/url.h"
 
@@ -75,17 +75,17 @@ class GcsStorage : public Storage {
   // Sends `request` with the authorization header; retries once after a 401
   // with a fresh token. A transport failure throws a transient StorageError
   // "<what>: <cause>".
-  gcs::HttpResponse send(gcs::HttpRequest request, const std::string& what);
+  http::HttpResponse send(http::HttpRequest request, const std::string& what);
 
   // Throws the StorageError for an unexpected status, classified.
-  [[noreturn]] void fail(const gcs::HttpResponse& response, const std::string& what) const;
+  [[noreturn]] void fail(const http::HttpResponse& response, const std::string& what) const;
 
   std::string object_name(const std::string& key) const;
   std::string object_url(const std::string& key) const;
 
   GcsOptions m_options;
   std::string m_base;  // API base URL, no trailing '/'
-  gcs::HttpClient m_http;
+  http::HttpClient m_http;
   gcs::Credentials m_credentials;
 };
 

@@ -216,7 +216,7 @@ TEST_CASE("without credentials or a metadata server the error says what to set")
   ScopedEnv emulator("STORAGE_EMULATOR_HOST", nullptr);
   ScopedEnv key("GOOGLE_APPLICATION_CREDENTIALS", nullptr);
   ScopedEnv metadata("GCE_METADATA_HOST", "127.0.0.1:1");
-  HttpClient http;
+  http::HttpClient http;
   Credentials credentials(http, "");
   try {
     credentials.authorization_header();
@@ -238,7 +238,7 @@ TEST_CASE("a missing credentials file is a usage error naming it") {
 
 TEST_CASE("STORAGE_EMULATOR_HOST takes the place of the API and of credentials") {
   ScopedEnv emulator("STORAGE_EMULATOR_HOST", "localhost:9023");
-  HttpClient http;
+  http::HttpClient http;
   Credentials credentials(http, "/nonexistent/key.json");  // not read: emulators take no auth
   REQUIRE(credentials.emulator());
   CHECK(*credentials.emulator() == "http://localhost:9023");
@@ -257,7 +257,7 @@ TEST_CASE("an access token is fetched once and refreshed five minutes before it 
   ScopedEnv emulator("STORAGE_EMULATOR_HOST", nullptr);
   const system_clock::time_point now = system_clock::now();
   system_clock::time_point fake = now - minutes(58);
-  HttpClient http;
+  http::HttpClient http;
   Credentials credentials(http, server.credentials_file(), [&] { return fake; });
   const std::string first = credentials.authorization_header();
   CHECK(first.starts_with("Authorization: Bearer ya29.test-"));

@@ -231,13 +231,9 @@ TEST_CASE("settings from the configuration are URL options: checked the same way
         "and in the configuration; keep one");
 }
 
-TEST_CASE("unknown schemes and backends not built yet say what to use") {
+TEST_CASE("unknown schemes say what to use") {
   CHECK(open_error("ftp://host/x") ==
         "unsupported replica URL scheme 'ftp' in 'ftp://host/x': use file://, s3://, gs:// or sftp://");
   CHECK(open_error("HTTP://host/x") ==
         "unsupported replica URL scheme 'http' in 'HTTP://host/x': use file://, s3://, gs:// or sftp://");
-  CHECK(open_error("s3://bucket/prefix") ==
-        "unable to open replica 's3://bucket/prefix': the s3:// backend is not built into this walship yet; "
-        "use "
-        "file:///absolute/path");
 }

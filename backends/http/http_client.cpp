@@ -1,4 +1,4 @@
-#include "backends/gcs/gcs_http.h"
+#include "backends/http/http_client.h"
 
 #include <curl/curl.h>
 
@@ -7,10 +7,11 @@
 #include <cstring>
 #include <exception>
 #include <span>
+#include <utility>
 
 #include "lib/util/error.h"
 
-namespace walship::gcs {
+namespace walship::http {
 
 namespace {
 
@@ -108,7 +109,7 @@ bool is_transient(CURLcode code) {
 
 void HttpClient::CurlDeleter::operator()(CURL* curl) const { curl_easy_cleanup(curl); }
 
-HttpClient::HttpClient() {
+HttpClient::HttpClient(TlsOptions tls) : m_tls(std::move(tls)) {
   std::call_once(g_curl_init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
@@ -166,8 +167,15 @@ HttpResponse HttpClient::perform(const HttpRequest& request, TransportError& err
   curl_easy_setopt(c, CURLOPT_HEADERDATA, &transfer);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_body);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &transfer);
+  if (!m_tls.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, m_tls.ca_file.c_str());
+  if (m_tls.insecure_skip_verify) {
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
   if (request.method == "GET") {
     curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+  } else if (request.method == "HEAD") {
+    curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
   } else if (request.method == "POST" || request.method == "PUT") {
     curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, request.method.c_str());
@@ -208,4 +216,4 @@ std::string form_encode(const std::string& value) {
   return out;
 }
 
-}  // namespace walship::gcs
+}  // namespace walship::http

@@ -1,7 +1,8 @@
-// A small libcurl client for the GCS JSON API: one request at a time per
-// handle, handles pooled so connections (and TLS sessions) are reused across
-// requests and threads. Only what gcs_storage.cpp needs: no redirects, no
-// cookies, no proxies beyond what libcurl takes from the environment.
+// The small libcurl client the HTTP backends share (gs://, s3://): one request
+// at a time per handle, handles pooled so connections (and TLS sessions) are
+// reused across requests and threads. Only what the backends need: no
+// redirects, no cookies, no proxies beyond what libcurl takes from the
+// environment.
 #pragma once
 
 #include <cstdint>
@@ -16,10 +17,18 @@
 
 typedef void CURL;
 
-namespace walship::gcs {
+namespace walship::http {
+
+// How the server's certificate is checked: against the system's CA bundle by
+// default, or `ca_file`; `insecure_skip_verify` turns checking off (the
+// backend warns about it).
+struct TlsOptions {
+  std::string ca_file;
+  bool insecure_skip_verify = false;
+};
 
 struct HttpRequest {
-  std::string method = "GET";
+  std::string method = "GET";  // "HEAD" asks for no body
   std::string url;
   std::vector<std::string> headers;  // "Name: value"
   // The body, sent with Content-Length: body_size; nullptr sends no body
@@ -50,7 +59,7 @@ struct TransportError {
 
 class HttpClient {
  public:
-  HttpClient();
+  explicit HttpClient(TlsOptions tls = {});
   ~HttpClient();
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;
@@ -68,6 +77,7 @@ class HttpClient {
   CurlPtr take();
   void give_back(CurlPtr curl);
 
+  TlsOptions m_tls;
   std::mutex m_mutex;
   std::vector<CurlPtr> m_idle;
 };
@@ -75,4 +85,4 @@ class HttpClient {
 // "application/x-www-form-urlencoded" / query string value encoding.
 std::string form_encode(const std::string& value);
 
-}  // namespace walship::gcs
+}  // namespace walship::http

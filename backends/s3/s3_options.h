@@ -1,0 +1,94 @@
+// s3:// URLs and settings, pure: the URL's options, then the region,
+// endpoint and credentials from the environment and the AWS CLI's files,
+// read through injected functions so every rule is unit-tested without
+// touching the real environment or home directory.
+//
+//   s3://bucket/prefix[?option=value...]
+//
+// Options (URL query or the replica's settings in walship.toml):
+//   endpoint              base URL of an S3-compatible store (default: AWS; also
+//                         $AWS_ENDPOINT_URL_S3, then $AWS_ENDPOINT_URL)
+//   region                signing region (default: $AWS_REGION, $AWS_DEFAULT_REGION,
+//                         the profile's region in ~/.aws/config, then us-east-1)
+//   path-style            true: https://endpoint/bucket/key; false: https://bucket.endpoint/key
+//                         (default: true with a custom endpoint or a dotted bucket name)
+//   ca-file               PEM bundle to verify the server with (default: the system's, or $AWS_CA_BUNDLE)
+//   insecure-skip-verify  true: do not verify the server's certificate (warned about)
+//   profile               profile of ~/.aws/credentials and ~/.aws/config (default: $AWS_PROFILE, default)
+//   access-key-id, secret-access-key, session-token   keys for this replica only
+//   multipart-threshold   objects of at least this many bytes go in a multipart upload (default 16 MiB)
+//   part-size             bytes per part, at least 5 MiB (default 8 MiB; grown to stay within 10000 parts)
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "backends/s3/s3_signer.h"
+#include "backends/url.h"
+
+namespace walship::s3 {
+
+inline constexpr uint64_t k_min_part_size = uint64_t{5} << 20;
+inline constexpr uint64_t k_max_part_size = uint64_t{5} << 30;
+inline constexpr uint64_t k_max_parts = 10000;
+
+struct Options {
+  std::string bucket;
+  std::string prefix;    // without leading or trailing '/'; may be empty
+  std::string endpoint;  // "scheme://host[:port]" without a trailing '/'; empty: from the environment or AWS
+  std::string region;    // empty: from the environment, config file or us-east-1
+  std::optional<bool> path_style;
+  std::string ca_file;
+  bool insecure_skip_verify = false;
+  std::string profile;
+  Credentials credentials;  // from the options; empty: from the environment or files
+  uint64_t multipart_threshold = uint64_t{16} << 20;
+  uint64_t part_size = uint64_t{8} << 20;
+};
+
+// Validates a parsed s3:// URL and its options. Throws UsageError naming the
+// (redacted) URL for a missing or malformed bucket, a user/port, an unknown
+// option, a bad boolean or size, an endpoint that is not an http(s) URL, or
+// half a key pair. Pure.
+Options parse_s3_url(const ParsedUrl& parsed, const std::string& url);
+
+// Looks up an environment variable; nullopt when unset.
+using EnvFn = std::function<std::optional<std::string>(const std::string& name)>;
+// Reads a whole file; nullopt when it does not exist.
+using ReadFileFn = std::function<std::optional<std::string>(const std::string& path)>;
+
+// Where requests go and how they are signed, once every source is consulted.
+struct Resolved {
+  std::string endpoint;  // "https://s3.us-east-1.amazonaws.com" or the custom one
+  std::string region;
+  bool path_style = false;
+  std::string ca_file;
+  Credentials credentials;
+  std::string credentials_source;  // "the URL options", "the environment", "profile 'x' in <file>"
+};
+
+// Resolves the endpoint, region, addressing style and credentials.
+// Credentials, first found wins: the access-key-id/secret-access-key options;
+// the profile named by the profile option in the shared credentials file
+// ($AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials) or config file
+// ($AWS_CONFIG_FILE or ~/.aws/config); $AWS_ACCESS_KEY_ID and
+// $AWS_SECRET_ACCESS_KEY (with $AWS_SESSION_TOKEN); then profile $AWS_PROFILE
+// (or "default") in those files. Throws UsageError when none is found, when a
+// named profile does not exist, or when a key pair is incomplete. Pure given
+// `env` and `read_file`.
+Resolved resolve(const Options& options, const std::string& url, const EnvFn& env,
+                 const ReadFileFn& read_file);
+
+// resolve() with the process environment and the real files.
+Resolved resolve(const Options& options, const std::string& url);
+
+// The sections of an INI file as the AWS CLI reads it ("[default]",
+// "[profile x]"; "key = value"; '#' and ';' comments): section -> key -> value,
+// keys lower-cased. Pure.
+using IniFile = std::map<std::string, std::map<std::string, std::string>>;
+IniFile parse_ini(const std::string& text);
+
+}  // namespace walship::s3
