@@ -6,6 +6,11 @@
 #
 #   nomad job run app.nomad.hcl
 #
+# The very first start has no replica and no database: the replicate sidecar
+# exits and is restarted until the app has created the database in WAL mode
+# (or create it in the app's own prestart step:
+# sqlite3 /alloc/data/app.db 'PRAGMA journal_mode=WAL;').
+#
 # Replace the app task, the bucket and the image tags with your own; the
 # credentials come from Nomad variables (nomad var put nomad/jobs/app
 # AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=...).
@@ -81,6 +86,13 @@ job "app" {
       }
       kill_signal  = "SIGTERM"
       kill_timeout = "25s"
+      # Keep trying while the app creates the database on its first start.
+      restart {
+        attempts = 30
+        interval = "5m"
+        delay    = "2s"
+        mode     = "delay"
+      }
       template {
         data        = "{{ with nomadVar \"nomad/jobs/app\" }}AWS_ACCESS_KEY_ID={{ .AWS_ACCESS_KEY_ID }}\nAWS_SECRET_ACCESS_KEY={{ .AWS_SECRET_ACCESS_KEY }}{{ end }}\n"
         destination = "secrets/aws.env"

@@ -8,6 +8,8 @@
 - `systemd-analyze verify` accepts every unit (templates as an instance);
 - the example entrypoint restores on start and replicates --exec the app,
   and a second start on an empty disk gets the app's data back;
+- the Nomad and Kubernetes examples keep the prestart/init restore and the
+  replicate sidecar, with restore options walship has;
 """
 import glob
 import os
@@ -133,10 +135,34 @@ def test_entrypoint_restores_then_replicates(tmp):
     assert r.returncode == 2 and "give the app's command" in r.stderr, r.stderr
 
 
+def test_orchestrator_examples_keep_the_pattern(tmp):
+    """The Nomad and Kubernetes examples restore before the app and replicate
+    beside it with options walship has (checked against --help)."""
+    restore_help = run([WALSHIP, "restore", "--help"]).stdout
+    for flag in ("--if-replica-exists", "--if-db-not-exists", "-o,"):
+        assert flag in restore_help, flag
+    hcl = open(f"{SOURCE}/packaging/nomad/app.nomad.hcl").read()
+    compact = " ".join(hcl.split())
+    for needle in ('hook = "prestart"', 'hook = "poststart" sidecar = true', "unlimited = true",
+                   '"restore", "--if-replica-exists"', 'args = ["replicate",'):
+        assert needle in compact, f"{needle!r} not in the Nomad job"
+    assert hcl.count("{") == hcl.count("}"), "unbalanced braces in the Nomad job"
+    try:
+        import yaml
+    except ImportError:
+        raise Skipped("python3-yaml is not installed")
+    spec = yaml.safe_load(open(f"{SOURCE}/packaging/kubernetes/app.yaml"))["spec"]["template"]["spec"]
+    init = {c["name"]: c for c in spec["initContainers"]}
+    assert init["restore"]["args"][:2] == ["restore", "--if-replica-exists"], init["restore"]
+    assert init["replicate"]["restartPolicy"] == "Always" and init["replicate"]["args"][0] == "replicate"
+    assert [c["name"] for c in spec["containers"]] == ["app"]
+
+
 def main():
     passed = failed = skipped = 0
     for test in (test_man_pages_match_help, test_man_pages_render, test_bash_completion, test_zsh_completion,
-                 test_systemd_units_verify, test_entrypoint_restores_then_replicates):
+                 test_systemd_units_verify, test_entrypoint_restores_then_replicates,
+                 test_orchestrator_examples_keep_the_pattern):
         with TempDir() as tmp:
             try:
                 test(tmp)
