@@ -100,7 +100,15 @@ def test_systemd_units_verify(tmp):
         if name.endswith(".service"):
             for setting in ("NoNewPrivileges=yes", "ProtectSystem=strict"):
                 assert setting in text, f"{name} lacks {setting}"
-    assert "DynamicUser=yes" in open(f"{SOURCE}/packaging/systemd/walship-prune.service").read()
+    prune = open(f"{tmp}/walship-prune.service").read()
+    assert "DynamicUser=yes" in prune
+    # The prune service runs only once walship has the command.
+    condition = next(line for line in prune.splitlines() if line.startswith("ExecCondition="))
+    command = condition[len("ExecCondition="):]
+    assert command.startswith("/bin/sh -c '") and command.endswith("'"), command
+    has_prune = "\n  prune " in run([WALSHIP, "--help"]).stdout
+    r = run(["/bin/sh", "-c", command[len("/bin/sh -c '"):-1]])
+    assert (r.returncode == 0) == has_prune, f"ExecCondition exit {r.returncode}, walship has prune: {has_prune}"
 
 
 def test_entrypoint_restores_then_replicates(tmp):
