@@ -1,4 +1,6 @@
+#include <ares.h>
 #include <curl/curl.h>
+#include <libssh2.h>
 #include <mbedtls/version.h>
 #include <sqlite3.h>
 #include <zstd.h>
@@ -14,7 +16,11 @@ std::string version_text() {
   mbedtls_version_get_string(mbedtls);
   return std::string("walship ") + WALSHIP_VERSION + " (SQLite " + sqlite3_libversion() + ", zstd " +
          ZSTD_versionString() + ", libcurl " + curl_version_info(CURLVERSION_NOW)->version + ", mbedTLS " +
-         mbedtls + ")";
+         mbedtls + ", libssh2 " + libssh2_version(0) + ", c-ares " + ares_version(nullptr) +
+#ifdef WALSHIP_STATIC_BUILD
+         "; static" +
+#endif
+         ")";
 }
 
 void add_version_command(CLI::App& app, Runner& run) {

@@ -9,6 +9,7 @@
 #include <span>
 #include <utility>
 
+#include "backends/tls_trust.h"
 #include "lib/util/error.h"
 
 namespace walship::http {
@@ -163,6 +164,7 @@ HttpResponse HttpClient::perform(const HttpRequest& request, TransportError& err
   curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
   curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  apply_ca_bundle(c);
   curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, read_header);
   curl_easy_setopt(c, CURLOPT_HEADERDATA, &transfer);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_body);

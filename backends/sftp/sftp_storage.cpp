@@ -3,9 +3,7 @@
 #include <fcntl.h>
 #include <libssh2.h>
 #include <libssh2_sftp.h>
-#include <netdb.h>
 #include <poll.h>
-#include <pwd.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -19,10 +17,12 @@
 #include <sstream>
 #include <utility>
 
+#include "backends/resolver.h"
 #include "backends/sftp/known_hosts.h"
 #include "lib/util/error.h"
 #include "lib/util/fs.h"
 #include "lib/util/log.h"
+#include "lib/util/user.h"
 
 namespace walship {
 
@@ -53,12 +53,6 @@ std::string random_suffix() {
 
 bool is_temp_name(std::string_view name) {
   return name.starts_with('.') && name.find(k_temp_marker) != std::string_view::npos;
-}
-
-std::string home_dir() {
-  if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') return home;
-  if (const passwd* pw = ::getpwuid(::getuid()); pw != nullptr && pw->pw_dir != nullptr) return pw->pw_dir;
-  return "/";
 }
 
 bool file_exists(const std::string& path) { return ::access(path.c_str(), R_OK) == 0; }
@@ -107,23 +101,15 @@ const char* hostkey_type_name(int hostkey_type) {
 
 // Connects a TCP socket with a timeout. Throws a StorageError naming `where`.
 UniqueFd connect_socket(const std::string& host, uint16_t port, const std::string& where) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* found = nullptr;
-  const int rc = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found);
-  if (rc != 0) {
-    throw StorageError("unable to connect to " + where + ": " + ::gai_strerror(rc), rc == EAI_AGAIN);
-  }
-  std::unique_ptr<addrinfo, void (*)(addrinfo*)> addresses(found, ::freeaddrinfo);
+  const std::vector<ResolvedAddress> addresses = resolve_host(host, port, where, k_connect_timeout_ms);
   int last_error = ECONNREFUSED;
-  for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
-    UniqueFd fd(::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol));
+  for (const ResolvedAddress& a : addresses) {
+    UniqueFd fd(::socket(a.family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     if (!fd) {
       last_error = errno;
       continue;
     }
-    if (::connect(fd.get(), a->ai_addr, a->ai_addrlen) != 0) {
+    if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&a.address), a.length) != 0) {
       if (errno != EINPROGRESS) {
         last_error = errno;
         continue;
@@ -257,8 +243,7 @@ SftpOptions parse_sftp_url(const ParsedUrl& parsed, const std::string& url) {
   options.password = parsed.password;
   options.user = parsed.user;
   if (options.user.empty()) {
-    if (const passwd* pw = ::getpwuid(::getuid()); pw != nullptr && pw->pw_name != nullptr)
-      options.user = pw->pw_name;
+    options.user = user_name();
     if (options.user.empty()) {
       throw UsageError("invalid replica URL '" + shown + "': no user; use sftp://user@host/absolute/path");
     }

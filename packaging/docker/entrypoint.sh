@@ -1,0 +1,42 @@
+#!/bin/sh
+# Restore on every start, then run the app under walship:
+#
+#   walship-entrypoint APP [ARG...]
+#
+# 1. Restores $WALSHIP_DB from $WALSHIP_REPLICA unless the database is already
+#    there (a restart on the same volume) or there is no replica yet (the
+#    very first start: then it creates an empty WAL database with sqlite3).
+# 2. Runs `walship replicate --exec "APP ARG..."`: replication starts first,
+#    signals go to the app, and after the app exits walship ships what is
+#    committed and exits with the app's code.
+#
+# Environment: WALSHIP_DB, WALSHIP_REPLICA (required), WALSHIP_REPLICATE_ARGS
+# (extra replicate options, e.g. "--sync-interval 1s"), plus the replica's
+# credentials (AWS_*, GOOGLE_APPLICATION_CREDENTIALS, ...).
+set -eu
+
+: "${WALSHIP_DB:?set WALSHIP_DB to the database path}"
+: "${WALSHIP_REPLICA:?set WALSHIP_REPLICA to the replica URL}"
+[ $# -gt 0 ] || { echo "walship-entrypoint: give the app's command as arguments" >&2; exit 2; }
+
+mkdir -p "$(dirname "$WALSHIP_DB")"
+walship restore --if-replica-exists --if-db-not-exists "$WALSHIP_REPLICA" -o "$WALSHIP_DB"
+
+# The very first start has neither a replica nor a database, and replicate
+# needs a WAL database to watch before the app runs: create an empty one.
+if [ ! -s "$WALSHIP_DB" ]; then
+  command -v sqlite3 >/dev/null || {
+    echo "walship-entrypoint: $WALSHIP_DB does not exist and sqlite3 is not installed to create it" >&2
+    exit 1
+  }
+  sqlite3 "$WALSHIP_DB" 'PRAGMA journal_mode=WAL;' >/dev/null
+fi
+
+# walship splits --exec like a shell: quote every argument.
+app=""
+for arg in "$@"; do
+  quoted=$(printf '%s' "$arg" | sed "s/'/'\\\\''/g")
+  app="$app '$quoted'"
+done
+# shellcheck disable=SC2086 # WALSHIP_REPLICATE_ARGS is a list of options
+exec walship replicate ${WALSHIP_REPLICATE_ARGS:-} --exec "$app" "$WALSHIP_DB" "$WALSHIP_REPLICA"
