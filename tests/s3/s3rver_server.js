@@ -16,14 +16,14 @@
 // - DeleteObjects with Content-MD5 checked, and without s3rver's 500 when a
 //   batch empties a directory.
 //
-// Prints "s3rver listening on 127.0.0.1:PORT" on stdout once it accepts
-// connections; logs go to stderr. GET /_walship/stats returns request counts
+// With --tls-cert and --tls-key it serves HTTPS. Prints "s3rver listening on
+// 127.0.0.1:PORT" on stdout once it accepts connections; logs go to stderr. GET /_walship/stats returns request counts
 // as JSON (puts, multipart_uploads, parts, completed, aborted, refused_412).
 // Stops on SIGTERM/SIGINT.
 //
 //   s3rver_server.js --directory DIR [--port N] [--bucket NAME]...
 //       [--access-key-id ID --secret-access-key SECRET] [--session-token T]
-//       [--no-conditional-writes] [--service-endpoint NAME]
+//       [--no-conditional-writes] [--service-endpoint NAME] [--tls-cert PEM --tls-key PEM]
 'use strict';
 
 const crypto = require('crypto');
@@ -73,6 +73,8 @@ function parseArgs(argv) {
       case '--session-token': options.sessionToken = next(); break;
       case '--no-conditional-writes': options.conditionalWrites = false; break;
       case '--service-endpoint': options.serviceEndpoint = next(); break;
+      case '--tls-cert': options.tlsCert = next(); break;
+      case '--tls-key': options.tlsKey = next(); break;
       default: throw new Error(`unknown argument ${argv[i]}`);
     }
   }
@@ -225,6 +227,7 @@ async function main() {
     silent: true,
     serviceEndpoint: options.serviceEndpoint,
     configureBuckets: options.buckets.map(name => ({ name })),
+    ...(options.tlsCert ? { cert: fs.readFileSync(options.tlsCert), key: fs.readFileSync(options.tlsKey) } : {}),
   });
   const inFlight = new Set();  // bucket/key of conditional writes under way
 
@@ -290,6 +293,10 @@ async function main() {
   });
 
   const address = await server.run();
+  // Node closes idle keep-alive connections after 5 s, and a client that
+  // reuses one at that moment sees a reset: real S3 keeps them far longer.
+  server.httpServer.keepAliveTimeout = 120000;
+  server.httpServer.headersTimeout = 125000;
   process.stdout.write(`s3rver listening on 127.0.0.1:${address.port}\n`);
   const stop = () => server.close().then(() => process.exit(0), () => process.exit(0));
   process.on('SIGTERM', stop);
