@@ -15,6 +15,7 @@
 // - ListObjectsV2 past the first page on Node 17+ (see the DES note below).
 // - DeleteObjects with Content-MD5 checked, and without s3rver's 500 when a
 //   batch empties a directory.
+// - Read-after-write: s3rver answered PUTs before the file was written.
 //
 // With --tls-cert and --tls-key it serves HTTPS. Prints "s3rver listening on
 // 127.0.0.1:PORT" on stdout once it accepts connections; logs go to stderr. GET /_walship/stats returns request counts
@@ -29,7 +30,8 @@
 const crypto = require('crypto');
 const fs = require('fs');
 const path = require('path');
-const { Readable } = require('stream');
+const { Readable, Transform } = require('stream');
+const { pipeline } = require('stream/promises');
 
 // s3rver 3.7 encrypts ListObjectsV2 continuation tokens with single DES,
 // which OpenSSL 3 (Node 17 and later) only has in its legacy provider: every
@@ -47,6 +49,42 @@ const s3rverDir =
   process.env.WALSHIP_S3RVER_DIR || path.join(__dirname, '..', '..', '.deps', 's3rver', 'node_modules', 's3rver');
 const S3rver = require(s3rverDir);
 const AWSAccount = require(path.join(s3rverDir, 'lib', 'models', 'account'));
+const FilesystemStore = require(path.join(s3rverDir, 'lib', 'stores', 'filesystem'));
+
+// s3rver 3.7 answers a PUT (object or part) once its hashing stream has seen
+// the last byte, before the file stream has written it: a GET, a listing or
+// a CompleteMultipartUpload right after could see a short file. These wait
+// for the file, so a 200 means what S3's does: written.
+async function writeStreamed(content, filePath) {
+  await fs.promises.mkdir(path.dirname(filePath), { recursive: true });
+  const md5 = crypto.createHash('md5');
+  let size = 0;
+  await pipeline(
+    Buffer.isBuffer(content) ? Readable.from([content]) : content,
+    new Transform({
+      transform(chunk, encoding, callback) {
+        md5.update(chunk);
+        size += chunk.length;
+        callback(null, chunk);
+      },
+    }),
+    fs.createWriteStream(filePath),
+  );
+  return { size, md5: md5.digest('hex') };
+}
+
+FilesystemStore.prototype.putObject = async function putObject(object) {
+  const { size, md5 } = await writeStreamed(object.content, this.getResourcePath(object.bucket, object.key, 'object'));
+  await this.putMetadata(object.bucket, object.key, object.metadata, md5);
+  return { size, md5 };
+};
+
+FilesystemStore.prototype.putPart = async function putPart(bucket, uploadId, partNumber, content) {
+  const partPath = path.join(this.getResourcePath(bucket, undefined, 'uploads'), uploadId, partNumber.toString());
+  const { size, md5 } = await writeStreamed(content, partPath);
+  await fs.promises.writeFile(`${partPath}.md5`, md5);
+  return { size, md5 };
+};
 
 function parseArgs(argv) {
   const options = {
