@@ -239,6 +239,12 @@ def test_bad_input_gives_one_line_and_the_exit_code(tmp):
         one_error_line(walship("restore", url, "-o", f"{tmp}/x.db", env=KEYS_ENV), 1,
                        r"no restore point|no snapshot|nothing to restore|replica")
         assert not os.path.exists(f"{tmp}/x.db")
+    with S3rver(f"{tmp}/s3-eu", extra=["--region", "eu-west-1"]) as server:
+        one_error_line(walship("ls", f"s3://walship/db?endpoint={server.endpoint}", env=KEYS_ENV), 1,
+                       r"AuthorizationHeaderMalformed \(HTTP 400\): .*the region 'us-east-1' is wrong.*; the bucket is "
+                       r"in region 'eu-west-1': set region=eu-west-1$")
+        walship("ls", f"s3://walship/db?endpoint={server.endpoint}", env={**KEYS_ENV, "AWS_REGION": "eu-west-1"},
+                check=0)
     # Malformed URLs and options: exit 2, before any request.
     one_error_line(walship("ls", "s3:///db", env=KEYS_ENV), 2, r"no bucket; use s3://bucket/prefix")
     one_error_line(walship("ls", "s3://walship/db?endpont=http://x", env=KEYS_ENV), 2,

@@ -25,6 +25,7 @@
 //   s3rver_server.js --directory DIR [--port N] [--bucket NAME]...
 //       [--access-key-id ID --secret-access-key SECRET] [--session-token T]
 //       [--no-conditional-writes] [--service-endpoint NAME] [--tls-cert PEM --tls-key PEM]
+//       [--region R]   (requests signed for another region: 400 AuthorizationHeaderMalformed, as AWS)
 'use strict';
 
 const crypto = require('crypto');
@@ -96,6 +97,7 @@ function parseArgs(argv) {
     sessionToken: '',
     conditionalWrites: true,
     serviceEndpoint: 'localhost',
+    region: '',
   };
   for (let i = 0; i < argv.length; ++i) {
     const next = () => {
@@ -111,6 +113,7 @@ function parseArgs(argv) {
       case '--session-token': options.sessionToken = next(); break;
       case '--no-conditional-writes': options.conditionalWrites = false; break;
       case '--service-endpoint': options.serviceEndpoint = next(); break;
+      case '--region': options.region = next(); break;
       case '--tls-cert': options.tlsCert = next(); break;
       case '--tls-key': options.tlsKey = next(); break;
       default: throw new Error(`unknown argument ${argv[i]}`);
@@ -124,12 +127,13 @@ function xmlEscape(text) {
   return String(text).replace(/[<>&'"]/g, c => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', "'": '&apos;', '"': '&quot;' })[c]);
 }
 
-function sendError(ctx, status, code, message) {
+function sendError(ctx, status, code, message, extra = {}) {
   ctx.status = status;
   ctx.type = 'application/xml';
   ctx.body =
     '<?xml version="1.0" encoding="UTF-8"?>\n' +
     `<Error><Code>${code}</Code><Message>${xmlEscape(message)}</Message>` +
+    Object.entries(extra).map(([k, v]) => `<${k}>${xmlEscape(v)}</${k}>`).join('') +
     `<RequestId>${crypto.randomBytes(8).toString('hex')}</RequestId></Error>`;
 }
 
@@ -149,7 +153,7 @@ function hmac(key, data) {
 }
 
 // Returns undefined when the request is signed right, else [status, code, message].
-function checkSignature(req, body, keys, sessionToken) {
+function checkSignature(req, body, keys, sessionToken, bucketRegion) {
   const header = req.headers['authorization'];
   if (!header) return [403, 'AccessDenied', 'Anonymous access is forbidden for this test server'];
   const match = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request, ?SignedHeaders=([^,]+), ?Signature=([0-9a-f]{64})$/.exec(header);
@@ -157,6 +161,11 @@ function checkSignature(req, body, keys, sessionToken) {
   const [, accessKeyId, date, region, service, signedHeaders, signature] = match;
   if (!keys.has(accessKeyId)) {
     return [403, 'InvalidAccessKeyId', 'The AWS Access Key Id you provided does not exist in our records.'];
+  }
+  if (bucketRegion && region !== bucketRegion) {
+    return [400, 'AuthorizationHeaderMalformed',
+      `The authorization header is malformed; the region '${region}' is wrong; expecting '${bucketRegion}'`,
+      { Region: bucketRegion }];
   }
   const amzDate = req.headers['x-amz-date'] || '';
   if (!amzDate.startsWith(date)) return [403, 'SignatureDoesNotMatch', 'x-amz-date does not match the credential date'];
@@ -279,7 +288,7 @@ async function main() {
       return undefined;
     }
     const body = await readBody(ctx.req);
-    const failure = checkSignature(ctx.req, body, keys, options.sessionToken);
+    const failure = checkSignature(ctx.req, body, keys, options.sessionToken, options.region);
     if (failure) return sendError(ctx, ...failure);
     if (ctx.method === 'PUT') ctx.query.partNumber ? ++stats.parts : ++stats.puts;
     if (ctx.method === 'POST' && 'uploads' in ctx.query) ++stats.multipart_uploads;
