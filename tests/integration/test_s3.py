@@ -170,8 +170,14 @@ def test_listing_past_1000_keys_follows_every_page(tmp):
         for n in range(1100):
             client.put("walship", f"many/snapshots/0-stray-{n:04d}", b"x")
         client.close()
+        before = server.stats()
         points = json.loads(walship("ls", url, "--json", env=KEYS_ENV, check=0).out)
         assert [p["txid"] for p in points] == [f"{1:016x}"], points
+        after = server.stats()
+        # Both pages (and anything else ls asks) over one reused connection
+        # (the other new one is this stats request's).
+        assert after["requests"] - before["requests"] >= 2, (before, after)
+        assert after["connections"] - before["connections"] == 2, (before, after)
         walship("restore", url, "-o", f"{tmp}/b.db", env=KEYS_ENV, check=0)
         check_rows(f"{tmp}/b.db", 100)
 

@@ -19,7 +19,8 @@
 //
 // With --tls-cert and --tls-key it serves HTTPS. Prints "s3rver listening on
 // 127.0.0.1:PORT" on stdout once it accepts connections; logs go to stderr. GET /_walship/stats returns request counts
-// as JSON (puts, multipart_uploads, parts, completed, aborted, refused_412).
+// as JSON (connections, requests, puts, multipart_uploads, parts, completed,
+// aborted, refused_412).
 // Stops on SIGTERM/SIGINT.
 //
 //   s3rver_server.js --directory DIR [--port N] [--bucket NAME]...
@@ -280,13 +281,15 @@ async function main() {
 
   // Runs before s3rver's own middleware (and its path rewriting for
   // virtual-hosted requests), so the signature is checked on the request as sent.
-  const stats = { puts: 0, multipart_uploads: 0, parts: 0, completed: 0, aborted: 0, refused_412: 0 };
+  const stats = { connections: 0, requests: 0, puts: 0, multipart_uploads: 0, parts: 0, completed: 0, aborted: 0,
+    refused_412: 0 };
   server.middleware.unshift(async (ctx, next) => {
     if (ctx.path === '/_walship/stats') {
       ctx.type = 'application/json';
       ctx.body = JSON.stringify(stats);
       return undefined;
     }
+    ++stats.requests;
     const body = await readBody(ctx.req);
     const failure = checkSignature(ctx.req, body, keys, options.sessionToken, options.region);
     if (failure) return sendError(ctx, ...failure);
@@ -342,6 +345,7 @@ async function main() {
   const address = await server.run();
   // Node closes idle keep-alive connections after 5 s, and a client that
   // reuses one at that moment sees a reset: real S3 keeps them far longer.
+  server.httpServer.on('connection', () => ++stats.connections);
   server.httpServer.keepAliveTimeout = 120000;
   server.httpServer.headersTimeout = 125000;
   process.stdout.write(`s3rver listening on 127.0.0.1:${address.port}\n`);
