@@ -207,7 +207,12 @@ http::HttpResponse S3Storage::send(const Request& request, const std::string& wh
   http::TransportError error;
   http::HttpResponse response = m_http.perform(http_request, error);
   if (response.status == 0) {
-    throw StorageError(what + ": " + error.message + " (" + m_resolved.endpoint + ")", error.transient);
+    std::string hint;
+    if (error.message.find("certificate") != std::string::npos) {
+      hint = "; set ca-file to the CA certificate that signed the store's (or $AWS_CA_BUNDLE)";
+    }
+    throw StorageError(what + ": " + error.message + " (" + m_resolved.endpoint + ")" + hint,
+                       error.transient);
   }
   return response;
 }
