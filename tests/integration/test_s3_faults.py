@@ -4,11 +4,14 @@ s3rver: a database replicated while it is written, with 500 InternalError,
 random (from a fixed seed), then snapshot, ls and restore through the same
 faults: nothing shipped is lost or corrupted (every restore passes
 integrity_check and holds exactly the rows of the last commit). A stall
-longer than the low-speed timeout is cut and retried. 403 and 404 are
-final: one request, no retry, one clear error line."""
+longer than the low-speed timeout is cut and retried; a multipart upload
+survives failed parts and a lost completion. 403 and 404 are final: one
+request, no retry, one clear error line."""
 import json
 import os
+import random
 import re
+import sqlite3
 import subprocess
 import sys
 import time
@@ -162,6 +165,30 @@ def test_a_stall_is_cut_by_the_low_speed_timeout_and_retried(tmp):
         assert proxy.stats()["faults"] == {"stall": 2}, proxy.stats()["faults"]
 
 
+def test_a_multipart_snapshot_survives_failed_parts_and_a_lost_completion(tmp):
+    """Above the multipart threshold: a part reset mid-body, a part answered
+    500, then the CompleteMultipartUpload applied but its answer lost. The
+    snapshot still succeeds, restores exactly, and no upload is left behind."""
+    db = f"{tmp}/app.db"
+    init_db(db)
+    write(db, 100, size=3000)
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("CREATE TABLE noise(b BLOB)")
+    for i in range(40):  # 40 MiB that does not compress: several parts
+        conn.execute("INSERT INTO noise VALUES(?)", (random.Random(i).randbytes(1 << 20),))
+    conn.close()
+    with Servers(tmp) as servers:
+        url = servers.url()
+        proxy = servers.proxy
+        proxy.control("fail?kind=reset-request&match=%5EPUT%20.*partNumber%3D2")
+        proxy.control("fail?kind=500&match=%5EPUT%20.*partNumber%3D3")
+        proxy.control("fail?kind=reset-response&match=%5EPOST%20.*uploadId%3D")
+        s3("snapshot", db, url)
+        assert proxy.stats()["faults"] == {"reset-request": 1, "500": 1, "reset-response": 1}, proxy.stats()
+        assert servers.s3rver.leftover_uploads() == []
+        restore_and_check(tmp, url, 100, size=3000)
+
+
 def requests_to(proxy, pattern):
     return [e for e in proxy.stats()["log"] if re.search(pattern, f"{e['method']} {e['target']}")]
 
@@ -212,4 +239,5 @@ def test_403_and_404_are_not_retried(tmp):
 if __name__ == "__main__":
     run_tests([test_replicate_snapshot_ls_restore_through_random_faults_lose_nothing,
                test_a_stall_is_cut_by_the_low_speed_timeout_and_retried,
+               test_a_multipart_snapshot_survives_failed_parts_and_a_lost_completion,
                test_403_and_404_are_not_retried])
