@@ -420,11 +420,65 @@ def test_a_new_snapshot_after_lost_continuity_is_followed(tmp):
     assert follower_bytes(follow) == checkpointed_bytes(src), "the follower's bytes differ from the source"
 
 
+def test_failover_drill(tmp):
+    """Kill -9 the writer node (app and replicate), keep reading from the
+    follower, restore a new writer elsewhere from the replica storage, resume
+    writes there: the follower keeps following the new writer, and its 4
+    readers never see a torn transaction."""
+    node_a, node_b = f"{tmp}/node-a", f"{tmp}/node-b"
+    os.makedirs(node_a)
+    os.makedirs(node_b)
+    src, replica, follow = f"{node_a}/app.db", f"{tmp}/replica", f"{tmp}/follow.db"
+    init_source(src)
+    rep = start(tmp, "replicate-a", "replicate", src, f"file://{replica}", "--sync-interval", "100ms")
+    wait_for(lambda: os.path.isdir(f"{replica}/snapshots") and os.listdir(f"{replica}/snapshots"), "a snapshot")
+    serve = start(tmp, "serve", "serve-replica", f"file://{replica}", follow, "--poll-interval", "50ms",
+                  "--list-interval", "1s")
+    wait_for(lambda: read_n(follow) >= 0, "the follower database")
+    stop_file = f"{tmp}/stop-readers"
+    readers = [subprocess.Popen([sys.executable, "-c", READER, follow, stop_file, str(TOTAL)],
+                                stdout=subprocess.PIPE, text=True) for _ in range(4)]
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, src, "100000", "0.002", "300"],
+                              stdout=subprocess.DEVNULL)
+    wait_for(lambda: read_n(follow) >= 500, "the follower to apply the first writer's commits")
+    # The writer node dies: no graceful stop, whatever was not shipped is lost.
+    writer.kill()
+    rep.kill()
+    writer.wait()
+    rep.wait()
+    time.sleep(0.5)
+    n_at_failover = read_n(follow)
+    # A new writer elsewhere: restore from the replica, replicate, write on.
+    walship("restore", f"file://{replica}", "-o", f"{node_b}/app.db", check=0)
+    restored_n = read_n(f"{node_b}/app.db")
+    assert restored_n >= n_at_failover, (restored_n, n_at_failover)
+    rep = start(tmp, "replicate-b", "replicate", f"{node_b}/app.db", f"file://{replica}", "--sync-interval",
+                "100ms")
+    subprocess.run([sys.executable, "-c", WRITER, f"{node_b}/app.db", "1500", "0.002", "300"], check=True,
+                   capture_output=True)
+    final_n = read_n(f"{node_b}/app.db")
+    assert stop(rep) == 0, log_tail(tmp, "replicate-b")
+    wait_for(lambda: read_n(follow) == final_n, f"the follower to reach the new writer's n={final_n}", timeout=120)
+    open(stop_file, "w").close()
+    results = [json.loads(r.communicate(timeout=60)[0]) for r in readers]
+    assert stop(serve) == 0, log_tail(tmp, "serve")
+    reads = sum(r["reads"] for r in results)
+    violations = sum(r["violations"] for r in results)
+    with open(f"{tmp}/serve.log") as f:
+        reseeds = f.read().count('msg="re-seeded from a snapshot"')
+    print(f"    failover at n={n_at_failover} (replica had {restored_n}), new writer to n={final_n} "
+          f"({reseeds} re-seeds); {reads} reads by 4 readers, {violations} violations")
+    assert violations == 0, [r["first"] for r in results if r["first"]]
+    assert integrity(follow) == "ok"
+    assert follower_bytes(follow) == checkpointed_bytes(f"{node_b}/app.db"), "the follower differs from the new writer"
+
+
 # The long ones (a minute or more here) are run by test_serve_replica_slow.py,
 # which the sanitizer pass leaves out.
 FAST = [test_bad_input_is_one_clear_line, test_healthz_and_metrics, test_growth_and_vacuum_are_followed,
         test_catch_up_after_an_absence_downloads_compacted_files, test_a_new_snapshot_after_lost_continuity_is_followed]
-SLOW = [test_readers_never_see_a_torn_transaction, test_kill_9_mid_apply_leaves_the_follower_intact_and_it_resumes]
+SLOW = [test_readers_never_see_a_torn_transaction, test_kill_9_mid_apply_leaves_the_follower_intact_and_it_resumes,
+        test_failover_drill]
 
 if __name__ == "__main__":
     run_tests(FAST)
