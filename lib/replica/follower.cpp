@@ -829,6 +829,14 @@ std::string format_health(const FollowStatus& status, uint64_t now_ms, int64_t m
   return out.str();
 }
 
+bool followed_by_serve_replica(const std::string& state_dir) {
+  const std::string lock_path = state_dir + "/serve.lock";
+  const UniqueFd fd(::open(lock_path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return false;
+  // A shared lock is refused only while serve-replica holds its exclusive one.
+  return ::flock(fd.get(), LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+}
+
 int run_serve_replica(const FollowOptions& options, Storage& storage, FollowMonitor& monitor) {
   if (options.db_path.empty()) throw UsageError("missing database path: walship serve-replica URL PATH");
   Follower follower(options, storage, monitor);

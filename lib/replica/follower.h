@@ -79,6 +79,11 @@ class FollowMonitor {
   FollowStatus m_status;
 };
 
+// True while a serve-replica process follows into the database whose state
+// directory ("<db>-walship") this is: it holds "<dir>/serve.lock". replicate
+// refuses such a database (serve-replica is its only writer).
+bool followed_by_serve_replica(const std::string& state_dir);
+
 // Runs until SIGTERM/SIGINT, then returns 0. Throws UsageError when PATH
 // cannot be followed (another walship process writes or replicates it, not a
 // WAL database, no replica at the URL) and Failure when following fails for

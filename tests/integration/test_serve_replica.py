@@ -302,6 +302,8 @@ def test_bad_input_is_one_clear_line(tmp):
     wait_for(lambda: read_n(follow) >= 0, "the follower database")
     r = walship("serve-replica", f"file://{replica}", follow, timeout=60)
     expect_one_error_line(r, 2, r"already followed by another walship serve-replica")
+    r = walship("replicate", follow, f"file://{tmp}/other", timeout=60)
+    expect_one_error_line(r, 2, r"is followed by walship serve-replica")
     assert stop(serve) == 0
 
     r = walship("serve-replica", f"file://{replica}", follow, "--poll-interval", "soon", timeout=60)
