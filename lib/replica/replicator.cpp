@@ -13,6 +13,7 @@
 #include "lib/format/replica_file.h"
 #include "lib/replica/compaction.h"
 #include "lib/replica/db_file.h"
+#include "lib/replica/follower.h"
 #include "lib/replica/replica_listing.h"
 #include "lib/replica/snapshot.h"
 #include "lib/util/endian.h"
@@ -138,6 +139,11 @@ Replicator::~Replicator() { close_database(); }
 
 void Replicator::open_database() {
   check_db_file(m_options.db_path);
+  if (followed_by_serve_replica(m_state_dir)) {
+    throw UsageError("database '" + m_options.db_path +
+                     "' is followed by walship serve-replica, its only writer: stop serve-replica before "
+                     "replicating it (for instance to promote it to the writer after a failover)");
+  }
   m_reader = std::make_unique<sqlite::Database>(m_options.db_path, SQLITE_OPEN_READWRITE);
   limit_memory(*m_reader);
   m_reader->set_busy_timeout(k_read_busy_timeout_ms);

@@ -196,6 +196,7 @@ RestoreResult run_restore(const RestoreOptions& options, Storage& storage) {
 
   result.txid = image.txid();
   result.commit_time_ms = image.commit_time_ms();
+  result.checksum = image.checksum();
   result.db_pages = image.db_pages();
   result.page_size = image.page_size();
   result.objects = objects.size();

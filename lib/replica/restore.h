@@ -26,6 +26,7 @@ struct RestoreResult {
   std::string skip_reason;
   uint64_t txid = 0;
   uint64_t commit_time_ms = 0;
+  uint64_t checksum = 0;  // whole-database checksum of the restored state
   uint32_t db_pages = 0;
   uint32_t page_size = 0;
   size_t objects = 0;

@@ -27,6 +27,34 @@ std::string describe_target(const RestoreTarget& target, uint64_t target_txid) {
 
 }  // namespace
 
+DeltaChain chain_deltas(const ReplicaListing& listing, uint64_t from_txid, uint64_t target_txid,
+                        std::optional<uint64_t> target_time_ms, HeaderCache& headers) {
+  DeltaChain chain;
+  chain.txid = from_txid;
+  while (chain.txid < target_txid) {
+    // Deltas starting right after the current point, highest level (longest reach) first.
+    const auto first = std::lower_bound(listing.deltas.begin(), listing.deltas.end(), chain.txid + 1,
+                                        [](const DeltaEntry& d, uint64_t min) { return d.min_txid < min; });
+    auto last = first;
+    while (last != listing.deltas.end() && last->min_txid == chain.txid + 1) ++last;
+    bool advanced = false;
+    for (auto it = std::make_reverse_iterator(last); it != std::make_reverse_iterator(first); ++it) {
+      DeltaEntry delta = *it;
+      delta.max_txid = headers.max_txid(delta);
+      if (delta.max_txid > target_txid) continue;
+      const uint64_t commit_ms = headers.get(delta.key).commit_time_ms;
+      if (target_time_ms && commit_ms > *target_time_ms) continue;
+      chain.deltas.push_back(delta);
+      chain.txid = delta.max_txid;
+      chain.commit_time_ms = commit_ms;
+      advanced = true;
+      break;
+    }
+    if (!advanced) break;
+  }
+  return chain;
+}
+
 RestorePlan plan_restore(const ReplicaListing& listing, const RestoreTarget& target, HeaderCache& headers,
                          const std::string& replica) {
   if (listing.snapshots.empty()) {
@@ -52,26 +80,11 @@ RestorePlan plan_restore(const ReplicaListing& listing, const RestoreTarget& tar
   plan.snapshot = *snapshot;
   plan.txid = snapshot->txid;
   plan.commit_time_ms = headers.get(snapshot->key).commit_time_ms;
-  while (plan.txid < target_txid) {
-    // Deltas starting right after the current point, highest level (longest reach) first.
-    const auto first = std::lower_bound(listing.deltas.begin(), listing.deltas.end(), plan.txid + 1,
-                                        [](const DeltaEntry& d, uint64_t min) { return d.min_txid < min; });
-    auto last = first;
-    while (last != listing.deltas.end() && last->min_txid == plan.txid + 1) ++last;
-    bool advanced = false;
-    for (auto it = std::make_reverse_iterator(last); it != std::make_reverse_iterator(first); ++it) {
-      DeltaEntry delta = *it;
-      delta.max_txid = headers.max_txid(delta);
-      if (delta.max_txid > target_txid) continue;
-      const uint64_t commit_ms = headers.get(delta.key).commit_time_ms;
-      if (target.time_ms && commit_ms > *target.time_ms) continue;
-      plan.deltas.push_back(delta);
-      plan.txid = delta.max_txid;
-      plan.commit_time_ms = commit_ms;
-      advanced = true;
-      break;
-    }
-    if (!advanced) break;
+  DeltaChain chain = chain_deltas(listing, plan.txid, target_txid, target.time_ms, headers);
+  if (!chain.deltas.empty()) {
+    plan.deltas = std::move(chain.deltas);
+    plan.txid = chain.txid;
+    plan.commit_time_ms = chain.commit_time_ms;
   }
   if (target.txid && plan.txid != *target.txid) {
     throw Failure("TXID " + format::txid_hex(*target.txid) + " is not a restore point of replica '" +

@@ -26,6 +26,17 @@ struct RestorePlan {
   uint64_t commit_time_ms = 0;     // commit time of that TXID
 };
 
+// The fewest deltas (highest levels first) that chain from `from_txid` towards
+// `target_txid` without passing it, or a restore point later than
+// `target_time_ms` when set; empty when no delta starts at from_txid + 1.
+struct DeltaChain {
+  std::vector<DeltaEntry> deltas;  // in apply order, max_txid filled in
+  uint64_t txid = 0;               // the TXID the chain reaches (from_txid if empty)
+  uint64_t commit_time_ms = 0;     // its commit time (0 if empty)
+};
+DeltaChain chain_deltas(const ReplicaListing& listing, uint64_t from_txid, uint64_t target_txid,
+                        std::optional<uint64_t> target_time_ms, HeaderCache& headers);
+
 // Throws Failure naming the target when no kept restore point matches it.
 // `replica` is the (redacted) URL for messages.
 RestorePlan plan_restore(const ReplicaListing& listing, const RestoreTarget& target, HeaderCache& headers,

@@ -129,3 +129,30 @@ TEST_CASE("unknown objects in the prefix are ignored") {
   CHECK(listing.snapshots.size() == 1);
   CHECK(listing.deltas.empty());
 }
+
+TEST_CASE("a follower at a TXID catches up through the compacted levels from there, in few files") {
+  FakeReplica r;
+  r.snapshot(1, 1000);
+  for (uint64_t t = 2; t <= 121; ++t) r.delta(0, t, t, t * 1000);
+  r.delta(1, 2, 61, 61'000);
+  r.delta(1, 62, 121, 121'000);
+  r.delta(2, 2, 121, 121'000);
+  HeaderCache headers = r.cache();
+  const ReplicaListing listing = parse_listing(r.objects);
+  // From the start of a compacted file: the widest one.
+  DeltaChain chain = chain_deltas(listing, 1, 121, std::nullopt, headers);
+  REQUIRE(chain.deltas.size() == 1);
+  CHECK(chain.deltas[0].key == format::delta_key(2, 2, 121));
+  CHECK(chain.txid == 121);
+  // From the middle of one: L0 files up to the next compacted boundary, then L1.
+  chain = chain_deltas(listing, 58, 121, std::nullopt, headers);
+  REQUIRE(chain.deltas.size() == 4);
+  CHECK(chain.deltas[2].key == format::l0_delta_key(61));
+  CHECK(chain.deltas[3].key == format::delta_key(1, 62, 121));
+  CHECK(chain.txid == 121);
+  CHECK(chain.commit_time_ms == 121'000);
+  // Nothing starts after the newest TXID: an empty chain that stays put.
+  chain = chain_deltas(listing, 121, 200, std::nullopt, headers);
+  CHECK(chain.deltas.empty());
+  CHECK(chain.txid == 121);
+}

@@ -1,0 +1,846 @@
+#include "lib/replica/follower.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cinttypes>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <vector>
+
+#include "lib/format/checksum.h"
+#include "lib/format/keys.h"
+#include "lib/format/replica_file.h"
+#include "lib/replica/object_stream.h"
+#include "lib/replica/replica_listing.h"
+#include "lib/replica/restore.h"
+#include "lib/replica/restore_plan.h"
+#include "lib/sqlite/sqlite.h"
+#include "lib/util/error.h"
+#include "lib/util/fs.h"
+#include "lib/util/log.h"
+#include "lib/util/time.h"
+
+namespace walship {
+
+namespace {
+
+using format::txid_hex;
+
+// ---------------------------------------------------------------- signals
+
+int g_stop_pipe[2] = {-1, -1};
+
+void on_stop_signal(int sig) {
+  const int saved = errno;
+  const auto byte = static_cast<unsigned char>(sig);
+  [[maybe_unused]] const ssize_t n = ::write(g_stop_pipe[1], &byte, 1);
+  errno = saved;
+}
+
+// SIGTERM/SIGINT write to a pipe the loop polls, so a stop is noticed within
+// one poll and never in the middle of a transaction.
+class StopSignals {
+ public:
+  StopSignals() {
+    if (::pipe2(g_stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+      throw Failure(errno_message("unable to create a pipe", errno));
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    for (int sig : {SIGTERM, SIGINT}) ::sigaction(sig, &sa, &m_saved[sig == SIGTERM ? 0 : 1]);
+  }
+  ~StopSignals() {
+    ::sigaction(SIGTERM, &m_saved[0], nullptr);
+    ::sigaction(SIGINT, &m_saved[1], nullptr);
+    ::close(g_stop_pipe[0]);
+    ::close(g_stop_pipe[1]);
+    g_stop_pipe[0] = g_stop_pipe[1] = -1;
+  }
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+
+  bool stopped() {
+    if (m_stopped) return true;
+    unsigned char sig = 0;
+    if (::read(g_stop_pipe[0], &sig, 1) == 1) {
+      m_stopped = true;
+      log(LogLevel::info, "stopping", {{"signal", strsignal(sig)}});
+    }
+    return m_stopped;
+  }
+  // Sleeps up to `ms`; returns true (at once) when a stop signal arrives.
+  bool wait(int64_t ms) {
+    if (stopped()) return true;
+    pollfd fd{g_stop_pipe[0], POLLIN, 0};
+    ::poll(&fd, 1, static_cast<int>(std::max<int64_t>(0, ms)));
+    return stopped();
+  }
+
+ private:
+  struct sigaction m_saved[2]{};
+  bool m_stopped = false;
+};
+
+// ---------------------------------------------------------------- storage accounting
+
+// Counts requests, errors and bytes for /metrics, around any backend.
+class CountingSink : public ByteSink {
+ public:
+  CountingSink(ByteSink& inner, uint64_t& bytes) : m_inner(inner), m_bytes(bytes) {}
+  void write(std::span<const std::byte> data) override {
+    m_bytes += data.size();
+    m_inner.write(data);
+  }
+
+ private:
+  ByteSink& m_inner;
+  uint64_t& m_bytes;
+};
+
+class CountingStorage : public Storage {
+ public:
+  CountingStorage(Storage& inner, FollowMonitor& monitor) : m_inner(inner), m_monitor(monitor) {}
+  std::string url() const override { return m_inner.url(); }
+  void put(const std::string& key, ByteSource& data) override { m_inner.put(key, data); }
+  bool put_if_absent(const std::string& key, ByteSource& data) override {
+    return m_inner.put_if_absent(key, data);
+  }
+  bool atomic_put_if_absent() const override { return m_inner.atomic_put_if_absent(); }
+  bool get(const std::string& key, ByteSink& out, const ByteRange& range = {}) override {
+    uint64_t bytes = 0;
+    CountingSink sink(out, bytes);
+    try {
+      const bool found = m_inner.get(key, sink, range);
+      m_monitor.update([&](FollowStatus& s) {
+        ++s.storage_gets;
+        s.downloaded_bytes += bytes;
+      });
+      return found;
+    } catch (...) {
+      m_monitor.update([&](FollowStatus& s) {
+        ++s.storage_gets;
+        ++s.storage_errors;
+        s.downloaded_bytes += bytes;
+      });
+      throw;
+    }
+  }
+  std::vector<ObjectInfo> list(const std::string& prefix) override {
+    try {
+      auto objects = m_inner.list(prefix);
+      m_monitor.update([](FollowStatus& s) { ++s.storage_lists; });
+      return objects;
+    } catch (...) {
+      m_monitor.update([](FollowStatus& s) {
+        ++s.storage_lists;
+        ++s.storage_errors;
+      });
+      throw;
+    }
+  }
+  void remove(const std::vector<std::string>& keys) override { m_inner.remove(keys); }
+
+ private:
+  Storage& m_inner;
+  FollowMonitor& m_monitor;
+};
+
+// ---------------------------------------------------------------- local state
+
+// "PATH-walship/follow": the TXID and whole-database checksum PATH is at. A
+// cache: a missing or untrusted state costs one rehash of PATH. `pending_*`
+// is written before each COMMIT and cleared after it, so a kill between the
+// two leaves PATH at one of two known states, told apart by a rehash.
+struct FollowState {
+  std::string replica;
+  uint64_t txid = 0;
+  uint64_t checksum = 0;
+  uint64_t commit_ms = 0;
+  uint32_t db_pages = 0;
+  uint32_t page_size = 0;
+  uint64_t pending_txid = 0;  // 0: none
+  uint64_t pending_checksum = 0;
+  uint64_t pending_commit_ms = 0;
+  uint32_t pending_db_pages = 0;
+};
+
+constexpr std::string_view k_follow_magic = "walship-follow 1";
+
+std::optional<FollowState> load_follow_state(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return std::nullopt;
+  std::string line;
+  if (!std::getline(in, line) || line != k_follow_magic) return std::nullopt;
+  std::map<std::string, std::string> fields;
+  while (std::getline(in, line)) {
+    const size_t space = line.find(' ');
+    if (space == std::string::npos) return std::nullopt;
+    fields[line.substr(0, space)] = line.substr(space + 1);
+  }
+  FollowState state;
+  try {
+    state.replica = fields.at("replica");
+    state.txid = std::stoull(fields.at("txid"), nullptr, 16);
+    state.checksum = std::stoull(fields.at("checksum"), nullptr, 16);
+    state.commit_ms = std::stoull(fields.at("commit_ms"));
+    state.db_pages = static_cast<uint32_t>(std::stoul(fields.at("db_pages")));
+    state.page_size = static_cast<uint32_t>(std::stoul(fields.at("page_size")));
+    state.pending_txid = std::stoull(fields.at("pending_txid"), nullptr, 16);
+    state.pending_checksum = std::stoull(fields.at("pending_checksum"), nullptr, 16);
+    state.pending_commit_ms = std::stoull(fields.at("pending_commit_ms"));
+    state.pending_db_pages = static_cast<uint32_t>(std::stoul(fields.at("pending_db_pages")));
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  return state;
+}
+
+void save_follow_state(const std::string& path, const FollowState& state) {
+  std::ostringstream out;
+  out << k_follow_magic << "\n"
+      << "replica " << state.replica << "\n"
+      << "txid " << txid_hex(state.txid) << "\n"
+      << "checksum " << txid_hex(state.checksum) << "\n"
+      << "commit_ms " << state.commit_ms << "\n"
+      << "db_pages " << state.db_pages << "\n"
+      << "page_size " << state.page_size << "\n"
+      << "pending_txid " << txid_hex(state.pending_txid) << "\n"
+      << "pending_checksum " << txid_hex(state.pending_checksum) << "\n"
+      << "pending_commit_ms " << state.pending_commit_ms << "\n"
+      << "pending_db_pages " << state.pending_db_pages << "\n";
+  const std::string text = out.str();
+  const std::string tmp = path + ".tmp";
+  {
+    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (!fd) throw Failure(errno_message("unable to write '" + tmp + "'", errno));
+    pwrite_all(fd.get(), std::as_bytes(std::span(text)), 0, tmp);
+    fsync_fd(fd.get(), tmp);
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0)
+    throw Failure(errno_message("unable to rename '" + tmp + "' to '" + path + "'", errno));
+}
+
+// ---------------------------------------------------------------- exclusivity
+
+// Takes PATH-walship/serve.lock (flock, released by the kernel when the
+// process dies) and refuses PATH when a replicator keeps its state there.
+UniqueFd take_follow_lock(const std::string& db_path, const std::string& state_dir) {
+  if (::mkdir(state_dir.c_str(), 0755) != 0 && errno != EEXIST)
+    throw Failure(errno_message("unable to create '" + state_dir + "'", errno));
+  if (DIR* dir = ::opendir(state_dir.c_str())) {
+    bool replicated = false;
+    while (const dirent* entry = ::readdir(dir)) {
+      const std::string name = entry->d_name;
+      if (name.size() > 6 && name.ends_with(".state")) replicated = true;
+    }
+    ::closedir(dir);
+    if (replicated) {
+      throw UsageError("'" + db_path + "' is replicated by walship replicate (its state is in '" + state_dir +
+                       "'): serve-replica must be the only writer of its database; follow the replica into "
+                       "another path");
+    }
+  }
+  const std::string lock_path = state_dir + "/serve.lock";
+  UniqueFd fd(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  if (!fd) throw Failure(errno_message("unable to open '" + lock_path + "'", errno));
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK) {
+      throw UsageError("'" + db_path + "' is already followed by another walship serve-replica (it holds '" +
+                       lock_path + "'): stop it first, or follow into another path");
+    }
+    throw Failure(errno_message("unable to lock '" + lock_path + "'", errno));
+  }
+  return fd;
+}
+
+// ---------------------------------------------------------------- applying
+
+struct DbState {
+  uint64_t txid = 0;
+  uint64_t checksum = 0;
+  uint64_t commit_ms = 0;
+  uint32_t db_pages = 0;
+  uint32_t page_size = 0;
+};
+
+int on_wal_commit(void* arg, sqlite3*, const char*, int frames) {
+  *static_cast<int*>(arg) = frames;
+  return SQLITE_OK;
+}
+
+// The one writable connection to PATH. Every replica file is applied in one
+// write transaction through sqlite_dbpage: pages 2..N, the truncation, and
+// page 1 last (it holds the schema cookie: once it changes, any further
+// statement of the transaction would re-read the schema through b-tree pages
+// this connection cached before they were overwritten underneath it).
+class Applier {
+ public:
+  Applier(const std::string& path, uint32_t checkpoint_pages)
+      : m_db(path, SQLITE_OPEN_READWRITE), m_checkpoint_pages(checkpoint_pages) {
+    m_db.set_busy_timeout(10'000);
+    const std::string mode = m_db.query_text("PRAGMA journal_mode");
+    if (mode != "wal") {
+      throw UsageError("'" + path + "' is not in WAL mode (journal_mode=" + mode +
+                       "): serve-replica follows replicas of WAL databases only");
+    }
+    // A commit is durable before the local state says so.
+    m_db.exec("PRAGMA synchronous=FULL");
+    // Checkpoints are ours (counted, PASSIVE), not the autocheckpoint's.
+    sqlite3_wal_autocheckpoint(m_db.handle(), 0);
+    sqlite3_wal_hook(m_db.handle(), on_wal_commit, &m_wal_frames);
+    m_read_page = std::make_unique<sqlite::Statement>(m_db, "SELECT data FROM sqlite_dbpage WHERE pgno = ?1");
+    m_write_page =
+        std::make_unique<sqlite::Statement>(m_db, "INSERT INTO sqlite_dbpage(pgno, data) VALUES(?1, ?2)");
+  }
+
+  // The whole-database checksum and size of PATH as it is, in one read transaction.
+  DbState rehash() {
+    DbState state;
+    m_db.exec("BEGIN");
+    try {
+      state.page_size = static_cast<uint32_t>(m_db.query_int("PRAGMA page_size"));
+      state.db_pages = static_cast<uint32_t>(m_db.query_int("PRAGMA page_count"));
+      sqlite::Statement all(m_db, "SELECT pgno, data FROM sqlite_dbpage");
+      const uint32_t lock_page = format::lock_page(state.page_size);
+      format::DbChecksum sum;
+      while (all.step()) {
+        const auto pgno = static_cast<uint32_t>(all.column_int64(0));
+        if (pgno == lock_page) continue;
+        sum.add(pgno, all.column_blob(1));
+      }
+      state.checksum = sum.value();
+    } catch (...) {
+      m_db.exec("ROLLBACK");
+      throw;
+    }
+    m_db.exec("COMMIT");
+    return state;
+  }
+
+  // Applies one snapshot or delta onto `state` (checked against the chain
+  // rule first for a delta). `before_commit` runs once the new checksum is
+  // proven, right before COMMIT. Throws Failure naming `name`; PATH is then
+  // unchanged.
+  template <typename BeforeCommit>
+  DbState apply(format::ReplicaReader& reader, const std::string& name, const DbState& state,
+                uint64_t& pages_applied, BeforeCommit&& before_commit) {
+    const format::FileHeader& header = reader.header();
+    const bool snapshot = header.kind == format::FileKind::snapshot;
+    if (header.page_size != state.page_size) {
+      throw Failure(
+          "replica file '" + name + "' has page size " + std::to_string(header.page_size) + " but '" +
+          m_db.path() + "' has " + std::to_string(state.page_size) +
+          ": remove the database (and its -wal, -shm and -walship) and start again to re-restore it");
+    }
+    if (!snapshot && (header.min_txid != state.txid + 1 || header.pre_checksum != state.checksum)) {
+      throw Failure("replica file '" + name + "' does not chain onto TXID " + txid_hex(state.txid) +
+                    " (it starts at " + txid_hex(header.min_txid) + " from checksum " +
+                    txid_hex(header.pre_checksum) + ", the database is at " + txid_hex(state.checksum) + ")");
+    }
+    const uint32_t lock_page = format::lock_page(state.page_size);
+    format::DbChecksum sum(snapshot ? 0 : state.checksum);
+    std::vector<std::byte> old_page;
+    std::vector<std::byte> page_one;
+    uint64_t written = 0;
+    m_db.exec("BEGIN IMMEDIATE");
+    try {
+      std::vector<format::PageRef> pages;
+      while (reader.next_frame(pages)) {
+        for (const format::PageRef& page : pages) {
+          if (page.pgno == 1) {
+            page_one.assign(page.data.begin(), page.data.end());
+            continue;
+          }
+          if (!snapshot && page.pgno <= state.db_pages) sum.remove(page.pgno, read_page(page.pgno));
+          sum.add(page.pgno, page.data);
+          write_page(page.pgno, page.data);
+          ++written;
+        }
+      }
+      // Pages past the new end: out of the checksum, and out of the file.
+      if (header.db_pages < state.db_pages) {
+        if (!snapshot) {
+          for (uint32_t pgno = header.db_pages + 1; pgno <= state.db_pages; ++pgno) {
+            if (pgno != lock_page) sum.remove(pgno, read_page(pgno));
+          }
+        }
+        m_db.exec("INSERT INTO sqlite_dbpage(pgno, data) VALUES(" + std::to_string(header.db_pages) +
+                  ", NULL)");
+      }
+      if (!page_one.empty()) {
+        if (!snapshot && state.db_pages >= 1) sum.remove(1, read_page(1));
+        sum.add(1, page_one);
+        write_page(1, page_one);
+        ++written;
+      }
+      if (sum.value() != reader.trailer().post_checksum) {
+        throw Failure("replica file '" + name + "' does not reproduce the database it describes on '" +
+                      m_db.path() + "' (checksum " + txid_hex(sum.value()) + ", expected " +
+                      txid_hex(reader.trailer().post_checksum) +
+                      "): nothing was applied; the replica or the local database is corrupt");
+      }
+      DbState next;
+      next.txid = header.max_txid;
+      next.checksum = sum.value();
+      next.commit_ms = header.commit_time_ms;
+      next.db_pages = header.db_pages;
+      next.page_size = state.page_size;
+      before_commit(next);
+      m_db.exec("COMMIT");
+      reset_cache();
+      pages_applied = written;
+      return next;
+    } catch (...) {
+      sqlite3_exec(m_db.handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+      reset_cache();
+      throw;
+    }
+  }
+
+  // PASSIVE checkpoint when the WAL passed the threshold; true if one ran.
+  bool maybe_checkpoint(bool force) {
+    if (m_wal_frames == 0 || (!force && static_cast<uint32_t>(m_wal_frames) < m_checkpoint_pages))
+      return false;
+    int log = 0;
+    int done = 0;
+    const int rc = sqlite3_wal_checkpoint_v2(m_db.handle(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY) m_db.fail("unable to checkpoint", rc);
+    // Frames readers still need stay; the next commit's hook recounts.
+    m_wal_frames = done == log ? 0 : log;
+    return true;
+  }
+
+ private:
+  std::span<const std::byte> read_page(uint32_t pgno) {
+    m_read_page->reset();
+    m_read_page->bind_int64(1, pgno);
+    if (!m_read_page->step())
+      throw Failure("page " + std::to_string(pgno) + " of '" + m_db.path() + "' is missing");
+    const std::span<const std::byte> data = m_read_page->column_blob(0);
+    m_old.assign(data.begin(), data.end());
+    m_read_page->reset();
+    return m_old;
+  }
+  void write_page(uint32_t pgno, std::span<const std::byte> data) {
+    m_write_page->reset();
+    m_write_page->bind_int64(1, pgno);
+    m_write_page->bind_blob(2, data);
+    m_write_page->step();
+    m_write_page->reset();
+  }
+  // Pages cached by this connection may describe their overwritten content.
+  void reset_cache() { sqlite3_file_control(m_db.handle(), "main", SQLITE_FCNTL_RESET_CACHE, nullptr); }
+
+  sqlite::Database m_db;
+  uint32_t m_checkpoint_pages;
+  int m_wal_frames = 0;
+  std::vector<std::byte> m_old;
+  std::unique_ptr<sqlite::Statement> m_read_page;
+  std::unique_ptr<sqlite::Statement> m_write_page;
+};
+
+std::string scheme_of(const std::string& url) {
+  const size_t colon = url.find(':');
+  if (colon == std::string::npos || url.starts_with("/")) return "file";
+  return url.substr(0, colon);
+}
+
+// ---------------------------------------------------------------- the loop
+
+class Follower {
+ public:
+  Follower(const FollowOptions& options, Storage& storage, FollowMonitor& monitor)
+      : m_options(options),
+        m_storage(storage, monitor),
+        m_monitor(monitor),
+        m_state_dir(options.db_path + "-walship"),
+        m_state_path(m_state_dir + "/follow") {}
+
+  int run() {
+    m_lock = take_follow_lock(m_options.db_path, m_state_dir);
+    m_monitor.update([&](FollowStatus& s) {
+      s.db_path = m_options.db_path;
+      s.replica = m_storage.url();
+      s.backend = scheme_of(m_storage.url());
+    });
+    std::optional<DbState> restored;
+    if (!path_exists(m_options.db_path)) {
+      install_cleanup_signal_handlers();
+      restored = restore();
+    }
+    StopSignals signals;
+    m_applier = std::make_unique<Applier>(m_options.db_path, m_options.checkpoint_pages);
+    m_state = restored ? *restored : resume();
+    save_clean();
+    publish();
+    log(LogLevel::info, "following",
+        {{"db", m_options.db_path}, {"replica", m_storage.url()}, {"txid", txid_hex(m_state.txid)}});
+
+    int64_t next_list_ms = 0;  // LIST at once: catch up through compacted levels
+    while (!signals.stopped()) {
+      const auto now = static_cast<int64_t>(now_ms());
+      try {
+        if (now >= next_list_ms) {
+          next_list_ms = now + m_options.list_interval_ms;
+          catch_up(signals);
+        }
+        while (!signals.stopped() && probe_next()) {
+        }
+        if (m_applier->maybe_checkpoint(false)) m_monitor.update([](FollowStatus& s) { ++s.checkpoints; });
+        m_monitor.update([](FollowStatus& s) { s.last_error.clear(); });
+      } catch (const StorageError& e) {
+        // Transient or not, the replica may answer at the next poll.
+        note_error(e.what());
+      } catch (const Failure& e) {
+        // A file that does not apply: PATH is unchanged. Look again from a
+        // LIST at the next poll (a re-seed snapshot may explain it).
+        note_error(e.what());
+        m_monitor.update([](FollowStatus& s) { ++s.apply_errors; });
+        next_list_ms = std::min(next_list_ms, now + 10 * m_options.poll_interval_ms);
+      }
+      if (signals.wait(m_options.poll_interval_ms)) break;
+    }
+    if (m_applier->maybe_checkpoint(true)) m_monitor.update([](FollowStatus& s) { ++s.checkpoints; });
+    log(LogLevel::info, "stopped", {{"db", m_options.db_path}, {"txid", txid_hex(m_state.txid)}});
+    return 0;
+  }
+
+ private:
+  void note_error(const std::string& message) {
+    log(LogLevel::warn, "follow step failed", {{"db", m_options.db_path}, {"error", message}});
+    m_monitor.update([&](FollowStatus& s) { s.last_error = message; });
+  }
+
+  DbState restore() {
+    RestoreOptions restore;
+    restore.output_path = m_options.db_path;
+    restore.parallelism = m_options.parallelism;
+    restore.quiet = m_options.quiet;
+    const ReplicaListing listing = list_replica(m_storage);
+    if (listing.empty()) {
+      throw Failure("no replica at '" + m_storage.url() +
+                    "' (nothing found there): check the URL, or start walship replicate first");
+    }
+    const RestoreResult result = run_restore(restore, m_storage);
+    DbState state;
+    state.txid = result.txid;
+    state.checksum = result.checksum;
+    state.commit_ms = result.commit_time_ms;
+    state.db_pages = result.db_pages;
+    state.page_size = result.page_size;
+    return state;
+  }
+
+  // Where an existing PATH is: the local state when it is trustworthy, else
+  // a rehash told apart against the states the local state names.
+  DbState resume() {
+    const std::optional<FollowState> saved = load_follow_state(m_state_path);
+    if (saved && saved->replica != m_storage.url()) {
+      throw UsageError("'" + m_options.db_path + "' follows another replica ('" + saved->replica +
+                       "'): follow '" + m_storage.url() + "' into another path");
+    }
+    const DbState actual = m_applier->rehash();
+    if (saved && saved->checksum == actual.checksum && saved->db_pages == actual.db_pages) {
+      return {saved->txid, saved->checksum, saved->commit_ms, saved->db_pages, actual.page_size};
+    }
+    if (saved && saved->pending_txid != 0 && saved->pending_checksum == actual.checksum) {
+      log(LogLevel::info, "the last apply committed before the process stopped",
+          {{"db", m_options.db_path}, {"txid", txid_hex(saved->pending_txid)}});
+      return {saved->pending_txid, saved->pending_checksum, saved->pending_commit_ms, saved->pending_db_pages,
+              actual.page_size};
+    }
+    // No trusted TXID: find the replica state with this checksum.
+    const std::optional<DbState> found = locate(actual);
+    if (found) return *found;
+    throw UsageError("'" + m_options.db_path + "' is not a state of replica '" + m_storage.url() +
+                     "' that walship can find (checksum " + txid_hex(actual.checksum) +
+                     "): it was changed by something else; remove it (and its -wal, -shm and -walship) to "
+                     "restore it afresh");
+  }
+
+  // A TXID of the replica whose whole-database checksum equals `actual`:
+  // a snapshot's, or the pre-checksum of a delta.
+  std::optional<DbState> locate(const DbState& actual) {
+    const ReplicaListing listing = list_replica(m_storage);
+    HeaderCache headers(m_storage);
+    for (auto it = listing.deltas.rbegin(); it != listing.deltas.rend(); ++it) {
+      const format::FileHeader& header = headers.get(it->key);
+      if (header.pre_checksum == actual.checksum && header.min_txid > 0) {
+        DbState state = actual;
+        state.txid = header.min_txid - 1;
+        state.commit_ms = 0;
+        return state;
+      }
+    }
+    return std::nullopt;
+  }
+
+  void save_clean() {
+    FollowState state;
+    state.replica = m_storage.url();
+    state.txid = m_state.txid;
+    state.checksum = m_state.checksum;
+    state.commit_ms = m_state.commit_ms;
+    state.db_pages = m_state.db_pages;
+    state.page_size = m_state.page_size;
+    save_follow_state(m_state_path, state);
+  }
+
+  void save_pending(const DbState& next) {
+    FollowState state;
+    state.replica = m_storage.url();
+    state.txid = m_state.txid;
+    state.checksum = m_state.checksum;
+    state.commit_ms = m_state.commit_ms;
+    state.db_pages = m_state.db_pages;
+    state.page_size = m_state.page_size;
+    state.pending_txid = next.txid;
+    state.pending_checksum = next.checksum;
+    state.pending_commit_ms = next.commit_ms;
+    state.pending_db_pages = next.db_pages;
+    save_follow_state(m_state_path, state);
+  }
+
+  void publish() {
+    const uint64_t now = now_ms();
+    m_monitor.update([&](FollowStatus& s) {
+      s.applied_txid = m_state.txid;
+      s.applied_commit_ms = m_state.commit_ms;
+      if (s.replica_txid <= m_state.txid) {
+        s.replica_txid = m_state.txid;
+        s.next_commit_ms = 0;
+      }
+      s.last_check_ms = now;
+    });
+  }
+
+  // Applies one object (a snapshot for a re-seed, or a delta) from `source`.
+  void apply_object(ByteSource& source, const std::string& key) {
+    const std::string name = m_storage.url() + "/" + key;
+    format::ReplicaReader reader(source, name);
+    uint64_t pages = 0;
+    const bool snapshot = reader.header().kind == format::FileKind::snapshot;
+    const DbState next =
+        m_applier->apply(reader, name, m_state, pages, [&](const DbState& proven) { save_pending(proven); });
+    m_state = next;
+    save_clean();
+    m_monitor.update([&](FollowStatus& s) {
+      if (snapshot) {
+        ++s.reseeds;
+      } else {
+        ++s.applied_deltas;
+      }
+      s.applied_pages += pages;
+    });
+    publish();
+    if (log_enabled(LogLevel::debug) || snapshot) {
+      log(snapshot ? LogLevel::info : LogLevel::debug, snapshot ? "re-seeded from a snapshot" : "applied",
+          {{"db", m_options.db_path},
+           {"object", key},
+           {"txid", txid_hex(m_state.txid)},
+           {"pages", std::to_string(pages)}});
+    }
+  }
+
+  // One GET of the next L0 delta; a miss is the cheap, normal answer.
+  bool probe_next() {
+    const std::string key = format::l0_delta_key(m_state.txid + 1);
+    MemorySink sink;
+    if (!m_storage.get(key, sink)) {
+      m_monitor.update([&](FollowStatus& s) {
+        s.last_check_ms = now_ms();
+        if (s.replica_txid <= m_state.txid) s.next_commit_ms = 0;
+      });
+      return false;
+    }
+    MemorySource source(sink.data());
+    const format::FileHeader header = format::decode_header(sink.data(), m_storage.url() + "/" + key);
+    m_monitor.update([&](FollowStatus& s) {
+      s.replica_txid = std::max(s.replica_txid, header.max_txid);
+      s.next_commit_ms = header.commit_time_ms;
+    });
+    apply_object(source, key);
+    return true;
+  }
+
+  // From one LIST: the fewest deltas from the current TXID to the newest,
+  // and a re-seed from a newer snapshot when no delta chain reaches it.
+  void catch_up(StopSignals& signals) {
+    const ReplicaListing listing = list_replica(m_storage);
+    HeaderCache headers(m_storage);
+    const uint64_t newest = newest_txid(listing, headers);
+    m_monitor.update([&](FollowStatus& s) {
+      s.replica_txid = std::max(s.replica_txid, newest);
+      s.last_check_ms = now_ms();
+    });
+    if (newest <= m_state.txid) return;
+    apply_chain(chain_deltas(listing, m_state.txid, newest, std::nullopt, headers), signals);
+    if (m_state.txid >= newest || signals.stopped()) return;
+    // The chain ends before the newest TXID: continuity was lost on the
+    // writer, which started again from a snapshot. Re-seed from the newest
+    // snapshot past this point, then follow its deltas.
+    const auto snapshot = std::find_if(listing.snapshots.rbegin(), listing.snapshots.rend(),
+                                       [&](const SnapshotEntry& s) { return s.txid > m_state.txid; });
+    if (snapshot == listing.snapshots.rend()) {
+      throw Failure("replica '" + m_storage.url() + "' has TXIDs up to " + txid_hex(newest) +
+                    " but no delta chains onto TXID " + txid_hex(m_state.txid) +
+                    " and no later snapshot exists: the replica is incomplete; run walship verify");
+    }
+    log(LogLevel::info, "the replica's history restarted from a snapshot: re-seeding",
+        {{"db", m_options.db_path},
+         {"from", txid_hex(m_state.txid)},
+         {"snapshot", txid_hex(snapshot->txid)}});
+    ObjectStream stream(m_storage, snapshot->key, snapshot->size, m_options.parallelism);
+    apply_object(stream, snapshot->key);
+    apply_chain(chain_deltas(listing, m_state.txid, newest, std::nullopt, headers), signals);
+  }
+
+  void apply_chain(const DeltaChain& chain, StopSignals& signals) {
+    for (const DeltaEntry& delta : chain.deltas) {
+      if (signals.stopped()) return;
+      ObjectStream stream(m_storage, delta.key, delta.size, m_options.parallelism);
+      apply_object(stream, delta.key);
+    }
+  }
+
+  FollowOptions m_options;
+  CountingStorage m_storage;
+  FollowMonitor& m_monitor;
+  std::string m_state_dir;
+  std::string m_state_path;
+  UniqueFd m_lock;
+  std::unique_ptr<Applier> m_applier;
+  DbState m_state;
+};
+
+std::string json_escape(const std::string& text) {
+  std::string out;
+  for (const char c : text) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned char>(c));
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+// Prometheus label values escape backslash, double quote and newline.
+std::string label_escape(const std::string& text) {
+  std::string out;
+  for (const char c : text) {
+    if (c == '\\' || c == '"') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+FollowLag follow_lag(const FollowStatus& status, uint64_t now_ms) {
+  FollowLag lag;
+  lag.transactions =
+      status.replica_txid > status.applied_txid ? status.replica_txid - status.applied_txid : 0;
+  uint64_t since = status.last_check_ms;
+  if (lag.transactions > 0 && status.next_commit_ms != 0) since = std::min(since, status.next_commit_ms);
+  lag.seconds = since == 0 || since > now_ms ? 0.0 : static_cast<double>(now_ms - since) / 1000.0;
+  return lag;
+}
+
+std::string format_metrics(const FollowStatus& status, uint64_t now_ms) {
+  const FollowLag lag = follow_lag(status, now_ms);
+  const std::string db = "db=\"" + label_escape(status.db_path) + "\"";
+  const std::string backend = db + ",backend=\"" + label_escape(status.backend) + "\"";
+  std::ostringstream out;
+  auto metric = [&](const char* name, const char* type, const char* help, const std::string& labels,
+                    const std::string& value) {
+    out << "# HELP " << name << " " << help << "\n# TYPE " << name << " " << type << "\n"
+        << name << "{" << labels << "} " << value << "\n";
+  };
+  auto u64 = [](uint64_t v) { return std::to_string(v); };
+  metric("walship_replica_txid", "gauge", "Newest TXID known to be shipped to the replica.", db,
+         u64(status.replica_txid));
+  metric("walship_applied_txid", "gauge", "TXID the follower database is at.", db, u64(status.applied_txid));
+  metric("walship_applied_commit_timestamp_seconds", "gauge",
+         "Commit time on the writer of the applied TXID (Unix seconds).", db,
+         std::to_string(static_cast<double>(status.applied_commit_ms) / 1000.0));
+  metric("walship_lag_transactions", "gauge", "TXIDs known on the replica and not yet applied.", db,
+         u64(lag.transactions));
+  char seconds[32];
+  std::snprintf(seconds, sizeof seconds, "%.3f", lag.seconds);
+  metric("walship_lag_seconds", "gauge", "How far behind the replica the follower database may be.", db,
+         seconds);
+  metric("walship_applied_deltas_total", "counter", "Deltas applied, each in one transaction.", db,
+         u64(status.applied_deltas));
+  metric("walship_applied_pages_total", "counter", "Pages written by applied deltas and re-seeds.", db,
+         u64(status.applied_pages));
+  metric("walship_reseeds_total", "counter", "Re-seeds from a snapshot after lost continuity on the writer.",
+         db, u64(status.reseeds));
+  metric("walship_apply_errors_total", "counter", "Replica files that failed to apply (nothing was changed).",
+         db, u64(status.apply_errors));
+  metric("walship_checkpoints_total", "counter", "PASSIVE checkpoints of the follower database's WAL.", db,
+         u64(status.checkpoints));
+  metric("walship_downloaded_bytes_total", "counter", "Bytes downloaded from the replica.", backend,
+         u64(status.downloaded_bytes));
+  out << "# HELP walship_storage_requests_total Requests to the replica's storage.\n"
+      << "# TYPE walship_storage_requests_total counter\n"
+      << "walship_storage_requests_total{" << backend << ",op=\"get\"} " << status.storage_gets << "\n"
+      << "walship_storage_requests_total{" << backend << ",op=\"list\"} " << status.storage_lists << "\n";
+  metric("walship_storage_errors_total", "counter", "Failed requests to the replica's storage.", backend,
+         u64(status.storage_errors));
+  return out.str();
+}
+
+std::string format_health(const FollowStatus& status, uint64_t now_ms, int64_t max_lag_ms, bool& healthy) {
+  const FollowLag lag = follow_lag(status, now_ms);
+  healthy = status.last_check_ms != 0 && lag.seconds * 1000.0 <= static_cast<double>(max_lag_ms);
+  char seconds[32];
+  std::snprintf(seconds, sizeof seconds, "%.3f", lag.seconds);
+  std::ostringstream out;
+  out << "{\"status\":\"" << (healthy ? "ok" : "lagging") << "\",\"db\":\"" << json_escape(status.db_path)
+      << "\",\"txid\":\"" << txid_hex(status.applied_txid) << "\",\"replica_txid\":\""
+      << txid_hex(status.replica_txid) << "\",\"lag_seconds\":" << seconds
+      << ",\"lag_transactions\":" << lag.transactions << ",\"last_error\":"
+      << (status.last_error.empty() ? "null" : "\"" + json_escape(status.last_error) + "\"") << "}\n";
+  return out.str();
+}
+
+bool followed_by_serve_replica(const std::string& state_dir) {
+  const std::string lock_path = state_dir + "/serve.lock";
+  const UniqueFd fd(::open(lock_path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return false;
+  // A shared lock is refused only while serve-replica holds its exclusive one.
+  return ::flock(fd.get(), LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+}
+
+int run_serve_replica(const FollowOptions& options, Storage& storage, FollowMonitor& monitor) {
+  if (options.db_path.empty()) throw UsageError("missing database path: walship serve-replica URL PATH");
+  Follower follower(options, storage, monitor);
+  return follower.run();
+}
+
+}  // namespace walship
