@@ -326,8 +326,7 @@ bool S3Storage::conditional_writes_supported() const {
   if (learnt == Conditional::unsupported && log_enabled(LogLevel::warn)) {
     log(LogLevel::warn,
         "the store ignores If-None-Match on writes: put-if-absent (leases, fencing) falls back to "
-        "check-then-put, "
-        "which two writers can race",
+        "check-then-put, which two writers can race",
         {{"replica", url()}});
   }
   return learnt == Conditional::supported;
