@@ -15,8 +15,9 @@ namespace walship::http {
 
 namespace {
 
-// Error bodies are JSON of a few hundred bytes; anything longer is cut, so a
-// misbehaving server cannot make us buffer a whole object.
+// Error bodies (JSON from GCS, XML from S3) and listing pages are at most a
+// few hundred KiB; anything longer is cut, so a misbehaving server cannot
+// make us buffer a whole object.
 constexpr size_t k_max_body = size_t{1} << 20;
 
 std::once_flag g_curl_init;
