@@ -16,10 +16,6 @@ namespace walship::http {
 
 namespace {
 
-// Error bodies are JSON of a few hundred bytes; anything longer is cut, so a
-// misbehaving server cannot make us buffer a whole object.
-constexpr size_t k_max_body = size_t{1} << 20;
-
 std::once_flag g_curl_init;
 
 // The state the libcurl callbacks share with perform(). Exceptions from the
@@ -63,8 +59,10 @@ size_t write_body(char* data, size_t size, size_t count, void* user) {
     if (t->request->sink != nullptr && status >= 200 && status < 300) {
       t->request->sink->write(std::as_bytes(std::span<const char>(data, n)));
       t->response->sink_bytes += n;
-    } else if (t->response->body.size() < k_max_body) {
-      t->response->body.append(data, std::min(n, k_max_body - t->response->body.size()));
+    } else {
+      const size_t room = t->request->max_body - std::min(t->request->max_body, t->response->body.size());
+      t->response->body.append(data, std::min(n, room));
+      if (n > room) t->response->body_truncated = true;
     }
     return n;
   } catch (...) {

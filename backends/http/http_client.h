@@ -37,6 +37,10 @@ struct HttpRequest {
   uint64_t body_size = 0;
   // Where a 2xx response body goes; nullptr keeps it in HttpResponse::body.
   ByteSink* sink = nullptr;
+  // How much of a body kept in HttpResponse::body is kept: error bodies
+  // (JSON from GCS, XML from S3) are small, and a misbehaving server must not
+  // make us buffer a whole object. Listing pages may ask for more.
+  size_t max_body = size_t{1} << 20;
   // Whole-request limit in seconds (0: none; a stall is caught by the
   // low-speed limit instead) and the connect limit.
   long timeout_seconds = 0;
@@ -48,6 +52,7 @@ struct HttpResponse {
   std::map<std::string, std::string> headers;  // names lower-cased
   std::string body;                            // error bodies and JSON, capped
   uint64_t sink_bytes = 0;                     // bytes given to HttpRequest::sink
+  bool body_truncated = false;                 // `body` was cut at HttpRequest::max_body
 };
 
 // A libcurl failure before any HTTP status arrived (refused, reset, timed out,

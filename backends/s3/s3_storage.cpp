@@ -203,6 +203,7 @@ http::HttpResponse S3Storage::send(const Request& request, const std::string& wh
   http_request.body = request.body;
   http_request.body_size = request.body != nullptr ? request.body->size() : 0;
   http_request.sink = request.sink;
+  http_request.max_body = request.max_body;
 
   http::TransportError error;
   http::HttpResponse response = m_http.perform(http_request, error);
@@ -326,8 +327,7 @@ bool S3Storage::conditional_writes_supported() const {
   if (learnt == Conditional::unsupported && log_enabled(LogLevel::warn)) {
     log(LogLevel::warn,
         "the store ignores If-None-Match on writes: put-if-absent (leases, fencing) falls back to "
-        "check-then-put, "
-        "which two writers can race",
+        "check-then-put, which two writers can race",
         {{"replica", url()}});
   }
   return learnt == Conditional::supported;
@@ -540,8 +540,11 @@ std::vector<ObjectInfo> S3Storage::list(const std::string& prefix) {
     Request request;
     request.query = {{"list-type", "2"}, {"prefix", base + prefix}};
     if (!token.empty()) request.query.emplace_back("continuation-token", token);
+    // 1000 entries of keys up to 1 KiB each, with their metadata.
+    request.max_body = size_t{16} << 20;
     const http::HttpResponse response = send(request, what);
     if (!is_success(response.status)) fail(response, what);
+    if (response.body_truncated) throw StorageError(what + ": a listing page is larger than 16 MiB", false);
     s3::ListPage page;
     try {
       page = s3::parse_list_page(response.body);

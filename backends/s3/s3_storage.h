@@ -73,6 +73,7 @@ class S3Storage : public Storage {
     std::string payload_hash = std::string(s3::k_empty_payload_hash);
     ByteSource* body = nullptr;
     ByteSink* sink = nullptr;
+    size_t max_body = size_t{1} << 20;  // of an answer kept in memory (HttpRequest::max_body)
   };
 
   // Signs and sends `request`. A transport failure throws a StorageError
