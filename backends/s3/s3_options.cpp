@@ -282,8 +282,11 @@ Resolved resolve(const Options& options, const std::string& url, const EnvFn& en
   } else {
     // Custom stores all take path-style requests, and many (MinIO, an IP
     // address) take nothing else; a dotted bucket breaks the TLS wildcard of
-    // a virtual host.
-    out.path_style = custom || options.bucket.find('.') != std::string::npos;
+    // a virtual host, and upper case or '_' (legacy buckets) is no host name.
+    out.path_style =
+        custom || !std::all_of(options.bucket.begin(), options.bucket.end(), [](unsigned char c) {
+          return std::islower(c) || std::isdigit(c) || c == '-';
+        });
   }
   if (!out.path_style && is_ip_or_localhost(parse_url(out.endpoint).host)) {
     throw UsageError(

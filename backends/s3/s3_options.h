@@ -11,7 +11,8 @@
 //   region                signing region (default: $AWS_REGION, $AWS_DEFAULT_REGION,
 //                         the profile's region in ~/.aws/config, then us-east-1)
 //   path-style            true: https://endpoint/bucket/key; false: https://bucket.endpoint/key
-//                         (default: true with a custom endpoint or a dotted bucket name)
+//                         (default: true with a custom endpoint, or a bucket name that is no
+//                         host name label: dots, upper case, '_')
 //   ca-file               PEM bundle to verify the server with (default: the system's, or $AWS_CA_BUNDLE)
 //   insecure-skip-verify  true: do not verify the server's certificate (warned about)
 //   profile               profile of ~/.aws/credentials and ~/.aws/config (default: $AWS_PROFILE, default)

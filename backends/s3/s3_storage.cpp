@@ -207,7 +207,12 @@ http::HttpResponse S3Storage::send(const Request& request, const std::string& wh
   http::TransportError error;
   http::HttpResponse response = m_http.perform(http_request, error);
   if (response.status == 0) {
-    throw StorageError(what + ": " + error.message + " (" + m_resolved.endpoint + ")", error.transient);
+    std::string hint;
+    if (error.message.find("certificate") != std::string::npos) {
+      hint = "; set ca-file to the CA certificate that signed the store's (or $AWS_CA_BUNDLE)";
+    }
+    throw StorageError(what + ": " + error.message + " (" + m_resolved.endpoint + ")" + hint,
+                       error.transient);
   }
   return response;
 }
@@ -321,8 +326,7 @@ bool S3Storage::conditional_writes_supported() const {
   if (learnt == Conditional::unsupported && log_enabled(LogLevel::warn)) {
     log(LogLevel::warn,
         "the store ignores If-None-Match on writes: put-if-absent (leases, fencing) falls back to "
-        "check-then-put, "
-        "which two writers can race",
+        "check-then-put, which two writers can race",
         {{"replica", url()}});
   }
   return learnt == Conditional::supported;

@@ -2,7 +2,9 @@
 (tests/s3/s3rver_server.js, which verifies SigV4 signatures and payload
 hashes): path-style and virtual-hosted addressing, credentials from the
 environment, a profile file, the URL options and a session token; restored
-bytes equal the source; a listing past 1000 keys follows every page;
+bytes equal the source; keys from walship.toml; TLS verified by default,
+with ca-file, $AWS_CA_BUNDLE and insecure-skip-verify; a listing past 1000
+keys follows every page;
 replicate survives its own SIGKILL and the server's; and bad input (wrong
 keys, missing bucket, unreachable endpoint, malformed URL or option) gives one
 clear line and the documented exit code. The 200 MiB multipart case is in
@@ -25,7 +27,7 @@ from walship_test import (WALSHIP, check_rows, checkpointed_bytes, create_db, ex
 from s3_test_server import ACCESS_KEY_ID, SECRET_ACCESS_KEY, Client, S3rver, require_s3rver  # noqa: E402
 
 sys.path.insert(0, HERE)
-from test_replicate import check_state, init_db, source_n, stop, wait_for  # noqa: E402
+from test_replicate import check_state, init_db, source_n, stop, wait_for, write  # noqa: E402
 
 WRITER = os.path.join(HERE, "..", "lib", "writer_app.py")
 
@@ -102,7 +104,7 @@ def test_every_command_virtual_hosted_with_a_profile_and_a_session_token(tmp):
                        r"InvalidToken \(HTTP 403\).*session token .*profile 'backup'")
 
 
-def test_keys_in_the_url_options_and_walship_toml(tmp):
+def test_keys_in_the_url_options(tmp):
     with S3rver(f"{tmp}/s3") as server:
         quoted = SECRET_ACCESS_KEY.replace("/", "%2F").replace("+", "%2B")
         url = (f"s3://walship/opts?endpoint={server.endpoint}&access-key-id={ACCESS_KEY_ID}"
@@ -115,6 +117,49 @@ def test_keys_in_the_url_options_and_walship_toml(tmp):
         check_rows(f"{tmp}/b.db", 1500)
 
 
+def test_per_replica_keys_in_walship_toml(tmp):
+    db = f"{tmp}/app.db"
+    init_db(db)
+    with S3rver(f"{tmp}/s3") as server:
+        with open(f"{tmp}/walship.toml", "w") as f:
+            f.write(f'[[databases]]\npath = "{db}"\nsync-interval = "100ms"\n[[databases.replicas]]\n'
+                    f'url = "s3://walship/toml"\n'
+                    f'endpoint = "{server.endpoint}"\naccess-key-id = "{ACCESS_KEY_ID}"\n'
+                    f'secret-access-key = "${{TEST_S3_SECRET}}"\n')
+        env = {**CLEAN_ENV, "TEST_S3_SECRET": SECRET_ACCESS_KEY}
+        rep = subprocess.Popen([WALSHIP, "replicate", "--config", f"{tmp}/walship.toml"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, **env})
+        try:
+            url = f"s3://walship/toml?endpoint={server.endpoint}"
+            wait_for(lambda: json.loads(walship("ls", url, "--json", env=KEYS_ENV).out or "[]"), "the first snapshot")
+            n = write(db, 30)
+            time.sleep(0.5)
+            assert stop(rep) == 0
+        finally:
+            if rep.poll() is None:
+                rep.kill()
+            err = rep.communicate()[1]
+        assert SECRET_ACCESS_KEY not in err, err
+        walship("restore", url, "-o", f"{tmp}/out.db", env=KEYS_ENV, check=0)
+        assert check_state(f"{tmp}/out.db") == n
+
+
+def test_tls_is_verified_by_default_and_ca_file_and_insecure_skip_verify_work(tmp):
+    with S3rver(f"{tmp}/s3", tls=True) as server:
+        url = f"s3://walship/tls?endpoint={server.endpoint}"
+        make_db(f"{tmp}/a.db", rows=100, noise=1000)
+        # A certificate no CA vouches for is refused at once (not retried).
+        one_error_line(walship("snapshot", f"{tmp}/a.db", url, env=KEYS_ENV), 1,
+                       r"^walship: unable to list 's3://walship/tls': SSL peer certificate .* \(https://127\.0\.0\.1:\d+\); "
+                       r"set ca-file to the CA certificate that signed the store's")
+        walship("snapshot", f"{tmp}/a.db", f"{url}&ca-file={server.ca_file}", env=KEYS_ENV, check=0)
+        walship("ls", url, env={**KEYS_ENV, "AWS_CA_BUNDLE": server.ca_file}, check=0)
+        r = walship("restore", f"{url}&insecure-skip-verify=true", "-o", f"{tmp}/b.db", env=KEYS_ENV, check=0)
+        assert "certificate verification is off" in r.err, r
+        check_rows(f"{tmp}/b.db", 100)
+
+
 def test_listing_past_1000_keys_follows_every_page(tmp):
     with S3rver(f"{tmp}/s3") as server:
         url = f"s3://walship/many?endpoint={server.endpoint}"
@@ -125,8 +170,14 @@ def test_listing_past_1000_keys_follows_every_page(tmp):
         for n in range(1100):
             client.put("walship", f"many/snapshots/0-stray-{n:04d}", b"x")
         client.close()
+        before = server.stats()
         points = json.loads(walship("ls", url, "--json", env=KEYS_ENV, check=0).out)
         assert [p["txid"] for p in points] == [f"{1:016x}"], points
+        after = server.stats()
+        # Both pages (and anything else ls asks) over one reused connection
+        # (the other new one is this stats request's).
+        assert after["requests"] - before["requests"] >= 2, (before, after)
+        assert after["connections"] - before["connections"] == 2, (before, after)
         walship("restore", url, "-o", f"{tmp}/b.db", env=KEYS_ENV, check=0)
         check_rows(f"{tmp}/b.db", 100)
 
@@ -194,6 +245,12 @@ def test_bad_input_gives_one_line_and_the_exit_code(tmp):
         one_error_line(walship("restore", url, "-o", f"{tmp}/x.db", env=KEYS_ENV), 1,
                        r"no restore point|no snapshot|nothing to restore|replica")
         assert not os.path.exists(f"{tmp}/x.db")
+    with S3rver(f"{tmp}/s3-eu", extra=["--region", "eu-west-1"]) as server:
+        one_error_line(walship("ls", f"s3://walship/db?endpoint={server.endpoint}", env=KEYS_ENV), 1,
+                       r"AuthorizationHeaderMalformed \(HTTP 400\): .*the region 'us-east-1' is wrong.*; the bucket is "
+                       r"in region 'eu-west-1': set region=eu-west-1$")
+        walship("ls", f"s3://walship/db?endpoint={server.endpoint}", env={**KEYS_ENV, "AWS_REGION": "eu-west-1"},
+                check=0)
     # Malformed URLs and options: exit 2, before any request.
     one_error_line(walship("ls", "s3:///db", env=KEYS_ENV), 2, r"no bucket; use s3://bucket/prefix")
     one_error_line(walship("ls", "s3://walship/db?endpont=http://x", env=KEYS_ENV), 2,
@@ -221,5 +278,7 @@ def test_bad_input_gives_one_line_and_the_exit_code(tmp):
 if __name__ == "__main__":
     run_tests([test_every_command_path_style_with_keys_from_the_environment,
                test_every_command_virtual_hosted_with_a_profile_and_a_session_token,
-               test_keys_in_the_url_options_and_walship_toml, test_listing_past_1000_keys_follows_every_page,
+               test_keys_in_the_url_options, test_per_replica_keys_in_walship_toml,
+               test_tls_is_verified_by_default_and_ca_file_and_insecure_skip_verify_work,
+               test_listing_past_1000_keys_follows_every_page,
                test_replicate_survives_its_own_kill_9_and_the_servers, test_bad_input_gives_one_line_and_the_exit_code])

@@ -35,16 +35,50 @@ def require_s3rver():
         skip(f"s3rver is not installed in {os.path.dirname(os.path.dirname(S3RVER))} (run scripts/setup)")
 
 
+def make_tls_files(directory):
+    """A self-signed CA certificate for 127.0.0.1 and localhost and its key;
+    returns (cert path, key path)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    import ipaddress
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "walship test S3")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    os.makedirs(directory, exist_ok=True)
+    cert_path, key_path = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    return cert_path, key_path
+
+
 class S3rver:
     """s3rver on 127.0.0.1 serving `buckets` from `directory`; restartable on
-    the same port and directory."""
+    the same port and directory. With `tls`, over HTTPS with a self-signed
+    certificate (self.ca_file)."""
 
-    def __init__(self, directory, buckets=("walship",), extra=(), port=0):
+    def __init__(self, directory, buckets=("walship",), extra=(), port=0, tls=False):
         self.directory = directory
         self.buckets = buckets
         self.extra = list(extra)
         self.port = port
         self.proc = None
+        self.ca_file = None
+        if tls:
+            self.ca_file, key_file = make_tls_files(os.path.join(directory + "-tls"))
+            self.extra += ["--tls-cert", self.ca_file, "--tls-key", key_file]
         self.start()
 
     def start(self):
@@ -57,7 +91,7 @@ class S3rver:
         assert line.startswith("s3rver listening on "), line
         self.address = line.split()[-1].strip()
         self.port = int(self.address.rsplit(":", 1)[1])
-        self.endpoint = f"http://{self.address}"
+        self.endpoint = f"{'https' if self.ca_file else 'http'}://{self.address}"
 
     def kill(self):
         self.proc.kill()

@@ -15,21 +15,25 @@
 // - ListObjectsV2 past the first page on Node 17+ (see the DES note below).
 // - DeleteObjects with Content-MD5 checked, and without s3rver's 500 when a
 //   batch empties a directory.
+// - Read-after-write: s3rver answered PUTs before the file was written.
 //
-// Prints "s3rver listening on 127.0.0.1:PORT" on stdout once it accepts
-// connections; logs go to stderr. GET /_walship/stats returns request counts
-// as JSON (puts, multipart_uploads, parts, completed, aborted, refused_412).
+// With --tls-cert and --tls-key it serves HTTPS. Prints "s3rver listening on
+// 127.0.0.1:PORT" on stdout once it accepts connections; logs go to stderr. GET /_walship/stats returns request counts
+// as JSON (connections, requests, puts, multipart_uploads, parts, completed,
+// aborted, refused_412).
 // Stops on SIGTERM/SIGINT.
 //
 //   s3rver_server.js --directory DIR [--port N] [--bucket NAME]...
 //       [--access-key-id ID --secret-access-key SECRET] [--session-token T]
-//       [--no-conditional-writes] [--service-endpoint NAME]
+//       [--no-conditional-writes] [--service-endpoint NAME] [--tls-cert PEM --tls-key PEM]
+//       [--region R]   (requests signed for another region: 400 AuthorizationHeaderMalformed, as AWS)
 'use strict';
 
 const crypto = require('crypto');
 const fs = require('fs');
 const path = require('path');
-const { Readable } = require('stream');
+const { Readable, Transform } = require('stream');
+const { pipeline } = require('stream/promises');
 
 // s3rver 3.7 encrypts ListObjectsV2 continuation tokens with single DES,
 // which OpenSSL 3 (Node 17 and later) only has in its legacy provider: every
@@ -47,6 +51,42 @@ const s3rverDir =
   process.env.WALSHIP_S3RVER_DIR || path.join(__dirname, '..', '..', '.deps', 's3rver', 'node_modules', 's3rver');
 const S3rver = require(s3rverDir);
 const AWSAccount = require(path.join(s3rverDir, 'lib', 'models', 'account'));
+const FilesystemStore = require(path.join(s3rverDir, 'lib', 'stores', 'filesystem'));
+
+// s3rver 3.7 answers a PUT (object or part) once its hashing stream has seen
+// the last byte, before the file stream has written it: a GET, a listing or
+// a CompleteMultipartUpload right after could see a short file. These wait
+// for the file, so a 200 means what S3's does: written.
+async function writeStreamed(content, filePath) {
+  await fs.promises.mkdir(path.dirname(filePath), { recursive: true });
+  const md5 = crypto.createHash('md5');
+  let size = 0;
+  await pipeline(
+    Buffer.isBuffer(content) ? Readable.from([content]) : content,
+    new Transform({
+      transform(chunk, encoding, callback) {
+        md5.update(chunk);
+        size += chunk.length;
+        callback(null, chunk);
+      },
+    }),
+    fs.createWriteStream(filePath),
+  );
+  return { size, md5: md5.digest('hex') };
+}
+
+FilesystemStore.prototype.putObject = async function putObject(object) {
+  const { size, md5 } = await writeStreamed(object.content, this.getResourcePath(object.bucket, object.key, 'object'));
+  await this.putMetadata(object.bucket, object.key, object.metadata, md5);
+  return { size, md5 };
+};
+
+FilesystemStore.prototype.putPart = async function putPart(bucket, uploadId, partNumber, content) {
+  const partPath = path.join(this.getResourcePath(bucket, undefined, 'uploads'), uploadId, partNumber.toString());
+  const { size, md5 } = await writeStreamed(content, partPath);
+  await fs.promises.writeFile(`${partPath}.md5`, md5);
+  return { size, md5 };
+};
 
 function parseArgs(argv) {
   const options = {
@@ -58,6 +98,7 @@ function parseArgs(argv) {
     sessionToken: '',
     conditionalWrites: true,
     serviceEndpoint: 'localhost',
+    region: '',
   };
   for (let i = 0; i < argv.length; ++i) {
     const next = () => {
@@ -73,6 +114,9 @@ function parseArgs(argv) {
       case '--session-token': options.sessionToken = next(); break;
       case '--no-conditional-writes': options.conditionalWrites = false; break;
       case '--service-endpoint': options.serviceEndpoint = next(); break;
+      case '--region': options.region = next(); break;
+      case '--tls-cert': options.tlsCert = next(); break;
+      case '--tls-key': options.tlsKey = next(); break;
       default: throw new Error(`unknown argument ${argv[i]}`);
     }
   }
@@ -84,12 +128,13 @@ function xmlEscape(text) {
   return String(text).replace(/[<>&'"]/g, c => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', "'": '&apos;', '"': '&quot;' })[c]);
 }
 
-function sendError(ctx, status, code, message) {
+function sendError(ctx, status, code, message, extra = {}) {
   ctx.status = status;
   ctx.type = 'application/xml';
   ctx.body =
     '<?xml version="1.0" encoding="UTF-8"?>\n' +
     `<Error><Code>${code}</Code><Message>${xmlEscape(message)}</Message>` +
+    Object.entries(extra).map(([k, v]) => `<${k}>${xmlEscape(v)}</${k}>`).join('') +
     `<RequestId>${crypto.randomBytes(8).toString('hex')}</RequestId></Error>`;
 }
 
@@ -109,7 +154,7 @@ function hmac(key, data) {
 }
 
 // Returns undefined when the request is signed right, else [status, code, message].
-function checkSignature(req, body, keys, sessionToken) {
+function checkSignature(req, body, keys, sessionToken, bucketRegion) {
   const header = req.headers['authorization'];
   if (!header) return [403, 'AccessDenied', 'Anonymous access is forbidden for this test server'];
   const match = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request, ?SignedHeaders=([^,]+), ?Signature=([0-9a-f]{64})$/.exec(header);
@@ -117,6 +162,11 @@ function checkSignature(req, body, keys, sessionToken) {
   const [, accessKeyId, date, region, service, signedHeaders, signature] = match;
   if (!keys.has(accessKeyId)) {
     return [403, 'InvalidAccessKeyId', 'The AWS Access Key Id you provided does not exist in our records.'];
+  }
+  if (bucketRegion && region !== bucketRegion) {
+    return [400, 'AuthorizationHeaderMalformed',
+      `The authorization header is malformed; the region '${region}' is wrong; expecting '${bucketRegion}'`,
+      { Region: bucketRegion }];
   }
   const amzDate = req.headers['x-amz-date'] || '';
   if (!amzDate.startsWith(date)) return [403, 'SignatureDoesNotMatch', 'x-amz-date does not match the credential date'];
@@ -225,20 +275,23 @@ async function main() {
     silent: true,
     serviceEndpoint: options.serviceEndpoint,
     configureBuckets: options.buckets.map(name => ({ name })),
+    ...(options.tlsCert ? { cert: fs.readFileSync(options.tlsCert), key: fs.readFileSync(options.tlsKey) } : {}),
   });
   const inFlight = new Set();  // bucket/key of conditional writes under way
 
   // Runs before s3rver's own middleware (and its path rewriting for
   // virtual-hosted requests), so the signature is checked on the request as sent.
-  const stats = { puts: 0, multipart_uploads: 0, parts: 0, completed: 0, aborted: 0, refused_412: 0 };
+  const stats = { connections: 0, requests: 0, puts: 0, multipart_uploads: 0, parts: 0, completed: 0, aborted: 0,
+    refused_412: 0 };
   server.middleware.unshift(async (ctx, next) => {
     if (ctx.path === '/_walship/stats') {
       ctx.type = 'application/json';
       ctx.body = JSON.stringify(stats);
       return undefined;
     }
+    ++stats.requests;
     const body = await readBody(ctx.req);
-    const failure = checkSignature(ctx.req, body, keys, options.sessionToken);
+    const failure = checkSignature(ctx.req, body, keys, options.sessionToken, options.region);
     if (failure) return sendError(ctx, ...failure);
     if (ctx.method === 'PUT') ctx.query.partNumber ? ++stats.parts : ++stats.puts;
     if (ctx.method === 'POST' && 'uploads' in ctx.query) ++stats.multipart_uploads;
@@ -290,6 +343,11 @@ async function main() {
   });
 
   const address = await server.run();
+  // Node closes idle keep-alive connections after 5 s, and a client that
+  // reuses one at that moment sees a reset: real S3 keeps them far longer.
+  server.httpServer.on('connection', () => ++stats.connections);
+  server.httpServer.keepAliveTimeout = 120000;
+  server.httpServer.headersTimeout = 125000;
   process.stdout.write(`s3rver listening on 127.0.0.1:${address.port}\n`);
   const stop = () => server.close().then(() => process.exit(0), () => process.exit(0));
   process.on('SIGTERM', stop);

@@ -251,6 +251,7 @@ TEST_CASE("s3 resolve: region, endpoint and addressing style") {
   CHECK_FALSE(aws.path_style);
   // A dotted bucket would break the TLS wildcard of a virtual host.
   CHECK(world.resolve("s3://my.bucket/p").path_style);
+  CHECK(world.resolve("s3://Legacy_Bucket/p").path_style);
 
   world.files["/home/u/.aws/config"] = "[default]\nregion = ap-south-1\n";
   CHECK(world.resolve("s3://bkt/p").region == "ap-south-1");
