@@ -27,6 +27,13 @@ try:
     import botocore.awsrequest
     import botocore.credentials
 except ImportError as e:
+    # scripts/setup installs Debian's python3-botocore, for the system
+    # python3; a python3 of its own earlier on PATH may lack it: run with the
+    # system one then.
+    system = "/usr/bin/python3"
+    if os.path.realpath(sys.executable) != os.path.realpath(system) and subprocess.run(
+            [system, "-c", "import botocore.auth"], capture_output=True).returncode == 0:
+        os.execv(system, [system, *sys.argv])
     skip(f"botocore cannot be imported ({e}): scripts/setup installs python3-botocore")
 
 TOOL = os.environ.get("WALSHIP_SIGV4_TOOL") or os.path.join(os.path.dirname(WALSHIP), "tests", "walship-sigv4-tool")
