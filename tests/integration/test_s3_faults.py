@@ -4,7 +4,8 @@ s3rver: a database replicated while it is written, with 500 InternalError,
 random (from a fixed seed), then snapshot, ls and restore through the same
 faults: nothing shipped is lost or corrupted (every restore passes
 integrity_check and holds exactly the rows of the last commit). A stall
-longer than the low-speed timeout is cut and retried; a multipart upload
+longer than the low-speed timeout is cut and retried; an outage longer
+than one operation's retries is ridden out; a multipart upload
 survives failed parts and a lost completion. 403 and 404 are final: one
 request, no retry, one clear error line."""
 import json
@@ -148,6 +149,40 @@ def test_replicate_snapshot_ls_restore_through_random_faults_lose_nothing(tmp):
         restore_and_check(tmp, direct, n, size=3000)
 
 
+def test_an_outage_longer_than_the_retries_is_ridden_out(tmp):
+    """Every request answered 503 for 12 s, far past one operation's retries:
+    replicate keeps running, ships on its own once the store is back, and
+    nothing is lost."""
+    db = f"{tmp}/app.db"
+    init_db(db)
+    write(db, 20, size=3000)
+    with Servers(tmp) as servers:
+        url = servers.url()
+        proxy = servers.proxy
+        log = open(f"{tmp}/replicate.log", "w")
+        rep = subprocess.Popen([WALSHIP, "-v", "replicate", db, url, "--sync-interval", "100ms"],
+                               stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, **s3_env()})
+        try:
+            wait_for(lambda: any(".snap" in e["target"] and e["status"] == 200 for e in proxy.stats()["log"]),
+                     "the initial snapshot", timeout=60)
+            proxy.control("fail?kind=503&count=1000000")
+            n = 0
+            for _ in range(12):
+                n = write(db, 10, size=3000)
+                time.sleep(1)
+                assert rep.poll() is None, "replicate gave up during the outage"
+            proxy.control("clear")
+            n = write(db, 10, size=3000)
+            wait_for(lambda: any("/deltas/" in e["target"] and e["method"] == "PUT" and e["status"] == 200
+                                 for e in proxy.stats()["log"]), "a delta shipped after the outage", timeout=60)
+            assert stop(rep, timeout=60) == 0, open(f"{tmp}/replicate.log").read()
+        finally:
+            if rep.poll() is None:
+                rep.kill()
+                rep.wait()
+        restore_and_check(tmp, url, n, size=3000)
+
+
 def test_a_stall_is_cut_by_the_low_speed_timeout_and_retried(tmp):
     db = f"{tmp}/app.db"
     init_db(db)
@@ -238,6 +273,7 @@ def test_403_and_404_are_not_retried(tmp):
 
 if __name__ == "__main__":
     run_tests([test_replicate_snapshot_ls_restore_through_random_faults_lose_nothing,
+               test_an_outage_longer_than_the_retries_is_ridden_out,
                test_a_stall_is_cut_by_the_low_speed_timeout_and_retried,
                test_a_multipart_snapshot_survives_failed_parts_and_a_lost_completion,
                test_403_and_404_are_not_retried])
