@@ -25,6 +25,37 @@ std::string describe_target(const RestoreTarget& target, uint64_t target_txid) {
   return "TXID " + format::txid_hex(target_txid);
 }
 
+// The greedy chain from `snapshot` toward `target_txid`, as far as it goes.
+RestorePlan chain_from(const ReplicaListing& listing, const SnapshotEntry& snapshot,
+                       const RestoreTarget& target, uint64_t target_txid, HeaderCache& headers) {
+  RestorePlan plan;
+  plan.snapshot = snapshot;
+  plan.txid = snapshot.txid;
+  plan.commit_time_ms = headers.get(snapshot.key).commit_time_ms;
+  while (plan.txid < target_txid) {
+    // Deltas starting right after the current point, highest level (longest reach) first.
+    const auto first = std::lower_bound(listing.deltas.begin(), listing.deltas.end(), plan.txid + 1,
+                                        [](const DeltaEntry& d, uint64_t min) { return d.min_txid < min; });
+    auto last = first;
+    while (last != listing.deltas.end() && last->min_txid == plan.txid + 1) ++last;
+    bool advanced = false;
+    for (auto it = std::make_reverse_iterator(last); it != std::make_reverse_iterator(first); ++it) {
+      DeltaEntry delta = *it;
+      delta.max_txid = headers.max_txid(delta);
+      if (delta.max_txid > target_txid) continue;
+      const uint64_t commit_ms = headers.get(delta.key).commit_time_ms;
+      if (target.time_ms && commit_ms > *target.time_ms) continue;
+      plan.deltas.push_back(delta);
+      plan.txid = delta.max_txid;
+      plan.commit_time_ms = commit_ms;
+      advanced = true;
+      break;
+    }
+    if (!advanced) break;
+  }
+  return plan;
+}
+
 }  // namespace
 
 RestorePlan plan_restore(const ReplicaListing& listing, const RestoreTarget& target, HeaderCache& headers,
@@ -48,37 +79,22 @@ RestorePlan plan_restore(const ReplicaListing& listing, const RestoreTarget& tar
                   "; run walship ls to see them all");
   }
 
-  RestorePlan plan;
-  plan.snapshot = *snapshot;
-  plan.txid = snapshot->txid;
-  plan.commit_time_ms = headers.get(snapshot->key).commit_time_ms;
-  while (plan.txid < target_txid) {
-    // Deltas starting right after the current point, highest level (longest reach) first.
-    const auto first = std::lower_bound(listing.deltas.begin(), listing.deltas.end(), plan.txid + 1,
-                                        [](const DeltaEntry& d, uint64_t min) { return d.min_txid < min; });
-    auto last = first;
-    while (last != listing.deltas.end() && last->min_txid == plan.txid + 1) ++last;
-    bool advanced = false;
-    for (auto it = std::make_reverse_iterator(last); it != std::make_reverse_iterator(first); ++it) {
-      DeltaEntry delta = *it;
-      delta.max_txid = headers.max_txid(delta);
-      if (delta.max_txid > target_txid) continue;
-      const uint64_t commit_ms = headers.get(delta.key).commit_time_ms;
-      if (target.time_ms && commit_ms > *target.time_ms) continue;
-      plan.deltas.push_back(delta);
-      plan.txid = delta.max_txid;
-      plan.commit_time_ms = commit_ms;
-      advanced = true;
-      break;
-    }
-    if (!advanced) break;
-  }
+  RestorePlan plan = chain_from(listing, *snapshot, target, target_txid, headers);
   if (target.txid && plan.txid != *target.txid) {
     throw Failure("TXID " + format::txid_hex(*target.txid) + " is not a restore point of replica '" +
                   replica + "': the nearest earlier one is " + format::txid_hex(plan.txid) +
                   "; run walship ls to see them all");
   }
   return plan;
+}
+
+std::optional<RestorePlan> plan_partial(const ReplicaListing& listing, uint64_t target_txid,
+                                        HeaderCache& headers) {
+  RestoreTarget target;
+  target.txid = target_txid;
+  const SnapshotEntry* snapshot = choose_snapshot(listing, target, target_txid, headers);
+  if (!snapshot) return std::nullopt;
+  return chain_from(listing, *snapshot, target, target_txid, headers);
 }
 
 }  // namespace walship
