@@ -45,9 +45,10 @@ class ScratchDir {
   std::string m_path;
 };
 
-// Rows in table t of a database file (0 if it cannot be read).
+// Rows in table t of a database file.
 inline int64_t count_rows(const std::string& path) {
-  sqlite::Database db(path, SQLITE_OPEN_READONLY);
+  // immutable: no -wal or -shm beside a restored WAL-mode database
+  sqlite::Database db("file:" + path + "?immutable=1", SQLITE_OPEN_READONLY);
   return db.query_int("SELECT count(*) FROM t");
 }
 
