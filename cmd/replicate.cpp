@@ -84,12 +84,13 @@ void add_replicate_command(CLI::App& app, const GlobalOptions& /*global*/, Runne
       "committed before exiting 0. An idle database costs no requests.\n"
       "\n"
       "Every --retention-interval, walship prunes each replica it holds the tip of with the\n"
-      "--keep-* policy (as walship prune does). " +
+      "--keep-* policy, as walship prune does (--no-retention: never).\n" +
       std::string(k_retention_help) +
       "\n"
       "Examples:\n"
       "  walship replicate /data/app.db file:///backups/app\n"
       "  walship replicate --exec \"myapp serve\" /data/app.db file:///backups/app\n"
+      "  walship replicate --keep-within 2h --keep-daily 30 /data/app.db file:///backups/app\n"
       "  walship replicate --config /etc/walship.toml\n"
       "  walship replicate --dir /data/tenants file:///backups/tenants");
   sub->callback([args, &run] {
