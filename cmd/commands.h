@@ -24,6 +24,8 @@ void add_restore_command(CLI::App& app, const GlobalOptions& global, Runner& run
 void add_replicate_command(CLI::App& app, const GlobalOptions& global, Runner& run);
 void add_ls_command(CLI::App& app, const GlobalOptions& global, Runner& run);
 void add_serve_replica_command(CLI::App& app, const GlobalOptions& global, Runner& run);
+void add_prune_command(CLI::App& app, const GlobalOptions& global, Runner& run);
+void add_verify_command(CLI::App& app, const GlobalOptions& global, Runner& run);
 void add_version_command(CLI::App& app, Runner& run);
 
 std::string version_text();

@@ -42,6 +42,8 @@ int main(int argc, char** argv) {
       "  walship snapshot /data/app.db file:///backups/app\n"
       "  walship ls file:///backups/app\n"
       "  walship restore file:///backups/app -o /data/app.db --if-db-not-exists\n"
+      "  walship verify file:///backups/app\n"
+      "  walship prune --dry-run file:///backups/app\n"
       "  walship serve-replica file:///backups/app /data/replica.db\n"
       "\n"
       "Exit codes: 0 ok, 1 failure, 2 usage or config error, 3 verification found a problem.\n"
@@ -62,6 +64,8 @@ int main(int argc, char** argv) {
   walship::cmd::add_replicate_command(app, global, run);
   walship::cmd::add_restore_command(app, global, run);
   walship::cmd::add_ls_command(app, global, run);
+  walship::cmd::add_verify_command(app, global, run);
+  walship::cmd::add_prune_command(app, global, run);
   walship::cmd::add_serve_replica_command(app, global, run);
   walship::cmd::add_version_command(app, run);
 

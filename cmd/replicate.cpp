@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "cmd/commands.h"
+#include "cmd/retention_flags.h"
 #include "cmd/storage_open.h"
 #include "lib/config/config.h"
 #include "lib/util/error.h"
@@ -31,6 +32,9 @@ void add_replicate_command(CLI::App& app, const GlobalOptions& /*global*/, Runne
     uint32_t truncate_pages = 100'000;
     bool enable_wal = false;
     bool no_compaction = false;
+    RetentionFlags retention;
+    std::string retention_interval = "1h";
+    bool no_retention = false;
     std::string exec;
     int workers = 4;
   };
@@ -61,7 +65,12 @@ void add_replicate_command(CLI::App& app, const GlobalOptions& /*global*/, Runne
           ->capture_default_str(),
       sub->add_flag("--enable-wal", args->enable_wal, "Switch a rollback-journal database to WAL mode"),
       sub->add_flag("--no-compaction", args->no_compaction, "Do not write L1-L3 compacted deltas"),
+      sub->add_option("--retention-interval", args->retention_interval,
+                      "Apply the retention policy (prune) this often")
+          ->capture_default_str(),
+      sub->add_flag("--no-retention", args->no_retention, "Never prune: keep every restore point"),
   };
+  for (CLI::Option* option : add_retention_flags(*sub, args->retention)) options.push_back(option);
   for (CLI::Option* option : options) option->excludes(config);
   sub->add_option(
       "--exec", args->exec,
@@ -74,9 +83,14 @@ void add_replicate_command(CLI::App& app, const GlobalOptions& /*global*/, Runne
       "within the sync interval, takes over checkpointing, and on SIGTERM/SIGINT ships everything\n"
       "committed before exiting 0. An idle database costs no requests.\n"
       "\n"
+      "Every --retention-interval, walship prunes each replica it holds the tip of with the\n"
+      "--keep-* policy, as walship prune does (--no-retention: never).\n" +
+      std::string(k_retention_help) +
+      "\n"
       "Examples:\n"
       "  walship replicate /data/app.db file:///backups/app\n"
       "  walship replicate --exec \"myapp serve\" /data/app.db file:///backups/app\n"
+      "  walship replicate --keep-within 2h --keep-daily 30 /data/app.db file:///backups/app\n"
       "  walship replicate --config /etc/walship.toml\n"
       "  walship replicate --dir /data/tenants file:///backups/tenants");
   sub->callback([args, &run] {
@@ -101,6 +115,12 @@ void add_replicate_command(CLI::App& app, const GlobalOptions& /*global*/, Runne
         settings.replicator.truncate_pages = args->truncate_pages;
         settings.replicator.enable_wal = args->enable_wal;
         if (args->no_compaction) settings.replicator.compaction.clear();
+        settings.replicator.retention = retention_policy_of(args->retention);
+        settings.replicator.retention_enabled = !args->no_retention;
+        settings.replicator.retention_interval_ms =
+            duration_arg("--retention-interval", args->retention_interval);
+        if (settings.replicator.retention_interval_ms <= 0)
+          throw UsageError("invalid --retention-interval '0': it must be more than 0");
         if (!args->dir.empty()) {
           if (args->positional.size() != 1) {
             throw UsageError(

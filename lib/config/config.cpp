@@ -15,8 +15,10 @@ namespace {
 
 // Keys of [defaults], [[databases]] and [[directories]] that set options.
 constexpr std::string_view k_option_keys[] = {
-    "sync-interval", "snapshot-interval", "checkpoint-pages", "truncate-pages", "enable-wal",
-    "compaction",    "l1-span",           "l2-span",          "l3-span",
+    "sync-interval",      "snapshot-interval", "checkpoint-pages", "truncate-pages", "enable-wal",
+    "compaction",         "l1-span",           "l2-span",          "l3-span",        "retention",
+    "retention-interval", "keep-within",       "keep-last",        "keep-minutely",  "keep-hourly",
+    "keep-daily",         "keep-weekly",       "keep-monthly",
 };
 
 class Parser {
@@ -104,6 +106,40 @@ class Parser {
       if (span <= 0) fail(node.source(), "'" + key + "' must be more than 0");
       for (CompactionLevel& l : r.compaction) {
         if (l.level == level) l.span_ms = span;
+      }
+    } else if (key == "retention") {
+      const auto* b = node.as_boolean();
+      if (!b) fail(node.source(), "'retention' must be true or false");
+      r.retention_enabled = b->get();
+    } else if (key == "retention-interval") {
+      r.retention_interval_ms = duration_of(node, key);
+      if (r.retention_interval_ms <= 0) fail(node.source(), "'retention-interval' must be more than 0");
+    } else if (key.starts_with("keep-")) {
+      // The first keep-* rule replaces the built-in default policy; rules
+      // from [defaults] are inherited one by one.
+      if (!settings.custom_retention) {
+        r.retention = RetentionPolicy{};
+        settings.custom_retention = true;
+      }
+      if (key == "keep-within") {
+        r.retention.keep_within_ms = duration_of(node, key);
+        if (r.retention.keep_within_ms <= 0) fail(node.source(), "'keep-within' must be more than 0");
+      } else {
+        const auto n = static_cast<int>(count_of(node, key));
+        if (key == "keep-last")
+          r.retention.keep_last = n;
+        else if (key == "keep-minutely")
+          r.retention.keep_minutely = n;
+        else if (key == "keep-hourly")
+          r.retention.keep_hourly = n;
+        else if (key == "keep-daily")
+          r.retention.keep_daily = n;
+        else if (key == "keep-weekly")
+          r.retention.keep_weekly = n;
+        else if (key == "keep-monthly")
+          r.retention.keep_monthly = n;
+        else
+          return false;
       }
     } else {
       return false;

@@ -41,7 +41,8 @@ struct ReplicaConfig {
 // Options every database has, from [defaults], the entry or the command line.
 struct DatabaseSettings {
   int64_t sync_interval_ms = 1000;
-  ReplicatorOptions replicator;  // db_path unset here
+  ReplicatorOptions replicator;   // db_path unset here
+  bool custom_retention = false;  // a keep-* key replaced the default policy
 };
 
 struct DatabaseConfig {

@@ -96,10 +96,15 @@ void merge_deltas(Storage& storage, const std::vector<DeltaRecord>& inputs, cons
 }
 
 void Compactor::load(const ReplicaListing& listing, HeaderCache& headers) {
-  uint64_t covered[4] = {0, 0, 0, 0};  // covered[l]: highest TXID level l reaches
+  // covered[l]: the highest TXID any level >= l reaches. A delta is pending
+  // only if no file ABOVE its level covers it: once prune has deleted the L1
+  // files an L2 or L3 replaced, the L0 files under them are still covered.
+  uint64_t covered[4] = {0, 0, 0, 0};
   for (const DeltaEntry& d : listing.deltas) {
     if (d.level >= 1 && d.level <= 3) covered[d.level] = std::max(covered[d.level], d.max_txid);
   }
+  covered[2] = std::max(covered[2], covered[3]);
+  covered[1] = std::max(covered[1], covered[2]);
   std::vector<std::string> keys;
   for (const DeltaEntry& d : listing.deltas) {
     if (d.level <= 2 && d.min_txid > covered[d.level + 1]) keys.push_back(d.key);

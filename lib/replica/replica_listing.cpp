@@ -22,7 +22,11 @@ ReplicaListing parse_listing(const std::vector<ObjectInfo>& objects) {
   std::sort(listing.snapshots.begin(), listing.snapshots.end(),
             [](const SnapshotEntry& a, const SnapshotEntry& b) { return a.txid < b.txid; });
   std::sort(listing.deltas.begin(), listing.deltas.end(), [](const DeltaEntry& a, const DeltaEntry& b) {
-    return a.min_txid != b.min_txid ? a.min_txid < b.min_txid : a.level < b.level;
+    // Equal (min, level) happens when a compacted file was written again
+    // over fewer inputs (after a prune): the longer one sorts last, so the
+    // planner, which tries the last candidate first, takes the longest reach.
+    if (a.min_txid != b.min_txid) return a.min_txid < b.min_txid;
+    return a.level != b.level ? a.level < b.level : a.max_txid < b.max_txid;
   });
   return listing;
 }

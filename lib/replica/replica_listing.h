@@ -32,7 +32,7 @@ struct DeltaEntry {
 
 struct ReplicaListing {
   std::vector<SnapshotEntry> snapshots;  // ascending TXID
-  std::vector<DeltaEntry> deltas;        // ascending (min_txid, level)
+  std::vector<DeltaEntry> deltas;        // ascending (min_txid, level, max_txid)
   bool empty() const { return snapshots.empty() && deltas.empty(); }
 };
 

@@ -14,6 +14,7 @@
 #include "lib/replica/compaction.h"
 #include "lib/replica/db_file.h"
 #include "lib/replica/follower.h"
+#include "lib/replica/prune.h"
 #include "lib/replica/replica_listing.h"
 #include "lib/replica/snapshot.h"
 #include "lib/util/endian.h"
@@ -122,6 +123,7 @@ struct ReplicaTarget {
   uint64_t replica_post = 0;
   int64_t last_snapshot_ms = 0;
   Compactor compactor;
+  int64_t next_retention_ms = 0;  // 0: one interval after the first step
 
   std::string name() const { return storage->url(); }
 };
@@ -843,8 +845,60 @@ std::optional<int64_t> Replicator::step(int64_t now) {
     scheduled_snapshot(*target, now);
     if (m_options.snapshot_interval_ms > 0) sooner(target->last_snapshot_ms + m_options.snapshot_interval_ms);
     if (auto due = target->compactor.run(*target->storage, m_options, now, m_state_dir)) sooner(*due);
+    if (auto due = retention(*target, now)) sooner(*due);
   }
   return next;
+}
+
+// Prunes the replica with the configured policy once per interval, after
+// compaction (whose fresh files let older ones go). Only the replicator that
+// holds the replica's tip prunes: it knows no other writer is extending the
+// chain it is about to thin.
+std::optional<int64_t> Replicator::retention(ReplicaTarget& target, int64_t now) {
+  if (!m_options.retention_enabled || m_options.retention.empty()) return std::nullopt;
+  if (target.next_retention_ms == 0) target.next_retention_ms = now + m_options.retention_interval_ms;
+  if (now < target.next_retention_ms) return target.next_retention_ms;
+  if (target.lost || !target.state) return now + m_options.retention_interval_ms;
+  target.next_retention_ms = now + m_options.retention_interval_ms;
+  const ReplicaListing listing = list_replica(*target.storage);
+  HeaderCache headers(*target.storage);
+  std::vector<std::string> keys;
+  for (const SnapshotEntry& s : listing.snapshots) keys.push_back(s.key);
+  for (const DeltaEntry& d : listing.deltas) keys.push_back(d.key);
+  headers.prefetch(keys, 8);
+  const uint64_t newest = newest_txid(listing, headers);
+  if (newest != target.state->txid) {
+    log(LogLevel::warn, "not pruning: the replica's newest TXID is not the one this replicator shipped",
+        {{"db", m_options.db_path},
+         {"replica", target.name()},
+         {"newest", format::txid_hex(newest)},
+         {"shipped", format::txid_hex(target.state->txid)}});
+    return target.next_retention_ms;
+  }
+  try {
+    const PrunePlan plan = plan_prune(listing, headers, m_options.retention, target.name());
+    for (const PruneObject& o : plan.remove) target.storage->remove({o.key});
+    if (!plan.remove.empty() && log_enabled(LogLevel::info)) {
+      log(LogLevel::info, "pruned",
+          {{"db", m_options.db_path},
+           {"replica", target.name()},
+           {"points_kept", std::to_string(plan.points.keep.size())},
+           {"objects_deleted", std::to_string(plan.remove.size())},
+           {"bytes_deleted", std::to_string(plan.remove_bytes)}});
+    }
+    if (plan.remove.empty()) return target.next_retention_ms;
+  } catch (const StorageError&) {
+    throw;
+  } catch (const Error& e) {
+    log(LogLevel::error, "unable to apply retention; nothing deleted, will try again",
+        {{"db", m_options.db_path}, {"replica", target.name()}, {"error", e.what()}});
+    return target.next_retention_ms;
+  }
+  // Compaction must not try to merge what was just deleted.
+  const ReplicaListing after = list_replica(*target.storage);
+  HeaderCache after_headers(*target.storage);
+  target.compactor.load(after, after_headers);
+  return target.next_retention_ms;
 }
 
 void Replicator::finish() {

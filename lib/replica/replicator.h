@@ -88,6 +88,7 @@ class Replicator {
   void write_snapshot(ReplicaTarget& target, uint64_t txid, const wal::WalPosition& pinned, bool check);
   void checkpoint_if_due();
   void scheduled_snapshot(ReplicaTarget& target, int64_t now);
+  std::optional<int64_t> retention(ReplicaTarget& target, int64_t now);
   void ship_all(uint64_t frame_cap = UINT64_MAX);
   bool upload(ReplicaTarget& target, const std::string& key, uint64_t size);
   format::FileHeader next_delta_header(const ShippedState& state, uint32_t db_pages) const;

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "lib/replica/retention.h"
+
 namespace walship {
 
 struct CompactionLevel {
@@ -22,6 +24,11 @@ struct ReplicatorOptions {
   int snapshot_zstd_level = 3;
   // Default: L1 per minute, L2 per hour, L3 per day. Empty: no compaction.
   std::vector<CompactionLevel> compaction = {{1, 60'000}, {2, 3'600'000}, {3, 86'400'000}};
+  // Retention (prune) of each replica this replicator holds the tip of,
+  // every retention_interval_ms (DESIGN.md, "Retention").
+  bool retention_enabled = true;
+  RetentionPolicy retention = default_retention_policy();
+  int64_t retention_interval_ms = 3'600'000;
 };
 
 }  // namespace walship

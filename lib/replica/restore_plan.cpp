@@ -25,6 +25,22 @@ std::string describe_target(const RestoreTarget& target, uint64_t target_txid) {
   return "TXID " + format::txid_hex(target_txid);
 }
 
+// The greedy chain from `snapshot` toward `target_txid`, as far as it goes.
+RestorePlan chain_from(const ReplicaListing& listing, const SnapshotEntry& snapshot,
+                       const RestoreTarget& target, uint64_t target_txid, HeaderCache& headers) {
+  RestorePlan plan;
+  plan.snapshot = snapshot;
+  plan.txid = snapshot.txid;
+  plan.commit_time_ms = headers.get(snapshot.key).commit_time_ms;
+  DeltaChain chain = chain_deltas(listing, plan.txid, target_txid, target.time_ms, headers);
+  if (!chain.deltas.empty()) {
+    plan.deltas = std::move(chain.deltas);
+    plan.txid = chain.txid;
+    plan.commit_time_ms = chain.commit_time_ms;
+  }
+  return plan;
+}
+
 }  // namespace
 
 DeltaChain chain_deltas(const ReplicaListing& listing, uint64_t from_txid, uint64_t target_txid,
@@ -76,22 +92,22 @@ RestorePlan plan_restore(const ReplicaListing& listing, const RestoreTarget& tar
                   "; run walship ls to see them all");
   }
 
-  RestorePlan plan;
-  plan.snapshot = *snapshot;
-  plan.txid = snapshot->txid;
-  plan.commit_time_ms = headers.get(snapshot->key).commit_time_ms;
-  DeltaChain chain = chain_deltas(listing, plan.txid, target_txid, target.time_ms, headers);
-  if (!chain.deltas.empty()) {
-    plan.deltas = std::move(chain.deltas);
-    plan.txid = chain.txid;
-    plan.commit_time_ms = chain.commit_time_ms;
-  }
+  RestorePlan plan = chain_from(listing, *snapshot, target, target_txid, headers);
   if (target.txid && plan.txid != *target.txid) {
     throw Failure("TXID " + format::txid_hex(*target.txid) + " is not a restore point of replica '" +
                   replica + "': the nearest earlier one is " + format::txid_hex(plan.txid) +
                   "; run walship ls to see them all");
   }
   return plan;
+}
+
+std::optional<RestorePlan> plan_partial(const ReplicaListing& listing, uint64_t target_txid,
+                                        HeaderCache& headers) {
+  RestoreTarget target;
+  target.txid = target_txid;
+  const SnapshotEntry* snapshot = choose_snapshot(listing, target, target_txid, headers);
+  if (!snapshot) return std::nullopt;
+  return chain_from(listing, *snapshot, target, target_txid, headers);
 }
 
 }  // namespace walship

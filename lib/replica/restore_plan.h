@@ -42,4 +42,11 @@ DeltaChain chain_deltas(const ReplicaListing& listing, uint64_t from_txid, uint6
 RestorePlan plan_restore(const ReplicaListing& listing, const RestoreTarget& target, HeaderCache& headers,
                          const std::string& replica);
 
+// The chain plan_restore would take toward `target_txid`, as far as it
+// reaches (plan.txid <= target_txid), without the errors: for verify, which
+// wants to know where a chain stops. nullopt when no snapshot is at or
+// before the target. Header read failures still throw.
+std::optional<RestorePlan> plan_partial(const ReplicaListing& listing, uint64_t target_txid,
+                                        HeaderCache& headers);
+
 }  // namespace walship

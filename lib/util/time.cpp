@@ -1,11 +1,22 @@
 #include "lib/util/time.h"
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 
 namespace walship {
 
+namespace {
+std::atomic<int64_t> g_simulated_ms{-1};
+}  // namespace
+
+void set_simulated_now_ms(std::optional<uint64_t> ms) {
+  g_simulated_ms = ms ? static_cast<int64_t>(*ms) : -1;
+}
+
 uint64_t now_ms() {
+  if (const int64_t simulated = g_simulated_ms.load(); simulated >= 0)
+    return static_cast<uint64_t>(simulated);
   using namespace std::chrono;
   return static_cast<uint64_t>(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
 }

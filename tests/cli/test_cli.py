@@ -1,6 +1,7 @@
 """CLI golden tests: help text, error messages and exit codes (DESIGN.md:
 0 ok, 1 failure, 2 usage/config error, 3 verification problem). Each bad input
 must give one clear line naming what is wrong and what to do."""
+import json
 import os
 import re
 import sys
@@ -166,6 +167,62 @@ def test_replicate_enable_wal_switches_and_exec_exits_with_the_app(tmp):
     r = walship("replicate", "--enable-wal", "--exec", "sh -c 'exit 5'", f"{tmp}/a.db", f"file://{tmp}/replica")
     expect(r, 5, err=r"switched the database to WAL mode[\s\S]*snapshot written")
     expect(walship("restore", f"file://{tmp}/replica", "-o", f"{tmp}/b.db"), 0)
+
+
+def test_verify_and_prune_help(tmp):
+    expect(walship("verify", "--help"), 0, out=r"--db[\s\S]*--point[\s\S]*--full[\s\S]*Exit codes: 0 healthy, 3[\s\S]*Examples:")
+    expect(walship("prune", "--help"), 0,
+           out=r"--keep-within[\s\S]*--dry-run[\s\S]*NEWEST point[\s\S]*never from now[\s\S]*Examples:")
+
+
+def test_verify_bad_inputs(tmp):
+    expect(walship("verify", f"file://{tmp}/none"), 1, err=r"^walship: no replica at 'file://.*none'.*check the URL")
+    snapshot_of_three_rows(tmp)
+    url = f"file://{tmp}/r"
+    expect(walship("verify", "--point", "xyz", url), 2, err=r"^walship: invalid --point 'xyz'.*'all' or a TXID")
+    expect(walship("verify", "--point", "5", url), 1, err=r"^walship: TXID 0000000000000005 is not a restore point")
+    expect(walship("verify", "--db", f"{tmp}/missing.db", url), 2, err=r"^walship: database '.*missing.db' does not exist")
+    expect(walship("verify", "ftp://host/x"), 2, err=r"unsupported replica URL scheme 'ftp'")
+
+
+def test_verify_healthy_then_corrupt(tmp):
+    snapshot_of_three_rows(tmp)
+    url = f"file://{tmp}/r"
+    r = walship("verify", url, "--db", f"{tmp}/a.db")
+    expect(r, 0, out=r"points     1 restorable[\s\S]*database   .*a.db matches TXID 0000000000000001[\s\S]*result     OK")
+    assert r.err == "", r
+    snap = f"{tmp}/r/snapshots/0000000000000001.snap"
+    data = bytearray(open(snap, "rb").read())
+    data[len(data) // 2] ^= 0x10
+    open(snap, "wb").write(bytes(data))
+    r = walship("verify", url)
+    expect(r, 3, out=r"result     PROBLEM[\s\S]*broken  snapshots/0000000000000001.snap[\s\S]*breaks 1 restore point: 0000000000000001")
+    assert "walship:" not in r.err, r
+    r = walship("verify", "--json", url)
+    expect(r, 3)
+    report = json.loads(r.out)
+    assert not report["healthy"] and report["problems"][0]["object"] == "snapshots/0000000000000001.snap", report
+
+
+def test_prune_bad_inputs(tmp):
+    expect(walship("prune", f"file://{tmp}/none"), 1, err=r"^walship: no replica at 'file://.*none'.*check the URL")
+    expect(walship("prune", "--keep-within", "soon", f"file://{tmp}/none"), 2,
+           err=r"^walship: invalid --keep-within 'soon'.*1h")
+    expect(walship("prune", "--keep-daily", "0", f"file://{tmp}/none"), 2, err=r"--keep-daily.*walship prune --help")
+    expect(walship("prune"), 2, err=r"URL is required")
+
+
+def test_prune_dry_run_then_prune_keeps_the_last_snapshots(tmp):
+    create_db(f"{tmp}/a.db", rows=3)
+    url = f"file://{tmp}/r"
+    for _ in range(3):
+        walship("snapshot", f"{tmp}/a.db", url, check=0)
+    r = walship("prune", "--dry-run", "--keep-last", "1", url)
+    expect(r, 0, out=r"2 to delete[\s\S]*would delete snapshots/0000000000000002.snap  \(ends at removed point")
+    assert len(os.listdir(f"{tmp}/r/snapshots")) == 3
+    expect(walship("prune", "--keep-last", "1", url), 0, out=r"2 deleted")
+    assert os.listdir(f"{tmp}/r/snapshots") == ["0000000000000003.snap"]
+    expect(walship("verify", url), 0)
 
 
 if __name__ == "__main__":

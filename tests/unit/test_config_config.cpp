@@ -130,3 +130,48 @@ TEST_CASE("configuration mistakes name the file, the line and what to write") {
   // TOML syntax errors keep toml++'s description and the line.
   CHECK(config_error("[[databases]]\npath = /a\n").starts_with("walship.toml:2: "));
 }
+
+TEST_CASE("retention settings: the default policy, keep-* rules replacing it, inherited from [defaults]") {
+  const ReplicateConfig config = parse_config(R"(
+[defaults]
+keep-within = "2h"
+keep-daily = 30
+retention-interval = "6h"
+
+[[databases]]
+path = "/data/a.db"
+replicas = ["file:///r/a"]
+
+[[databases]]
+path = "/data/b.db"
+replicas = ["file:///r/b"]
+keep-hourly = 48
+
+[[databases]]
+path = "/data/c.db"
+replicas = ["file:///r/c"]
+retention = false
+)",
+                                              "walship.toml", fake_env({}));
+  REQUIRE(config.databases.size() == 3);
+  RetentionPolicy expected;
+  expected.keep_within_ms = 2 * 3'600'000;
+  expected.keep_daily = 30;
+  CHECK(config.databases[0].settings.replicator.retention == expected);
+  CHECK(config.databases[0].settings.replicator.retention_interval_ms == 6 * 3'600'000);
+  CHECK(config.databases[0].settings.replicator.retention_enabled);
+  expected.keep_hourly = 48;
+  CHECK(config.databases[1].settings.replicator.retention == expected);
+  CHECK(!config.databases[2].settings.replicator.retention_enabled);
+
+  const ReplicateConfig plain = parse_config("[[databases]]\npath = \"/a.db\"\nreplicas = [\"file:///r\"]\n",
+                                             "walship.toml", fake_env({}));
+  CHECK(plain.databases[0].settings.replicator.retention == default_retention_policy());
+  CHECK(plain.databases[0].settings.replicator.retention_interval_ms == 3'600'000);
+
+  CHECK(config_error("[defaults]\nkeep-daily = 0\n") ==
+        "walship.toml:2: 'keep-daily' must be a positive integer");
+  CHECK(config_error("[defaults]\nkeep-within = \"soon\"\n")
+            .starts_with("walship.toml:2: 'keep-within' = 'soon' is not a duration"));
+  CHECK(config_error("[defaults]\nretention = 1\n") == "walship.toml:2: 'retention' must be true or false");
+}

@@ -156,3 +156,25 @@ TEST_CASE("a follower at a TXID catches up through the compacted levels from the
   CHECK(chain.deltas.empty());
   CHECK(chain.txid == 121);
 }
+
+TEST_CASE("two compacted files of one level from the same TXID: the longer one is tried first") {
+  // After a prune deleted L0 7, compaction may write L3 2-6 next to L3 2-7.
+  FakeReplica r;
+  r.snapshot(1, 1000);
+  r.delta(3, 2, 7, 7000);
+  r.delta(3, 2, 6, 6000);
+  r.delta(0, 8, 8, 8000);
+  for (const auto& objects : {r.objects, std::vector<ObjectInfo>(r.objects.rbegin(), r.objects.rend())}) {
+    FakeReplica ordered = r;
+    ordered.objects = objects;
+    RestoreTarget seven;
+    seven.txid = 7;
+    CHECK(keys_of(ordered.plan(seven)) ==
+          std::vector<std::string>{format::snapshot_key(1), format::delta_key(3, 2, 7)});
+    RestoreTarget six;
+    six.txid = 6;
+    CHECK(keys_of(ordered.plan(six)) ==
+          std::vector<std::string>{format::snapshot_key(1), format::delta_key(3, 2, 6)});
+    CHECK(ordered.plan({}).txid == 8);
+  }
+}

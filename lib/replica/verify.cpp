@@ -1,0 +1,426 @@
+#include "lib/replica/verify.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "lib/format/checksum.h"
+#include "lib/format/keys.h"
+#include "lib/format/replica_file.h"
+#include "lib/replica/db_file.h"
+#include "lib/replica/object_stream.h"
+#include "lib/replica/replica_listing.h"
+#include "lib/replica/restore.h"
+#include "lib/replica/restore_plan.h"
+#include "lib/replica/snapshot.h"
+#include "lib/sqlite/sqlite.h"
+#include "lib/util/fs.h"
+#include "lib/util/progress.h"
+#include "lib/util/time.h"
+
+namespace walship {
+
+namespace {
+
+// What reading one object whole proved.
+struct ObjectCheck {
+  bool header_ok = false;
+  format::FileHeader header;
+  uint64_t post_checksum = 0;
+  std::string error;  // empty: the object is sound
+};
+
+// Reads the whole object: frames, trailer, file checksum; the header against
+// the key; a snapshot's pages against its whole-database checksum.
+ObjectCheck check_object(Storage& storage, const std::string& key, uint64_t size,
+                         const format::KeyInfo& info) {
+  ObjectCheck check;
+  const std::string name = storage.url() + "/" + key;
+  try {
+    ObjectStream stream(storage, key, size, 2);
+    format::ReplicaReader reader(stream, name);
+    check.header = reader.header();
+    const format::FileHeader& h = check.header;
+    const bool snapshot = info.kind == format::ObjectKind::snapshot;
+    if ((h.kind == format::FileKind::snapshot) != snapshot) {
+      check.error = std::string("the key says ") + (snapshot ? "snapshot" : "delta") + " but the file is a " +
+                    (snapshot ? "delta" : "snapshot") + ": objects were renamed or swapped";
+      return check;
+    }
+    if (h.min_txid != info.min_txid || (info.max_txid != 0 && h.max_txid != info.max_txid)) {
+      check.error = "the file holds TXIDs " + format::txid_hex(h.min_txid) + ".." +
+                    format::txid_hex(h.max_txid) +
+                    " but its key says otherwise: objects were renamed or swapped";
+      return check;
+    }
+    check.header_ok = true;
+    format::DbChecksum sum;
+    std::vector<format::PageRef> frame;
+    while (reader.next_frame(frame)) {
+      if (snapshot) {
+        for (const format::PageRef& page : frame) sum.add(page.pgno, page.data);
+      }
+    }
+    check.post_checksum = reader.trailer().post_checksum;
+    if (snapshot && sum.value() != check.post_checksum) {
+      check.error = "the snapshot's pages do not hash to the database checksum it carries";
+    }
+  } catch (const StorageError&) {
+    throw;  // could not check: not a finding about the replica
+  } catch (const Error& e) {
+    check.error = e.what();
+  }
+  return check;
+}
+
+std::string temp_base(const VerifyOptions& options) {
+  if (!options.temp_dir.empty()) return options.temp_dir;
+  const char* tmp = std::getenv("TMPDIR");
+  return tmp && *tmp ? tmp : "/tmp";
+}
+
+// Removes a --full scratch directory and what is in it.
+class ScratchDir {
+ public:
+  explicit ScratchDir(const std::string& base) {
+    std::string pattern = base + "/walship-verify-XXXXXX";
+    if (::mkdtemp(pattern.data()) == nullptr) {
+      throw Failure(
+          errno_message("unable to create a temp directory in '" + base + "' for verify --full", errno));
+    }
+    m_path = pattern;
+  }
+  ~ScratchDir() {
+    for (const char* suffix : {"", "-wal", "-shm", "-journal"}) ::unlink((db() + suffix).c_str());
+    ::rmdir(m_path.c_str());
+  }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  std::string db() const { return m_path + "/point.db"; }
+
+ private:
+  std::string m_path;
+};
+
+uint64_t live_checksum(const std::string& path) {
+  check_db_file(path);
+  sqlite::Database db(path, SQLITE_OPEN_READONLY);
+  db.set_busy_timeout(5000);
+  db.exec("BEGIN");
+  db.query_int("SELECT count(*) FROM sqlite_schema");  // starts the read transaction
+  const auto page_size = static_cast<uint32_t>(db.query_int("PRAGMA main.page_size"));
+  format::DbChecksum sum;
+  for_each_db_page(db, page_size,
+                   [&](uint32_t pgno, std::span<const std::byte> page) { sum.add(pgno, page); });
+  db.exec("COMMIT");
+  return sum.value();
+}
+
+}  // namespace
+
+size_t VerifyReport::broken_points() const {
+  return static_cast<size_t>(
+      std::count_if(points.begin(), points.end(), [](const VerifyPoint& p) { return !p.ok; }));
+}
+
+VerifyReport run_verify(const VerifyOptions& options, Storage& storage) {
+  VerifyReport report;
+  report.replica = storage.url();
+  report.full = options.full;
+  const ReplicaListing listing = list_replica(storage);
+  if (listing.empty()) {
+    throw Failure("no replica at '" + storage.url() + "' (nothing found there): check the URL");
+  }
+
+  // 1. Every object, read whole, `parallelism` at a time.
+  struct Item {
+    std::string key;
+    uint64_t size;
+    format::KeyInfo info;
+  };
+  std::vector<Item> items;
+  for (const SnapshotEntry& s : listing.snapshots)
+    items.push_back({s.key, s.size, *format::parse_key(s.key)});
+  for (const DeltaEntry& d : listing.deltas) items.push_back({d.key, d.size, *format::parse_key(d.key)});
+  report.snapshots = listing.snapshots.size();
+  report.deltas = listing.deltas.size();
+  for (const Item& item : items) report.bytes += item.size;
+
+  std::map<std::string, ObjectCheck> checks;
+  {
+    std::vector<ObjectCheck> results(items.size());
+    Progress progress("verify", report.bytes, !options.quiet);
+    std::atomic<size_t> next{0};
+    std::exception_ptr error;
+    std::mutex mutex;
+    auto worker = [&] {
+      for (size_t i = next++; i < items.size(); i = next++) {
+        try {
+          results[i] = check_object(storage, items[i].key, items[i].size, items[i].info);
+          progress.add(items[i].size);
+        } catch (...) {
+          std::lock_guard<std::mutex> lock(mutex);
+          if (!error) error = std::current_exception();
+          next = items.size();
+        }
+      }
+    };
+    std::vector<std::thread> pool;
+    const int threads =
+        std::clamp(options.parallelism, 1, static_cast<int>(std::max<size_t>(items.size(), 1)));
+    for (int i = 1; i < threads; ++i) pool.emplace_back(worker);
+    worker();
+    for (std::thread& t : pool) t.join();
+    if (error) std::rethrow_exception(error);
+    progress.finish();
+    for (size_t i = 0; i < items.size(); ++i) checks.emplace(items[i].key, std::move(results[i]));
+  }
+
+  std::map<std::string, VerifyProblem> problems;  // by key
+  for (const auto& [key, check] : checks) {
+    if (!check.error.empty()) problems[key] = {key, check.error, {}};
+  }
+  report.broken_objects = problems.size();
+
+  // Planning reads headers from what was read above; a broken object's
+  // header is refused, so no plan ever leans on it.
+  std::string refused;
+  HeaderCache headers([&](const std::string& key) -> format::FileHeader {
+    const ObjectCheck& check = checks.at(key);
+    if (!check.error.empty()) {
+      refused = key;
+      throw Failure("replica object '" + storage.url() + "/" + key + "' is broken: " + check.error);
+    }
+    return check.header;
+  });
+
+  // 2. The restore points: every TXID an object ends at.
+  std::map<uint64_t, uint64_t> point_time;  // txid -> commit time
+  for (const Item& item : items) {
+    const ObjectCheck& check = checks.at(item.key);
+    uint64_t end = item.info.kind == format::ObjectKind::snapshot ? item.info.min_txid : item.info.max_txid;
+    if (end == 0 && check.header_ok) end = check.header.max_txid;
+    if (end == 0) continue;  // an L0 whose header is unreadable: its point is unknown
+    const uint64_t t = check.header_ok ? check.header.commit_time_ms : 0;
+    auto [it, inserted] = point_time.emplace(end, t);
+    if (!inserted && t != 0 && (it->second == 0 || t < it->second)) it->second = t;
+  }
+  if (options.point && !point_time.count(*options.point)) {
+    throw Failure("TXID " + format::txid_hex(*options.point) + " is not a restore point of replica '" +
+                  storage.url() + "': run walship ls to see them all");
+  }
+
+  // 3. Each point's chain, link by link.
+  for (auto it = point_time.rbegin(); it != point_time.rend(); ++it) {
+    const uint64_t txid = it->first;
+    if (options.point && txid != *options.point) continue;
+    VerifyPoint point{txid, it->second, 0, true, false, ""};
+    auto blame = [&](const std::string& key, const std::string& error) {
+      point.ok = false;
+      if (point.error.empty()) point.error = error;
+      auto [p, inserted] = problems.try_emplace(key, VerifyProblem{key, error, {}});
+      p->second.breaks.push_back(txid);
+    };
+    try {
+      refused.clear();
+      const std::optional<RestorePlan> plan = plan_partial(listing, txid, headers);
+      if (!plan) {
+        blame("snapshots/ (none at or before " + format::txid_hex(txid) + ")",
+              "no snapshot at or before TXID " + format::txid_hex(txid) + " to restore from");
+      } else if (plan->txid != txid) {
+        // The chain stops short: the next link is missing (or cannot land
+        // exactly on this point).
+        const uint64_t gap = plan->txid + 1;
+        const bool starts = std::any_of(listing.deltas.begin(), listing.deltas.end(),
+                                        [&](const DeltaEntry& d) { return d.min_txid == gap; });
+        if (!starts) {
+          blame(format::l0_delta_key(gap) + " (missing)",
+                "no object holds TXID " + format::txid_hex(gap) + ": the chain from snapshot " +
+                    format::txid_hex(plan->snapshot.txid) + " stops at " + format::txid_hex(plan->txid));
+        } else {
+          blame("point " + format::txid_hex(txid),
+                "no chain of deltas from snapshot " + format::txid_hex(plan->snapshot.txid) +
+                    " ends exactly at this TXID (it stops at " + format::txid_hex(plan->txid) + ")");
+        }
+      } else {
+        point.objects = 1 + plan->deltas.size();
+        uint64_t post = checks.at(plan->snapshot.key).post_checksum;
+        uint64_t at = plan->snapshot.txid;
+        std::string previous = plan->snapshot.key;
+        for (const DeltaEntry& d : plan->deltas) {
+          const ObjectCheck& check = checks.at(d.key);
+          if (check.header.min_txid != at + 1) {
+            blame(d.key, "starts at TXID " + format::txid_hex(check.header.min_txid) + " but " + previous +
+                             " ends at " + format::txid_hex(at));
+            break;
+          }
+          if (check.header.pre_checksum != post) {
+            blame(d.key, "its pre-checksum does not match the post-checksum of " + previous +
+                             ", which it follows: the chain is broken (a changed or swapped object)");
+            break;
+          }
+          if (check.header.page_size != checks.at(plan->snapshot.key).header.page_size) {
+            blame(d.key, "its page size differs from the snapshot's");
+            break;
+          }
+          post = check.post_checksum;
+          at = check.header.max_txid;
+          previous = d.key;
+        }
+      }
+    } catch (const StorageError&) {
+      throw;
+    } catch (const Error& e) {
+      blame(refused.empty() ? "point " + format::txid_hex(txid) : refused, e.what());
+    }
+    report.points.push_back(point);
+  }
+
+  // 4. --full: restore each point and run integrity_check.
+  if (options.full) {
+    const std::string base = temp_base(options);
+    for (VerifyPoint& point : report.points) {
+      if (!point.ok) continue;
+      ScratchDir scratch(base);
+      RestoreOptions restore;
+      restore.output_path = scratch.db();
+      restore.target.txid = point.txid;
+      restore.full_integrity_check = true;
+      restore.quiet = true;
+      restore.parallelism = options.parallelism;
+      try {
+        run_restore(restore, storage);
+        point.restored = true;
+      } catch (const StorageError&) {
+        throw;
+      } catch (const Error& e) {
+        point.ok = false;
+        point.error = e.what();
+        auto [p, inserted] =
+            problems.try_emplace("point " + format::txid_hex(point.txid),
+                                 VerifyProblem{"point " + format::txid_hex(point.txid), e.what(), {}});
+        p->second.breaks.push_back(point.txid);
+      }
+    }
+  }
+
+  // 5. --db: the live database against the newest point.
+  if (!options.db_path.empty()) {
+    report.db_path = options.db_path;
+    const auto newest =
+        std::find_if(report.points.begin(), report.points.end(), [](const VerifyPoint& p) { return p.ok; });
+    const uint64_t live = live_checksum(options.db_path);
+    if (newest != report.points.end()) {
+      report.db_txid = newest->txid;
+      const std::optional<RestorePlan> plan = plan_partial(listing, newest->txid, headers);
+      const std::string last = plan->deltas.empty() ? plan->snapshot.key : plan->deltas.back().key;
+      report.db_match = checks.at(last).post_checksum == live;
+    }
+    if (!report.db_match) {
+      problems["database"] = {"database",
+                              "database '" + options.db_path +
+                                  "' differs from the replica's newest restorable point" +
+                                  (report.db_txid ? " (TXID " + format::txid_hex(report.db_txid) + ")" : "") +
+                                  ": is replicate behind, stopped, or pointed at another replica?",
+                              {}};
+    }
+  }
+
+  for (auto& [key, problem] : problems) {
+    std::sort(problem.breaks.begin(), problem.breaks.end());
+    report.problems.push_back(std::move(problem));
+  }
+  return report;
+}
+
+namespace {
+
+std::string point_list(const std::vector<uint64_t>& txids) {
+  std::string out;
+  const size_t shown = std::min<size_t>(txids.size(), 8);
+  for (size_t i = 0; i < shown; ++i) out += (i ? " " : "") + format::txid_hex(txids[i]);
+  if (txids.size() > shown) out += " ... and " + std::to_string(txids.size() - shown) + " more";
+  return out;
+}
+
+}  // namespace
+
+std::string render_verify_table(const VerifyReport& r) {
+  std::string out;
+  out += "replica    " + r.replica + "\n";
+  out += "objects    " + std::to_string(r.snapshots) + " snapshots, " + std::to_string(r.deltas) +
+         " deltas, " + human_bytes(r.bytes) + ": " +
+         (r.broken_objects == 0 ? "all read, checksums hold" : std::to_string(r.broken_objects) + " BROKEN") +
+         "\n";
+  const size_t broken = r.broken_points();
+  std::string span;
+  if (!r.points.empty()) {
+    span = " (" + format_rfc3339(r.points.back().time_ms) + " .. " +
+           format_rfc3339(r.points.front().time_ms) + ")";
+  }
+  out += "points     " + std::to_string(r.points.size() - broken) + " restorable" +
+         (broken ? ", " + std::to_string(broken) + " BROKEN" : "") + span + "\n";
+  if (r.full) {
+    size_t restored = 0;
+    for (const VerifyPoint& p : r.points) restored += p.restored ? 1 : 0;
+    out += "full       " + std::to_string(restored) + " restored, integrity_check ok\n";
+  }
+  if (!r.db_path.empty()) {
+    out += "database   " + r.db_path +
+           (r.db_match ? " matches TXID " + format::txid_hex(r.db_txid) : " DIFFERS from the newest point") +
+           "\n";
+  }
+  out += std::string("result     ") +
+         (r.healthy() ? "OK"
+                      : "PROBLEM: " + std::to_string(r.problems.size()) + " problem" +
+                            (r.problems.size() == 1 ? "" : "s")) +
+         "\n";
+  for (const VerifyProblem& p : r.problems) {
+    out += "\nbroken  " + p.key + "\n        " + p.error + "\n";
+    if (!p.breaks.empty()) {
+      out += "        breaks " + std::to_string(p.breaks.size()) + " restore point" +
+             (p.breaks.size() == 1 ? "" : "s") + ": " + point_list(p.breaks) + "\n";
+    } else if (p.key != "database") {
+      out += "        breaks no restore point (another chain covers it)\n";
+    }
+  }
+  return out;
+}
+
+std::string render_verify_json(const VerifyReport& r) {
+  nlohmann::json points = nlohmann::json::array();
+  for (const VerifyPoint& p : r.points) {
+    nlohmann::json j = {{"txid", format::txid_hex(p.txid)},
+                        {"time", format_rfc3339(p.time_ms)},
+                        {"ok", p.ok},
+                        {"objects", p.objects}};
+    if (r.full) j["restored"] = p.restored;
+    if (!p.ok) j["error"] = p.error;
+    points.push_back(j);
+  }
+  nlohmann::json problems = nlohmann::json::array();
+  for (const VerifyProblem& p : r.problems) {
+    nlohmann::json breaks = nlohmann::json::array();
+    for (uint64_t t : p.breaks) breaks.push_back(format::txid_hex(t));
+    problems.push_back({{"object", p.key}, {"error", p.error}, {"breaks", breaks}});
+  }
+  nlohmann::json out = {
+      {"replica", r.replica},
+      {"healthy", r.healthy()},
+      {"objects",
+       {{"snapshots", r.snapshots}, {"deltas", r.deltas}, {"bytes", r.bytes}, {"broken", r.broken_objects}}},
+      {"points", points},
+      {"problems", problems}};
+  if (!r.db_path.empty()) {
+    out["database"] = {{"path", r.db_path}, {"matches", r.db_match}, {"txid", format::txid_hex(r.db_txid)}};
+  }
+  return out.dump(2) + "\n";
+}
+
+}  // namespace walship
