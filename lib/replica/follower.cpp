@@ -226,8 +226,9 @@ void save_follow_state(const std::string& path, const FollowState& state) {
   {
     UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
     if (!fd) throw Failure(errno_message("unable to write '" + tmp + "'", errno));
+    // No fsync: the rename keeps the file whole, and start-up rehashes PATH
+    // anyway, using this file only to name the TXID a checksum belongs to.
     pwrite_all(fd.get(), std::as_bytes(std::span(text)), 0, tmp);
-    fsync_fd(fd.get(), tmp);
   }
   if (::rename(tmp.c_str(), path.c_str()) != 0)
     throw Failure(errno_message("unable to rename '" + tmp + "' to '" + path + "'", errno));
@@ -296,8 +297,9 @@ class Applier {
       throw UsageError("'" + path + "' is not in WAL mode (journal_mode=" + mode +
                        "): serve-replica follows replicas of WAL databases only");
     }
-    // A commit is durable before the local state says so.
-    m_db.exec("PRAGMA synchronous=FULL");
+    // No fsync per commit: after a crash or power loss, start-up rehashes
+    // PATH and finds the TXID it is at, even one the local state lost.
+    m_db.exec("PRAGMA synchronous=NORMAL");
     // Checkpoints are ours (counted, PASSIVE), not the autocheckpoint's.
     sqlite3_wal_autocheckpoint(m_db.handle(), 0);
     sqlite3_wal_hook(m_db.handle(), on_wal_commit, &m_wal_frames);
@@ -711,8 +713,21 @@ class Follower {
   void apply_chain(const DeltaChain& chain, StopSignals& signals) {
     for (const DeltaEntry& delta : chain.deltas) {
       if (signals.stopped()) return;
-      ObjectStream stream(m_storage, delta.key, delta.size, m_options.parallelism);
-      apply_object(stream, delta.key);
+      if (delta.size > ObjectStream::k_default_chunk_size) {
+        // Big (compacted) files stream as parallel ranges.
+        ObjectStream stream(m_storage, delta.key, delta.size, m_options.parallelism);
+        apply_object(stream, delta.key);
+        continue;
+      }
+      // Small ones in one GET, without the threads of a stream.
+      MemorySink sink;
+      if (!m_storage.get(delta.key, sink)) {
+        throw StorageError("replica object '" + delta.key + "' in '" + m_storage.url() +
+                               "' disappeared while catching up: is a prune running? trying again",
+                           true);
+      }
+      MemorySource source(sink.data());
+      apply_object(source, delta.key);
     }
   }
 
