@@ -481,7 +481,14 @@ class Follower {
     std::optional<DbState> restored;
     if (!path_exists(m_options.db_path)) {
       install_cleanup_signal_handlers();
-      restored = restore();
+      try {
+        restored = restore();
+      } catch (...) {
+        // Leave nothing behind for a database that never came to be.
+        ::unlink((m_state_dir + "/serve.lock").c_str());
+        ::rmdir(m_state_dir.c_str());
+        throw;
+      }
     }
     StopSignals signals;
     m_applier = std::make_unique<Applier>(m_options.db_path, m_options.checkpoint_pages);

@@ -286,7 +286,7 @@ def test_bad_input_is_one_clear_line(tmp):
     os.makedirs(f"{tmp}/empty")
     r = walship("serve-replica", f"file://{tmp}/empty", f"{tmp}/follow.db", timeout=60)
     expect_one_error_line(r, 1, r"no replica at '.*empty'")
-    assert not os.path.exists(f"{tmp}/follow.db")
+    assert not os.path.exists(f"{tmp}/follow.db") and not os.path.exists(f"{tmp}/follow.db-walship")
 
     src, replica = f"{tmp}/src.db", f"{tmp}/replica"
     init_source(src)
