@@ -636,12 +636,29 @@ class Follower {
     });
   }
 
+  // Downloads a whole object into an anonymous file beside PATH, so memory
+  // stays bounded however big a delta is; false when it does not exist.
+  std::optional<FdSource> download(const std::string& key, UniqueFd& fd) {
+    fd = anonymous_file(m_state_dir);
+    const std::string name = m_storage.url() + "/" + key;
+    FdSink sink(fd.get(), name);
+    if (!m_storage.get(key, sink)) return std::nullopt;
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0)
+      throw Failure(errno_message("unable to read the download of '" + name + "'", errno));
+    return std::make_optional<FdSource>(fd.get(), static_cast<uint64_t>(st.st_size), name);
+  }
+
   // Applies one object (a snapshot for a re-seed, or a delta) from `source`.
   void apply_object(ByteSource& source, const std::string& key) {
     const std::string name = m_storage.url() + "/" + key;
     format::ReplicaReader reader(source, name);
     uint64_t pages = 0;
     const bool snapshot = reader.header().kind == format::FileKind::snapshot;
+    m_monitor.update([&](FollowStatus& s) {
+      s.replica_txid = std::max(s.replica_txid, reader.header().max_txid);
+      s.next_commit_ms = reader.header().commit_time_ms;
+    });
     const DbState next =
         m_applier->apply(reader, name, m_state, pages, [&](const DbState& proven) { save_pending(proven); });
     m_state = next;
@@ -667,21 +684,16 @@ class Follower {
   // One GET of the next L0 delta; a miss is the cheap, normal answer.
   bool probe_next() {
     const std::string key = format::l0_delta_key(m_state.txid + 1);
-    MemorySink sink;
-    if (!m_storage.get(key, sink)) {
+    UniqueFd fd;
+    std::optional<FdSource> source = download(key, fd);
+    if (!source) {
       m_monitor.update([&](FollowStatus& s) {
         s.last_check_ms = now_ms();
         if (s.replica_txid <= m_state.txid) s.next_commit_ms = 0;
       });
       return false;
     }
-    MemorySource source(sink.data());
-    const format::FileHeader header = format::decode_header(sink.data(), m_storage.url() + "/" + key);
-    m_monitor.update([&](FollowStatus& s) {
-      s.replica_txid = std::max(s.replica_txid, header.max_txid);
-      s.next_commit_ms = header.commit_time_ms;
-    });
-    apply_object(source, key);
+    apply_object(*source, key);
     return true;
   }
 
@@ -727,14 +739,14 @@ class Follower {
         continue;
       }
       // Small ones in one GET, without the threads of a stream.
-      MemorySink sink;
-      if (!m_storage.get(delta.key, sink)) {
+      UniqueFd fd;
+      std::optional<FdSource> source = download(delta.key, fd);
+      if (!source) {
         throw StorageError("replica object '" + delta.key + "' in '" + m_storage.url() +
                                "' disappeared while catching up: is a prune running? trying again",
                            true);
       }
-      MemorySource source(sink.data());
-      apply_object(source, delta.key);
+      apply_object(*source, delta.key);
     }
   }
 
