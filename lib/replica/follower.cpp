@@ -27,6 +27,7 @@
 #include "lib/replica/restore.h"
 #include "lib/replica/restore_plan.h"
 #include "lib/sqlite/sqlite.h"
+#include "lib/util/endian.h"
 #include "lib/util/error.h"
 #include "lib/util/fs.h"
 #include "lib/util/log.h"
@@ -580,19 +581,48 @@ class Follower {
                      "restore it afresh");
   }
 
-  // A TXID of the replica whose whole-database checksum equals `actual`:
-  // a snapshot's, or the pre-checksum of a delta.
+  // The post-checksum in a replica file's trailer (one small ranged GET).
+  std::optional<uint64_t> post_checksum(const std::string& key, uint64_t size) {
+    if (size < format::k_header_size + format::k_trailer_size) return std::nullopt;
+    MemorySink sink;
+    if (!m_storage.get(key, sink, ByteRange{size - format::k_trailer_size, format::k_trailer_size}) ||
+        sink.data().size() != format::k_trailer_size) {
+      return std::nullopt;
+    }
+    const std::byte* trailer = sink.data().data();
+    if (std::memcmp(trailer + 16, "WALSHIPE", 8) != 0) return std::nullopt;
+    return get_be64(trailer);
+  }
+
+  // A TXID of the replica whose whole-database checksum equals `actual`, for
+  // a PATH without a trusted local state (made by walship restore, say): the
+  // state before a delta, after the newest delta, or a snapshot's.
   std::optional<DbState> locate(const DbState& actual) {
     const ReplicaListing listing = list_replica(m_storage);
     HeaderCache headers(m_storage);
+    auto at = [&](uint64_t txid, uint64_t commit_ms) {
+      DbState state = actual;
+      state.txid = txid;
+      state.commit_ms = commit_ms;
+      return state;
+    };
     for (auto it = listing.deltas.rbegin(); it != listing.deltas.rend(); ++it) {
       const format::FileHeader& header = headers.get(it->key);
-      if (header.pre_checksum == actual.checksum && header.min_txid > 0) {
-        DbState state = actual;
-        state.txid = header.min_txid - 1;
-        state.commit_ms = 0;
-        return state;
+      if (header.pre_checksum == actual.checksum && header.min_txid > 0) return at(header.min_txid - 1, 0);
+    }
+    if (!listing.deltas.empty()) {
+      const DeltaEntry& newest = *std::max_element(listing.deltas.begin(), listing.deltas.end(),
+                                                   [&](const DeltaEntry& a, const DeltaEntry& b) {
+                                                     return headers.max_txid(a) < headers.max_txid(b);
+                                                   });
+      if (post_checksum(newest.key, newest.size) == actual.checksum) {
+        const format::FileHeader& header = headers.get(newest.key);
+        return at(header.max_txid, header.commit_time_ms);
       }
+    }
+    for (auto it = listing.snapshots.rbegin(); it != listing.snapshots.rend(); ++it) {
+      if (post_checksum(it->key, it->size) == actual.checksum)
+        return at(it->txid, headers.get(it->key).commit_time_ms);
     }
     return std::nullopt;
   }

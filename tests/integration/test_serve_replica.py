@@ -475,10 +475,34 @@ def test_failover_drill(tmp):
     assert follower_bytes(follow) == checkpointed_bytes(f"{node_b}/app.db"), "the follower differs from the new writer"
 
 
+def test_a_database_made_by_walship_restore_is_adopted(tmp):
+    """PATH restored by walship restore (no serve-replica state beside it), at
+    the newest TXID or an older one: serve-replica finds where it is from its
+    checksum and follows on."""
+    src, replica = f"{tmp}/src.db", f"{tmp}/replica"
+    init_source(src)
+    rep = start(tmp, "replicate", "replicate", src, f"file://{replica}", "--sync-interval", "100ms")
+    wait_for(lambda: os.path.isdir(f"{replica}/snapshots") and os.listdir(f"{replica}/snapshots"), "a snapshot")
+    subprocess.run([sys.executable, "-c", WRITER, src, "20", "0.02", "300"], check=True, capture_output=True)
+    assert stop(rep) == 0
+    walship("restore", f"file://{replica}", "-o", f"{tmp}/newest.db", check=0)
+    walship("restore", f"file://{replica}", "-o", f"{tmp}/oldest.db", "--txid", "1", check=0)
+    rep = start(tmp, "replicate", "replicate", src, f"file://{replica}", "--sync-interval", "100ms")
+    for name in ["newest", "oldest"]:
+        serve = start(tmp, f"serve-{name}", "serve-replica", f"file://{replica}", f"{tmp}/{name}.db",
+                      "--poll-interval", "50ms")
+        subprocess.run([sys.executable, "-c", WRITER, src, "5", "0.02", "300"], check=True, capture_output=True)
+        target = read_n(src)
+        wait_for(lambda: read_n(f"{tmp}/{name}.db") == target, f"{name}.db to follow to n={target}")
+        assert stop(serve) == 0, log_tail(tmp, f"serve-{name}")
+    assert stop(rep) == 0
+
+
 # The long ones (a minute or more here) are run by test_serve_replica_slow.py,
 # which the sanitizer pass leaves out.
 FAST = [test_bad_input_is_one_clear_line, test_healthz_and_metrics, test_growth_and_vacuum_are_followed,
-        test_catch_up_after_an_absence_downloads_compacted_files, test_a_new_snapshot_after_lost_continuity_is_followed]
+        test_catch_up_after_an_absence_downloads_compacted_files, test_a_new_snapshot_after_lost_continuity_is_followed,
+        test_a_database_made_by_walship_restore_is_adopted]
 SLOW = [test_readers_never_see_a_torn_transaction, test_kill_9_mid_apply_leaves_the_follower_intact_and_it_resumes,
         test_failover_drill]
 
