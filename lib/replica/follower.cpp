@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cinttypes>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -402,6 +403,7 @@ class Applier {
       next.db_pages = header.db_pages;
       next.page_size = state.page_size;
       before_commit(next);
+      pause_for_tests();
       m_db.exec("COMMIT");
       reset_cache();
       pages_applied = written;
@@ -443,6 +445,15 @@ class Applier {
     m_write_page->bind_blob(2, data);
     m_write_page->step();
     m_write_page->reset();
+  }
+  // Tests hold every transaction open this long before COMMIT
+  // ($WALSHIP_TEST_APPLY_PAUSE_MS), so that a kill -9 lands inside one.
+  static void pause_for_tests() {
+    static const int64_t pause_ms = [] {
+      const char* text = std::getenv("WALSHIP_TEST_APPLY_PAUSE_MS");
+      return text ? std::atoll(text) : 0;
+    }();
+    if (pause_ms > 0) ::usleep(static_cast<useconds_t>(pause_ms * 1000));
   }
   // Pages cached by this connection may describe their overwritten content.
   void reset_cache() { sqlite3_file_control(m_db.handle(), "main", SQLITE_FCNTL_RESET_CACHE, nullptr); }

@@ -498,11 +498,46 @@ def test_a_database_made_by_walship_restore_is_adopted(tmp):
     assert stop(rep) == 0
 
 
+def test_kill_9_inside_an_apply_transaction_changes_nothing(tmp):
+    """Deterministic: serve-replica holds each transaction open before COMMIT
+    (a test-only pause), is killed -9 inside it, and PATH is exactly the state
+    before that delta; the restart resumes and applies it."""
+    src, replica, follow = f"{tmp}/src.db", f"{tmp}/replica", f"{tmp}/follow.db"
+    init_source(src)
+    rep = start(tmp, "replicate", "replicate", src, f"file://{replica}", "--sync-interval", "100ms")
+    wait_for(lambda: os.path.isdir(f"{replica}/snapshots") and os.listdir(f"{replica}/snapshots"), "a snapshot")
+    subprocess.run([sys.executable, "-c", WRITER, src, "10", "0", "300"], check=True, capture_output=True)
+    walship("restore", f"file://{replica}", "-o", follow, check=0)  # so nothing is pending at start
+    before = read_n(follow)
+    err = open(f"{tmp}/serve.log", "a")
+    serve = subprocess.Popen([WALSHIP, "-v", "serve-replica", f"file://{replica}", follow, "--poll-interval", "50ms"],
+                             stdout=subprocess.DEVNULL, stderr=err,
+                             env=dict(os.environ, WALSHIP_TEST_APPLY_PAUSE_MS="3000"))
+    wait_for(lambda: os.path.exists(f"{follow}-walship/follow"), "serve-replica to start")
+    subprocess.run([sys.executable, "-c", WRITER, src, "10", "0", "300"], check=True, capture_output=True)
+    final_n = read_n(src)
+
+    def pending():
+        with open(f"{follow}-walship/follow") as f:
+            return "pending_txid 0000000000000000" not in f.read()
+    wait_for(pending, "a transaction to be held open before COMMIT")
+    serve.kill()
+    serve.wait()
+    assert integrity(follow) == "ok"
+    assert read_n(follow) == before, "a killed transaction left part of itself"
+    serve = start(tmp, "serve", "serve-replica", f"file://{replica}", follow, "--poll-interval", "50ms")
+    wait_for(lambda: read_n(follow) == final_n, f"the follower to reach n={final_n}")
+    assert stop(rep) == 0
+    time.sleep(0.3)
+    assert stop(serve) == 0
+    assert follower_bytes(follow) == checkpointed_bytes(src)
+
+
 # The long ones (a minute or more here) are run by test_serve_replica_slow.py,
 # which the sanitizer pass leaves out.
 FAST = [test_bad_input_is_one_clear_line, test_healthz_and_metrics, test_growth_and_vacuum_are_followed,
         test_catch_up_after_an_absence_downloads_compacted_files, test_a_new_snapshot_after_lost_continuity_is_followed,
-        test_a_database_made_by_walship_restore_is_adopted]
+        test_a_database_made_by_walship_restore_is_adopted, test_kill_9_inside_an_apply_transaction_changes_nothing]
 SLOW = [test_readers_never_see_a_torn_transaction, test_kill_9_mid_apply_leaves_the_follower_intact_and_it_resumes,
         test_failover_drill]
 
