@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cinttypes>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -27,6 +28,7 @@
 #include "lib/replica/restore.h"
 #include "lib/replica/restore_plan.h"
 #include "lib/sqlite/sqlite.h"
+#include "lib/util/endian.h"
 #include "lib/util/error.h"
 #include "lib/util/fs.h"
 #include "lib/util/log.h"
@@ -226,8 +228,9 @@ void save_follow_state(const std::string& path, const FollowState& state) {
   {
     UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
     if (!fd) throw Failure(errno_message("unable to write '" + tmp + "'", errno));
+    // No fsync: the rename keeps the file whole, and start-up rehashes PATH
+    // anyway, using this file only to name the TXID a checksum belongs to.
     pwrite_all(fd.get(), std::as_bytes(std::span(text)), 0, tmp);
-    fsync_fd(fd.get(), tmp);
   }
   if (::rename(tmp.c_str(), path.c_str()) != 0)
     throw Failure(errno_message("unable to rename '" + tmp + "' to '" + path + "'", errno));
@@ -296,8 +299,9 @@ class Applier {
       throw UsageError("'" + path + "' is not in WAL mode (journal_mode=" + mode +
                        "): serve-replica follows replicas of WAL databases only");
     }
-    // A commit is durable before the local state says so.
-    m_db.exec("PRAGMA synchronous=FULL");
+    // No fsync per commit: after a crash or power loss, start-up rehashes
+    // PATH and finds the TXID it is at, even one the local state lost.
+    m_db.exec("PRAGMA synchronous=NORMAL");
     // Checkpoints are ours (counted, PASSIVE), not the autocheckpoint's.
     sqlite3_wal_autocheckpoint(m_db.handle(), 0);
     sqlite3_wal_hook(m_db.handle(), on_wal_commit, &m_wal_frames);
@@ -399,6 +403,7 @@ class Applier {
       next.db_pages = header.db_pages;
       next.page_size = state.page_size;
       before_commit(next);
+      pause_for_tests();
       m_db.exec("COMMIT");
       reset_cache();
       pages_applied = written;
@@ -441,6 +446,15 @@ class Applier {
     m_write_page->step();
     m_write_page->reset();
   }
+  // Tests hold every transaction open this long before COMMIT
+  // ($WALSHIP_TEST_APPLY_PAUSE_MS), so that a kill -9 lands inside one.
+  static void pause_for_tests() {
+    static const int64_t pause_ms = [] {
+      const char* text = std::getenv("WALSHIP_TEST_APPLY_PAUSE_MS");
+      return text ? std::atoll(text) : 0;
+    }();
+    if (pause_ms > 0) ::usleep(static_cast<useconds_t>(pause_ms * 1000));
+  }
   // Pages cached by this connection may describe their overwritten content.
   void reset_cache() { sqlite3_file_control(m_db.handle(), "main", SQLITE_FCNTL_RESET_CACHE, nullptr); }
 
@@ -479,7 +493,14 @@ class Follower {
     std::optional<DbState> restored;
     if (!path_exists(m_options.db_path)) {
       install_cleanup_signal_handlers();
-      restored = restore();
+      try {
+        restored = restore();
+      } catch (...) {
+        // Leave nothing behind for a database that never came to be.
+        ::unlink((m_state_dir + "/serve.lock").c_str());
+        ::rmdir(m_state_dir.c_str());
+        throw;
+      }
     }
     StopSignals signals;
     m_applier = std::make_unique<Applier>(m_options.db_path, m_options.checkpoint_pages);
@@ -571,19 +592,48 @@ class Follower {
                      "restore it afresh");
   }
 
-  // A TXID of the replica whose whole-database checksum equals `actual`:
-  // a snapshot's, or the pre-checksum of a delta.
+  // The post-checksum in a replica file's trailer (one small ranged GET).
+  std::optional<uint64_t> post_checksum(const std::string& key, uint64_t size) {
+    if (size < format::k_header_size + format::k_trailer_size) return std::nullopt;
+    MemorySink sink;
+    if (!m_storage.get(key, sink, ByteRange{size - format::k_trailer_size, format::k_trailer_size}) ||
+        sink.data().size() != format::k_trailer_size) {
+      return std::nullopt;
+    }
+    const std::byte* trailer = sink.data().data();
+    if (std::memcmp(trailer + 16, "WALSHIPE", 8) != 0) return std::nullopt;
+    return get_be64(trailer);
+  }
+
+  // A TXID of the replica whose whole-database checksum equals `actual`, for
+  // a PATH without a trusted local state (made by walship restore, say): the
+  // state before a delta, after the newest delta, or a snapshot's.
   std::optional<DbState> locate(const DbState& actual) {
     const ReplicaListing listing = list_replica(m_storage);
     HeaderCache headers(m_storage);
+    auto at = [&](uint64_t txid, uint64_t commit_ms) {
+      DbState state = actual;
+      state.txid = txid;
+      state.commit_ms = commit_ms;
+      return state;
+    };
     for (auto it = listing.deltas.rbegin(); it != listing.deltas.rend(); ++it) {
       const format::FileHeader& header = headers.get(it->key);
-      if (header.pre_checksum == actual.checksum && header.min_txid > 0) {
-        DbState state = actual;
-        state.txid = header.min_txid - 1;
-        state.commit_ms = 0;
-        return state;
+      if (header.pre_checksum == actual.checksum && header.min_txid > 0) return at(header.min_txid - 1, 0);
+    }
+    if (!listing.deltas.empty()) {
+      const DeltaEntry& newest = *std::max_element(listing.deltas.begin(), listing.deltas.end(),
+                                                   [&](const DeltaEntry& a, const DeltaEntry& b) {
+                                                     return headers.max_txid(a) < headers.max_txid(b);
+                                                   });
+      if (post_checksum(newest.key, newest.size) == actual.checksum) {
+        const format::FileHeader& header = headers.get(newest.key);
+        return at(header.max_txid, header.commit_time_ms);
       }
+    }
+    for (auto it = listing.snapshots.rbegin(); it != listing.snapshots.rend(); ++it) {
+      if (post_checksum(it->key, it->size) == actual.checksum)
+        return at(it->txid, headers.get(it->key).commit_time_ms);
     }
     return std::nullopt;
   }
@@ -627,12 +677,29 @@ class Follower {
     });
   }
 
+  // Downloads a whole object into an anonymous file beside PATH, so memory
+  // stays bounded however big a delta is; false when it does not exist.
+  std::optional<FdSource> download(const std::string& key, UniqueFd& fd) {
+    fd = anonymous_file(m_state_dir);
+    const std::string name = m_storage.url() + "/" + key;
+    FdSink sink(fd.get(), name);
+    if (!m_storage.get(key, sink)) return std::nullopt;
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0)
+      throw Failure(errno_message("unable to read the download of '" + name + "'", errno));
+    return std::make_optional<FdSource>(fd.get(), static_cast<uint64_t>(st.st_size), name);
+  }
+
   // Applies one object (a snapshot for a re-seed, or a delta) from `source`.
   void apply_object(ByteSource& source, const std::string& key) {
     const std::string name = m_storage.url() + "/" + key;
     format::ReplicaReader reader(source, name);
     uint64_t pages = 0;
     const bool snapshot = reader.header().kind == format::FileKind::snapshot;
+    m_monitor.update([&](FollowStatus& s) {
+      s.replica_txid = std::max(s.replica_txid, reader.header().max_txid);
+      s.next_commit_ms = reader.header().commit_time_ms;
+    });
     const DbState next =
         m_applier->apply(reader, name, m_state, pages, [&](const DbState& proven) { save_pending(proven); });
     m_state = next;
@@ -658,21 +725,16 @@ class Follower {
   // One GET of the next L0 delta; a miss is the cheap, normal answer.
   bool probe_next() {
     const std::string key = format::l0_delta_key(m_state.txid + 1);
-    MemorySink sink;
-    if (!m_storage.get(key, sink)) {
+    UniqueFd fd;
+    std::optional<FdSource> source = download(key, fd);
+    if (!source) {
       m_monitor.update([&](FollowStatus& s) {
         s.last_check_ms = now_ms();
         if (s.replica_txid <= m_state.txid) s.next_commit_ms = 0;
       });
       return false;
     }
-    MemorySource source(sink.data());
-    const format::FileHeader header = format::decode_header(sink.data(), m_storage.url() + "/" + key);
-    m_monitor.update([&](FollowStatus& s) {
-      s.replica_txid = std::max(s.replica_txid, header.max_txid);
-      s.next_commit_ms = header.commit_time_ms;
-    });
-    apply_object(source, key);
+    apply_object(*source, key);
     return true;
   }
 
@@ -711,8 +773,21 @@ class Follower {
   void apply_chain(const DeltaChain& chain, StopSignals& signals) {
     for (const DeltaEntry& delta : chain.deltas) {
       if (signals.stopped()) return;
-      ObjectStream stream(m_storage, delta.key, delta.size, m_options.parallelism);
-      apply_object(stream, delta.key);
+      if (delta.size > ObjectStream::k_default_chunk_size) {
+        // Big (compacted) files stream as parallel ranges.
+        ObjectStream stream(m_storage, delta.key, delta.size, m_options.parallelism);
+        apply_object(stream, delta.key);
+        continue;
+      }
+      // Small ones in one GET, without the threads of a stream.
+      UniqueFd fd;
+      std::optional<FdSource> source = download(delta.key, fd);
+      if (!source) {
+        throw StorageError("replica object '" + delta.key + "' in '" + m_storage.url() +
+                               "' disappeared while catching up: is a prune running? trying again",
+                           true);
+      }
+      apply_object(*source, delta.key);
     }
   }
 
@@ -726,108 +801,7 @@ class Follower {
   DbState m_state;
 };
 
-std::string json_escape(const std::string& text) {
-  std::string out;
-  for (const char c : text) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned char>(c));
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
-// Prometheus label values escape backslash, double quote and newline.
-std::string label_escape(const std::string& text) {
-  std::string out;
-  for (const char c : text) {
-    if (c == '\\' || c == '"') {
-      out += '\\';
-      out += c;
-    } else if (c == '\n') {
-      out += "\\n";
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
 }  // namespace
-
-FollowLag follow_lag(const FollowStatus& status, uint64_t now_ms) {
-  FollowLag lag;
-  lag.transactions =
-      status.replica_txid > status.applied_txid ? status.replica_txid - status.applied_txid : 0;
-  uint64_t since = status.last_check_ms;
-  if (lag.transactions > 0 && status.next_commit_ms != 0) since = std::min(since, status.next_commit_ms);
-  lag.seconds = since == 0 || since > now_ms ? 0.0 : static_cast<double>(now_ms - since) / 1000.0;
-  return lag;
-}
-
-std::string format_metrics(const FollowStatus& status, uint64_t now_ms) {
-  const FollowLag lag = follow_lag(status, now_ms);
-  const std::string db = "db=\"" + label_escape(status.db_path) + "\"";
-  const std::string backend = db + ",backend=\"" + label_escape(status.backend) + "\"";
-  std::ostringstream out;
-  auto metric = [&](const char* name, const char* type, const char* help, const std::string& labels,
-                    const std::string& value) {
-    out << "# HELP " << name << " " << help << "\n# TYPE " << name << " " << type << "\n"
-        << name << "{" << labels << "} " << value << "\n";
-  };
-  auto u64 = [](uint64_t v) { return std::to_string(v); };
-  metric("walship_replica_txid", "gauge", "Newest TXID known to be shipped to the replica.", db,
-         u64(status.replica_txid));
-  metric("walship_applied_txid", "gauge", "TXID the follower database is at.", db, u64(status.applied_txid));
-  metric("walship_applied_commit_timestamp_seconds", "gauge",
-         "Commit time on the writer of the applied TXID (Unix seconds).", db,
-         std::to_string(static_cast<double>(status.applied_commit_ms) / 1000.0));
-  metric("walship_lag_transactions", "gauge", "TXIDs known on the replica and not yet applied.", db,
-         u64(lag.transactions));
-  char seconds[32];
-  std::snprintf(seconds, sizeof seconds, "%.3f", lag.seconds);
-  metric("walship_lag_seconds", "gauge", "How far behind the replica the follower database may be.", db,
-         seconds);
-  metric("walship_applied_deltas_total", "counter", "Deltas applied, each in one transaction.", db,
-         u64(status.applied_deltas));
-  metric("walship_applied_pages_total", "counter", "Pages written by applied deltas and re-seeds.", db,
-         u64(status.applied_pages));
-  metric("walship_reseeds_total", "counter", "Re-seeds from a snapshot after lost continuity on the writer.",
-         db, u64(status.reseeds));
-  metric("walship_apply_errors_total", "counter", "Replica files that failed to apply (nothing was changed).",
-         db, u64(status.apply_errors));
-  metric("walship_checkpoints_total", "counter", "PASSIVE checkpoints of the follower database's WAL.", db,
-         u64(status.checkpoints));
-  metric("walship_downloaded_bytes_total", "counter", "Bytes downloaded from the replica.", backend,
-         u64(status.downloaded_bytes));
-  out << "# HELP walship_storage_requests_total Requests to the replica's storage.\n"
-      << "# TYPE walship_storage_requests_total counter\n"
-      << "walship_storage_requests_total{" << backend << ",op=\"get\"} " << status.storage_gets << "\n"
-      << "walship_storage_requests_total{" << backend << ",op=\"list\"} " << status.storage_lists << "\n";
-  metric("walship_storage_errors_total", "counter", "Failed requests to the replica's storage.", backend,
-         u64(status.storage_errors));
-  return out.str();
-}
-
-std::string format_health(const FollowStatus& status, uint64_t now_ms, int64_t max_lag_ms, bool& healthy) {
-  const FollowLag lag = follow_lag(status, now_ms);
-  healthy = status.last_check_ms != 0 && lag.seconds * 1000.0 <= static_cast<double>(max_lag_ms);
-  char seconds[32];
-  std::snprintf(seconds, sizeof seconds, "%.3f", lag.seconds);
-  std::ostringstream out;
-  out << "{\"status\":\"" << (healthy ? "ok" : "lagging") << "\",\"db\":\"" << json_escape(status.db_path)
-      << "\",\"txid\":\"" << txid_hex(status.applied_txid) << "\",\"replica_txid\":\""
-      << txid_hex(status.replica_txid) << "\",\"lag_seconds\":" << seconds
-      << ",\"lag_transactions\":" << lag.transactions << ",\"last_error\":"
-      << (status.last_error.empty() ? "null" : "\"" + json_escape(status.last_error) + "\"") << "}\n";
-  return out.str();
-}
 
 bool followed_by_serve_replica(const std::string& state_dir) {
   const std::string lock_path = state_dir + "/serve.lock";

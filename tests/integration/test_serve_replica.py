@@ -286,7 +286,7 @@ def test_bad_input_is_one_clear_line(tmp):
     os.makedirs(f"{tmp}/empty")
     r = walship("serve-replica", f"file://{tmp}/empty", f"{tmp}/follow.db", timeout=60)
     expect_one_error_line(r, 1, r"no replica at '.*empty'")
-    assert not os.path.exists(f"{tmp}/follow.db")
+    assert not os.path.exists(f"{tmp}/follow.db") and not os.path.exists(f"{tmp}/follow.db-walship")
 
     src, replica = f"{tmp}/src.db", f"{tmp}/replica"
     init_source(src)
@@ -475,10 +475,69 @@ def test_failover_drill(tmp):
     assert follower_bytes(follow) == checkpointed_bytes(f"{node_b}/app.db"), "the follower differs from the new writer"
 
 
+def test_a_database_made_by_walship_restore_is_adopted(tmp):
+    """PATH restored by walship restore (no serve-replica state beside it), at
+    the newest TXID or an older one: serve-replica finds where it is from its
+    checksum and follows on."""
+    src, replica = f"{tmp}/src.db", f"{tmp}/replica"
+    init_source(src)
+    rep = start(tmp, "replicate", "replicate", src, f"file://{replica}", "--sync-interval", "100ms")
+    wait_for(lambda: os.path.isdir(f"{replica}/snapshots") and os.listdir(f"{replica}/snapshots"), "a snapshot")
+    subprocess.run([sys.executable, "-c", WRITER, src, "20", "0.02", "300"], check=True, capture_output=True)
+    assert stop(rep) == 0
+    walship("restore", f"file://{replica}", "-o", f"{tmp}/newest.db", check=0)
+    walship("restore", f"file://{replica}", "-o", f"{tmp}/oldest.db", "--txid", "1", check=0)
+    rep = start(tmp, "replicate", "replicate", src, f"file://{replica}", "--sync-interval", "100ms")
+    for name in ["newest", "oldest"]:
+        serve = start(tmp, f"serve-{name}", "serve-replica", f"file://{replica}", f"{tmp}/{name}.db",
+                      "--poll-interval", "50ms")
+        subprocess.run([sys.executable, "-c", WRITER, src, "5", "0.02", "300"], check=True, capture_output=True)
+        target = read_n(src)
+        wait_for(lambda: read_n(f"{tmp}/{name}.db") == target, f"{name}.db to follow to n={target}")
+        assert stop(serve) == 0, log_tail(tmp, f"serve-{name}")
+    assert stop(rep) == 0
+
+
+def test_kill_9_inside_an_apply_transaction_changes_nothing(tmp):
+    """Deterministic: serve-replica holds each transaction open before COMMIT
+    (a test-only pause), is killed -9 inside it, and PATH is exactly the state
+    before that delta; the restart resumes and applies it."""
+    src, replica, follow = f"{tmp}/src.db", f"{tmp}/replica", f"{tmp}/follow.db"
+    init_source(src)
+    rep = start(tmp, "replicate", "replicate", src, f"file://{replica}", "--sync-interval", "100ms")
+    wait_for(lambda: os.path.isdir(f"{replica}/snapshots") and os.listdir(f"{replica}/snapshots"), "a snapshot")
+    subprocess.run([sys.executable, "-c", WRITER, src, "10", "0", "300"], check=True, capture_output=True)
+    walship("restore", f"file://{replica}", "-o", follow, check=0)  # so nothing is pending at start
+    before = read_n(follow)
+    err = open(f"{tmp}/serve.log", "a")
+    serve = subprocess.Popen([WALSHIP, "-v", "serve-replica", f"file://{replica}", follow, "--poll-interval", "50ms"],
+                             stdout=subprocess.DEVNULL, stderr=err,
+                             env=dict(os.environ, WALSHIP_TEST_APPLY_PAUSE_MS="3000"))
+    wait_for(lambda: os.path.exists(f"{follow}-walship/follow"), "serve-replica to start")
+    subprocess.run([sys.executable, "-c", WRITER, src, "10", "0", "300"], check=True, capture_output=True)
+    final_n = read_n(src)
+
+    def pending():
+        with open(f"{follow}-walship/follow") as f:
+            return "pending_txid 0000000000000000" not in f.read()
+    wait_for(pending, "a transaction to be held open before COMMIT")
+    serve.kill()
+    serve.wait()
+    assert integrity(follow) == "ok"
+    assert read_n(follow) == before, "a killed transaction left part of itself"
+    serve = start(tmp, "serve", "serve-replica", f"file://{replica}", follow, "--poll-interval", "50ms")
+    wait_for(lambda: read_n(follow) == final_n, f"the follower to reach n={final_n}")
+    assert stop(rep) == 0
+    time.sleep(0.3)
+    assert stop(serve) == 0
+    assert follower_bytes(follow) == checkpointed_bytes(src)
+
+
 # The long ones (a minute or more here) are run by test_serve_replica_slow.py,
 # which the sanitizer pass leaves out.
 FAST = [test_bad_input_is_one_clear_line, test_healthz_and_metrics, test_growth_and_vacuum_are_followed,
-        test_catch_up_after_an_absence_downloads_compacted_files, test_a_new_snapshot_after_lost_continuity_is_followed]
+        test_catch_up_after_an_absence_downloads_compacted_files, test_a_new_snapshot_after_lost_continuity_is_followed,
+        test_a_database_made_by_walship_restore_is_adopted, test_kill_9_inside_an_apply_transaction_changes_nothing]
 SLOW = [test_readers_never_see_a_torn_transaction, test_kill_9_mid_apply_leaves_the_follower_intact_and_it_resumes,
         test_failover_drill]
 

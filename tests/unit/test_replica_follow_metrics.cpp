@@ -2,7 +2,7 @@
 
 #include <string>
 
-#include "lib/replica/follower.h"
+#include "lib/replica/follow_metrics.h"
 
 using namespace walship;
 
@@ -21,7 +21,7 @@ FollowStatus caught_up() {
 
 }  // namespace
 
-TEST_SUITE_BEGIN("replica/follower");
+TEST_SUITE_BEGIN("replica/follow_metrics");
 
 TEST_CASE("when caught up, the lag is the age of the last successful check, not of the last commit") {
   const FollowStatus s = caught_up();
