@@ -1,5 +1,7 @@
+#include <arpa/inet.h>
 #include <httplib.h>
 
+#include <array>
 #include <memory>
 #include <thread>
 
@@ -22,7 +24,9 @@ int64_t duration_arg(const std::string& flag, const std::string& text) {
   return *ms;
 }
 
-// "host:port" (IPv4 or a name) or "[v6]:port".
+// "ipv4:port", "[ipv6]:port" or "localhost:port". Addresses only, never
+// names: cpp-httplib binds through getaddrinfo, which resolves a numeric
+// address without glibc's NSS, so the static binary serves --http anywhere.
 std::pair<std::string, int> parse_listen_address(const std::string& text) {
   const size_t colon = text.rfind(':');
   std::string host = colon == std::string::npos ? "" : text.substr(0, colon);
@@ -32,6 +36,13 @@ std::pair<std::string, int> parse_listen_address(const std::string& text) {
       !port.empty() && port.size() <= 5 && port.find_first_not_of("0123456789") == std::string::npos;
   if (host.empty() || !digits || std::stoi(port) > 65535) {
     throw UsageError("invalid --http '" + text + "': give an address and port, e.g. 127.0.0.1:9090");
+  }
+  if (host == "localhost") host = "127.0.0.1";
+  std::array<unsigned char, 16> address{};
+  if (::inet_pton(AF_INET, host.c_str(), address.data()) != 1 &&
+      ::inet_pton(AF_INET6, host.c_str(), address.data()) != 1) {
+    throw UsageError("invalid --http '" + text + "': '" + host +
+                     "' is not an IP address; give one, e.g. 127.0.0.1:9090 or [::1]:9090");
   }
   return {host, std::stoi(port)};
 }

@@ -310,6 +310,8 @@ def test_bad_input_is_one_clear_line(tmp):
     expect_one_error_line(r, 2, r"invalid --poll-interval 'soon'")
     r = walship("serve-replica", f"file://{replica}", follow, "--http", "nowhere", timeout=60)
     expect_one_error_line(r, 2, r"invalid --http 'nowhere'")
+    r = walship("serve-replica", f"file://{replica}", follow, "--http", "example.com:9090", timeout=60)
+    expect_one_error_line(r, 2, r"invalid --http 'example.com:9090': 'example.com' is not an IP address")
 
 
 def test_healthz_and_metrics(tmp):
