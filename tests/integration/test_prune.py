@@ -74,7 +74,14 @@ def test_prune_killed_at_random_moments_keeps_every_kept_point(tmp):
         before = count_objects(copy)
         proc = subprocess.Popen([WALSHIP, "-q", "prune", *POLICY, f"file://{copy}"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0, duration))
+        if round_ % 2:
+            # Any moment: before, during or after the deletions.
+            time.sleep(rng.uniform(0, duration))
+        else:
+            # Amid the deletions, however long listing and planning took.
+            target = before - rng.randint(to_delete // 10, to_delete * 9 // 10)
+            while proc.poll() is None and count_objects(copy) > target:
+                time.sleep(0.0005)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         deleted = before - count_objects(copy)
