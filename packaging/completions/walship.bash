@@ -3,16 +3,19 @@ _walship() {
   local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]} command='' i
   for ((i = 1; i < COMP_CWORD; i++)); do
     case ${COMP_WORDS[i]} in
-      snapshot|replicate|restore|ls|version) command=${COMP_WORDS[i]}; break ;;
+      snapshot|replicate|restore|ls|verify|prune|serve-replica|version) command=${COMP_WORDS[i]}; break ;;
     esac
   done
   local options values
   case $command in
     '') options='-h --help --version -v --verbose -q --quiet --log-level --log-format'; values='--log-level --log-format' ;;
     snapshot) options='-h --help --zstd-level'; values='--zstd-level' ;;
-    replicate) options='-h --help -c --config --dir --sync-interval --snapshot-interval --checkpoint-pages --truncate-pages --enable-wal --no-compaction --exec --workers'; values='-c --config --dir --sync-interval --snapshot-interval --checkpoint-pages --truncate-pages --exec --workers' ;;
+    replicate) options='-h --help -c --config --dir --sync-interval --snapshot-interval --checkpoint-pages --truncate-pages --enable-wal --no-compaction --retention-interval --no-retention --keep-within --keep-minutely --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-last --exec --workers'; values='-c --config --dir --sync-interval --snapshot-interval --checkpoint-pages --truncate-pages --retention-interval --keep-within --keep-minutely --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-last --exec --workers' ;;
     restore) options='-h --help -o --output --txid --timestamp --if-replica-exists --if-db-not-exists -f --force --verify --parallelism'; values='-o --output --txid --timestamp --parallelism' ;;
     ls) options='-h --help --json'; values='' ;;
+    verify) options='-h --help --db --point --full --temp-dir --parallelism --json'; values='--db --point --temp-dir --parallelism' ;;
+    prune) options='-h --help --keep-within --keep-minutely --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-last -n --dry-run'; values='--keep-within --keep-minutely --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-last' ;;
+    serve-replica) options='-h --help --poll-interval --list-interval --http --max-lag --checkpoint-pages --parallelism'; values='--poll-interval --list-interval --http --max-lag --checkpoint-pages --parallelism' ;;
     version) options='-h --help'; values='' ;;
   esac
   case " $values " in
@@ -21,7 +24,7 @@ _walship() {
   if [[ $cur == -* ]]; then
     COMPREPLY=($(compgen -W "$options" -- "$cur"))
   elif [[ -z $command ]]; then
-    COMPREPLY=($(compgen -W 'snapshot replicate restore ls version' -- "$cur"))
+    COMPREPLY=($(compgen -W 'snapshot replicate restore ls verify prune serve-replica version' -- "$cur"))
   else
     COMPREPLY=($(compgen -f -- "$cur"))
   fi
