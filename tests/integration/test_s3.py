@@ -69,6 +69,15 @@ def round_trip(tmp, url, env, snapshots=3):
     check_rows(f"{tmp}/b.db", 1500)
     walship("restore", url, "-o", f"{tmp}/first.db", "--txid", f"{1:016x}", env=env, check=0)
     check_rows(f"{tmp}/first.db", 1500)
+    # verify proves every point; prune keeps the newest; that one still verifies and restores.
+    walship("verify", url, env=env, check=0)
+    walship("prune", "--keep-last", "1", url, env=env, check=0)
+    kept = json.loads(walship("ls", url, "--json", env=env, check=0).out)
+    assert [p["txid"] for p in kept] == [f"{snapshots:016x}"], kept
+    walship("verify", "--full", url, env=env, check=0)
+    walship("restore", url, "-o", f"{tmp}/pruned.db", env=env, check=0)
+    with open(f"{tmp}/pruned.db", "rb") as f:
+        assert f.read() == checkpointed_bytes(src)
     return points
 
 
