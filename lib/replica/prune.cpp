@@ -27,12 +27,15 @@
 //    the chain never finds its predecessor gone.
 //
 // The order below only makes an interrupted prune tidy for the points being
-// removed: objects go newest end point first (at equal end points lower
+// removed: objects go newest end point first (at equal end points higher
 // levels first, the snapshot last). When an object goes, every object that
 // ends before it is still there, so every object left still ends at a point
 // restore reaches: a killed prune leaves no orphan delta for verify to
 // report, and the next prune simply finishes the job (the policy keeps the
-// same points from what is left; see test_replica_retention).
+// same points from what is left; see test_replica_retention). Higher levels
+// go first because a compacted file may start before the snapshot restore
+// would take for its end point: left alone after the L0 delta ending there
+// went, it would claim a point nothing reaches.
 
 namespace walship {
 
@@ -44,10 +47,11 @@ struct Candidate {
   bool timed = false;
 };
 
+// Deletion rank at equal end points: L3 first, L0 last of the deltas, then the snapshot.
 int level_rank(const std::string& key) {
   const auto info = format::parse_key(key);
   if (!info || info->kind == format::ObjectKind::snapshot) return 4;
-  return info->level;
+  return 3 - info->level;
 }
 
 }  // namespace
