@@ -272,4 +272,15 @@ void check_object_key(std::string_view key, const std::string& url) {
                 "': keys are relative, '/'-separated, without empty, '.' or '..' segments");
 }
 
+std::string bucket_url_prefix(const ParsedUrl& parsed, const std::string& shown) {
+  std::string prefix = parsed.path;
+  while (prefix.starts_with('/')) prefix.erase(0, 1);
+  while (prefix.ends_with('/')) prefix.pop_back();
+  if (!prefix.empty() && !is_valid_object_key(prefix)) {
+    throw UsageError("invalid replica URL '" + shown + "': the prefix '" + prefix +
+                     "' has an empty, '.' or '..' segment");
+  }
+  return prefix;
+}
+
 }  // namespace walship

@@ -34,6 +34,11 @@ struct ParsedUrl {
 // URL has a '#' fragment (write '#' as %23).
 ParsedUrl parse_url(const std::string& url);
 
+// The object prefix of a bucket URL (s3://, gs://): the path without leading
+// or trailing '/' ("/a/b/" -> "a/b", may be empty). Throws UsageError naming
+// `shown` (the redacted URL) when a segment is empty, "." or "..".
+std::string bucket_url_prefix(const ParsedUrl& parsed, const std::string& shown);
+
 // Decodes %XX escapes. Throws UsageError mentioning `what` on a malformed
 // escape or on %00.
 std::string percent_decode(std::string_view text, std::string_view what);

@@ -93,14 +93,7 @@ GcsOptions parse_gcs_url(const ParsedUrl& parsed, const std::string& url) {
                      "': gs:// URLs take no user or port; use gs://bucket/prefix");
   }
   options.bucket = parsed.host;
-  std::string prefix = parsed.path;
-  while (prefix.starts_with('/')) prefix.erase(0, 1);
-  while (prefix.ends_with('/')) prefix.pop_back();
-  if (!prefix.empty() && !is_valid_object_key(prefix)) {
-    throw UsageError("invalid replica URL '" + shown + "': the prefix '" + prefix +
-                     "' has an empty, '.' or '..' segment");
-  }
-  options.prefix = prefix;
+  options.prefix = bucket_url_prefix(parsed, shown);
   for (const auto& [name, value] : parsed.query) {
     if (std::find(std::begin(k_options), std::end(k_options), name) == std::end(k_options)) {
       throw UsageError(

@@ -155,14 +155,7 @@ Options parse_s3_url(const ParsedUrl& parsed, const std::string& url) {
                      "' is not a bucket name (3 to 63 letters, digits, '.', '-' or '_')");
   }
   options.bucket = parsed.host;
-  std::string prefix = parsed.path;
-  while (prefix.starts_with('/')) prefix.erase(0, 1);
-  while (prefix.ends_with('/')) prefix.pop_back();
-  if (!prefix.empty() && !is_valid_object_key(prefix)) {
-    throw UsageError("invalid replica URL '" + shown + "': the prefix '" + prefix +
-                     "' has an empty, '.' or '..' segment");
-  }
-  options.prefix = prefix;
+  options.prefix = bucket_url_prefix(parsed, shown);
   for (const auto& [name, value] : parsed.query) {
     if (std::find(std::begin(k_options), std::end(k_options), name) == std::end(k_options)) {
       throw UsageError("unknown option '" + name + "' for replica '" + shown + "': s3:// takes " +

@@ -237,3 +237,13 @@ TEST_CASE("unknown schemes say what to use") {
   CHECK(open_error("HTTP://host/x") ==
         "unsupported replica URL scheme 'http' in 'HTTP://host/x': use file://, s3://, gs:// or sftp://");
 }
+
+TEST_CASE("a bucket URL's prefix loses its outer slashes and must be a valid key") {
+  CHECK(bucket_url_prefix(parse_url("s3://b/a/b/"), "s3://b/a/b/") == "a/b");
+  CHECK(bucket_url_prefix(parse_url("gs://b"), "gs://b").empty());
+  CHECK(bucket_url_prefix(parse_url("gs://b///"), "gs://b///").empty());
+  CHECK_THROWS_WITH_AS(
+      bucket_url_prefix(parse_url("s3://b/a//c"), "s3://b/a//c"),
+      "invalid replica URL 's3://b/a//c': the prefix 'a//c' has an empty, '.' or '..' segment", UsageError);
+  CHECK_THROWS_AS(bucket_url_prefix(parse_url("gs://b/a/../c"), "gs://b/a/../c"), UsageError);
+}
