@@ -58,11 +58,13 @@ class StopSignals {
   StopSignals() {
     if (::pipe2(g_stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
       throw Failure(errno_message("unable to create a pipe", errno));
-    struct sigaction sa {};
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
+    const struct sigaction sa = stop_action();
     for (int sig : {SIGTERM, SIGINT}) ::sigaction(sig, &sa, &m_saved[sig == SIGTERM ? 0 : 1]);
+  }
+  // Takes SIGTERM/SIGINT back after another handler had them.
+  void rearm() {
+    const struct sigaction sa = stop_action();
+    for (int sig : {SIGTERM, SIGINT}) ::sigaction(sig, &sa, nullptr);
   }
   ~StopSignals() {
     ::sigaction(SIGTERM, &m_saved[0], nullptr);
@@ -92,6 +94,14 @@ class StopSignals {
   }
 
  private:
+  static struct sigaction stop_action() {
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    return sa;
+  }
+
   struct sigaction m_saved[2]{};
   bool m_stopped = false;
 };
@@ -490,9 +500,12 @@ class Follower {
       s.replica = m_storage.url();
       s.backend = scheme_of(m_storage.url());
     });
+    StopSignals signals;
     std::optional<DbState> restored;
     if (!path_exists(m_options.db_path)) {
-      install_cleanup_signal_handlers();
+      // A stop while the restore writes its temp file removes it and ends the
+      // process; one after the rename stops below, with PATH whole (exit 0).
+      install_cleanup_signal_handlers(on_stop_signal);
       try {
         restored = restore();
       } catch (...) {
@@ -501,8 +514,8 @@ class Follower {
         ::rmdir(m_state_dir.c_str());
         throw;
       }
+      signals.rearm();
     }
-    StopSignals signals;
     m_applier = std::make_unique<Applier>(m_options.db_path, m_options.checkpoint_pages);
     m_state = restored ? *restored : resume();
     save_clean();

@@ -104,9 +104,19 @@ void unregister_cleanup(int slot) {
   if (slot >= 0) g_slot_used[slot] = false;
 }
 
+std::atomic<void (*)(int)> g_when_none{nullptr};
+
 extern "C" void cleanup_and_die(int sig) {
+  bool any = false;
   for (int i = 0; i < k_cleanup_slots; ++i) {
-    if (g_slot_used[i].load()) ::unlink(g_slot_path[i].data());
+    if (g_slot_used[i].load()) {
+      ::unlink(g_slot_path[i].data());
+      any = true;
+    }
+  }
+  if (void (*when_none)(int) = g_when_none.load(); !any && when_none) {
+    when_none(sig);
+    return;
   }
   std::signal(sig, SIG_DFL);
   ::raise(sig);
@@ -151,12 +161,24 @@ void TempFile::close() {
 
 void TempFile::commit() {
   close();
-  if (::rename(m_path.c_str(), m_final_path.c_str()) != 0) {
-    throw Failure(errno_message("unable to rename '" + m_path + "' to '" + m_final_path + "'", errno));
+  // A stop signal waits until the rename and the cleanup slot agree, so its
+  // handler sees either the temp file or the committed one, never a mix.
+  sigset_t stops;
+  sigset_t saved;
+  sigemptyset(&stops);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&stops, sig);
+  ::pthread_sigmask(SIG_BLOCK, &stops, &saved);
+  const int renamed = ::rename(m_path.c_str(), m_final_path.c_str());
+  const int rename_errno = errno;
+  if (renamed == 0) {
+    m_committed = true;
+    unregister_cleanup(m_cleanup_slot);
+    m_cleanup_slot = -1;
   }
-  m_committed = true;
-  unregister_cleanup(m_cleanup_slot);
-  m_cleanup_slot = -1;
+  ::pthread_sigmask(SIG_SETMASK, &saved, nullptr);
+  if (renamed != 0) {
+    throw Failure(errno_message("unable to rename '" + m_path + "' to '" + m_final_path + "'", rename_errno));
+  }
   fsync_dir(dir_name(m_final_path));
 }
 
@@ -176,7 +198,8 @@ UniqueFd anonymous_file(const std::string& dir) {
   throw Failure(errno_message("unable to create a temp file in '" + dir + "'", errno));
 }
 
-void install_cleanup_signal_handlers() {
+void install_cleanup_signal_handlers(void (*when_none)(int)) {
+  g_when_none.store(when_none);
   struct sigaction sa {};
   sa.sa_handler = cleanup_and_die;
   sigemptyset(&sa.sa_mask);

@@ -70,7 +70,9 @@ class TempFile {
 UniqueFd anonymous_file(const std::string& dir);
 
 // On SIGINT/SIGTERM/SIGHUP, unlink every live TempFile, then die of the signal.
-// Commands that keep running on signals (replicate) install their own handling.
-void install_cleanup_signal_handlers();
+// With `when_none`, a signal that finds no live TempFile calls it instead (a
+// command that restores, then keeps running, stops gracefully after the
+// rename). Commands that keep running on signals install their own handling.
+void install_cleanup_signal_handlers(void (*when_none)(int) = nullptr);
 
 }  // namespace walship

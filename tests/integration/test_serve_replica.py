@@ -393,6 +393,46 @@ l2-span = "4s"
     assert follower_bytes(follow) == checkpointed_bytes(src), "the follower's bytes differ from the source"
 
 
+def test_a_stop_at_any_moment_of_startup_is_clean(tmp):
+    """SIGTERM at moments spread over the initial restore and the start of
+    following: either it stops after the restore's rename with a whole PATH
+    (exit 0), or it dies inside the restore leaving no PATH and no temp file.
+    A later start then restores and follows as usual."""
+    src, replica = f"{tmp}/src.db", f"{tmp}/replica"
+    init_source(src)
+    subprocess.run([sys.executable, "-c", WRITER, src, "300", "0", "4000"], check=True, capture_output=True)
+    n = read_n(src)
+    walship("snapshot", src, f"file://{replica}", check=0)
+    # How long the restore takes here, to aim the signals around its end.
+    began = time.monotonic()
+    probe = start(tmp, "probe", "serve-replica", f"file://{replica}", f"{tmp}/probe.db")
+    wait_for(lambda: os.path.exists(f"{tmp}/probe.db"), "the restored database")
+    appeared = time.monotonic() - began
+    assert stop(probe) == 0, log_tail(tmp, "probe")
+    outcomes = []
+    # A few moments early in the restore, most around its end.
+    moments = [appeared * i / 10 for i in range(8)] + [appeared * (0.8 + i / 40) for i in range(24)]
+    for i, moment in enumerate(moments):
+        follow = f"{tmp}/follow{i}.db"
+        proc = start(tmp, f"serve{i}", "serve-replica", f"file://{replica}", follow)
+        time.sleep(moment)
+        code = stop(proc)
+        leftovers = [name for name in os.listdir(tmp) if ".walship-tmp-" in name]
+        assert not leftovers, leftovers
+        if code == 0:
+            assert read_n(follow) == n and integrity(follow) == "ok", log_tail(tmp, f"serve{i}")
+        else:
+            assert code == -signal.SIGTERM, (code, log_tail(tmp, f"serve{i}"))
+            assert not os.path.exists(follow), f"a stop that killed the restore left {follow}"
+        outcomes.append(code)
+    print(f"    restore took {appeared * 1000:.0f} ms; {outcomes.count(0)} stopped after it, "
+          f"{outcomes.count(-signal.SIGTERM)} inside it")
+    follow = f"{tmp}/follow0.db"
+    serve = start(tmp, "again", "serve-replica", f"file://{replica}", follow)
+    wait_for(lambda: read_n(follow) == n, "the follower after the stops")
+    assert stop(serve) == 0, log_tail(tmp, "again")
+
+
 def test_a_new_snapshot_after_lost_continuity_is_followed(tmp):
     """The writer's replicator loses its state and finds the database changed:
     it starts a new history with a snapshot at a new TXID. The follower, which
@@ -538,7 +578,8 @@ def test_kill_9_inside_an_apply_transaction_changes_nothing(tmp):
 # The long ones (a minute or more here) are run by test_serve_replica_slow.py,
 # which the sanitizer pass leaves out.
 FAST = [test_bad_input_is_one_clear_line, test_healthz_and_metrics, test_growth_and_vacuum_are_followed,
-        test_catch_up_after_an_absence_downloads_compacted_files, test_a_new_snapshot_after_lost_continuity_is_followed,
+        test_catch_up_after_an_absence_downloads_compacted_files, test_a_stop_at_any_moment_of_startup_is_clean,
+        test_a_new_snapshot_after_lost_continuity_is_followed,
         test_a_database_made_by_walship_restore_is_adopted, test_kill_9_inside_an_apply_transaction_changes_nothing]
 SLOW = [test_readers_never_see_a_torn_transaction, test_kill_9_mid_apply_leaves_the_follower_intact_and_it_resumes,
         test_failover_drill]
