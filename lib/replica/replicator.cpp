@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 #include "lib/format/checksum.h"
@@ -33,7 +34,17 @@ constexpr int k_read_busy_timeout_ms = 5'000;
 constexpr int k_writer_busy_tries = 1'000;
 constexpr int k_truncate_busy_timeout_ms = 1'000;
 // How many times (1 ms apart) a checkpoint tries for the checkpoint lock.
+// Under the writer lock, longer: the app's own checkpoint, which holds it,
+// cannot be followed by another one before walship's.
 constexpr int k_checkpoint_lock_tries = 50;
+constexpr int k_locked_checkpoint_lock_tries = 1'000;
+// Checkpoints copy without the writer lock, up to walship's read; the one
+// that lets the app restart the WAL holds the lock for what is left, at most
+// once a second (or at once past a quarter of --truncate-pages). Unlocked
+// rounds before it repeat (at most this often) until what is left is few.
+constexpr int64_t k_restart_interval_ms = 1'000;
+constexpr int k_unlocked_checkpoint_rounds = 3;
+constexpr int k_locked_checkpoint_frames = 256;
 // After a complete checkpoint, how soon step() looks for the WAL's restart.
 constexpr int64_t k_repin_ms = 20;
 
@@ -68,16 +79,20 @@ std::vector<uint64_t> hash_database(sqlite::Database& db, uint32_t page_size) {
   return hashes;
 }
 
+int64_t ms_between(std::chrono::steady_clock::time_point from, std::chrono::steady_clock::time_point to) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(to - from).count();
+}
+
 // A PASSIVE checkpoint. The app's own (automatic) checkpoints, which fail
 // against walship's read mark, hold the checkpoint lock for moments at a
 // time: retry for a few milliseconds rather than give up.
-int passive_checkpoint(sqlite::Database& db, int& wal_frames, int& checkpointed) {
+int passive_checkpoint(sqlite::Database& db, int tries, int& wal_frames, int& checkpointed) {
   for (int attempt = 1;; ++attempt) {
     wal_frames = checkpointed = -1;
     const int rc =
         sqlite3_wal_checkpoint_v2(db.handle(), "main", SQLITE_CHECKPOINT_PASSIVE, &wal_frames, &checkpointed);
     // BUSY with counts: it ran, readers kept some frames; without: locked out.
-    if (rc != SQLITE_BUSY || wal_frames >= 0 || attempt == k_checkpoint_lock_tries) return rc;
+    if (rc != SQLITE_BUSY || wal_frames >= 0 || attempt == tries) return rc;
     ::usleep(1000);
   }
 }
@@ -711,7 +726,7 @@ void Replicator::ship_all(uint64_t frame_cap) {
   }
 }
 
-void Replicator::checkpoint_if_due() {
+void Replicator::checkpoint_if_due(int64_t now) {
   const std::optional<wal::WalIndexHeader> index = wal::read_wal_index_header(m_shm_fd.get(), m_shm_path);
   if (!index || index->max_frame < m_options.checkpoint_pages) return;
   uint32_t backfilled = 0;
@@ -720,10 +735,30 @@ void Replicator::checkpoint_if_due() {
   if (pread_full(m_shm_fd.get(), bytes, 96, m_shm_path) == bytes.size())
     std::memcpy(&backfilled, bytes.data(), 4);
   if (backfilled >= index->max_frame) return;
+  const bool restart_due =
+      now >= m_last_restart_ms + k_restart_interval_ms || index->max_frame >= m_options.truncate_pages / 4;
+
+  // Most of the copying happens without the writer lock: the read moves to
+  // the WAL's end (all shipped), and a checkpoint from the other connection
+  // copies up to there while the app keeps committing. Before the locked
+  // step, again while the app committed much meanwhile.
+  int wal_frames = 0;
+  int checkpointed = 0;
+  for (int round = 0; round < k_unlocked_checkpoint_rounds; ++round) {
+    pin();
+    const int rc = passive_checkpoint(writer(), k_checkpoint_lock_tries, wal_frames, checkpointed);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY) m_writer->fail("unable to checkpoint", rc);
+    if (!restart_due || wal_frames < 0 || wal_frames - checkpointed < k_locked_checkpoint_frames) break;
+  }
+  if (!restart_due) {
+    m_writer.reset();
+    return;
+  }
+  m_last_restart_ms = now;
 
   // The writer lock keeps the app from committing between the last ship and
   // the new read; an app that holds the lock all the time just postpones this.
-  ship_all();
+  const auto wait_start = std::chrono::steady_clock::now();
   const int lock_rc = sqlite3_exec(writer().handle(), "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
   if (lock_rc == SQLITE_BUSY) {
     log(LogLevel::debug, "checkpoint postponed: the app holds the writer lock", {{"db", m_options.db_path}});
@@ -731,12 +766,12 @@ void Replicator::checkpoint_if_due() {
     return;
   }
   if (lock_rc != SQLITE_OK) m_writer->fail("unable to take the writer lock", lock_rc);
-  int wal_frames = 0;
-  int checkpointed = 0;
+  const auto lock_start = std::chrono::steady_clock::now();
+  const int64_t waited_ms = ms_between(wait_start, lock_start);
   try {
     ship_all();
     m_reader->exec("COMMIT");
-    const int rc = passive_checkpoint(*m_reader, wal_frames, checkpointed);
+    const int rc = passive_checkpoint(*m_reader, k_locked_checkpoint_lock_tries, wal_frames, checkpointed);
     pin_read_locked();
     if (rc != SQLITE_OK && rc != SQLITE_BUSY) m_reader->fail("unable to checkpoint", rc);
   } catch (...) {
@@ -746,6 +781,7 @@ void Replicator::checkpoint_if_due() {
   }
   m_writer->exec("ROLLBACK");
   m_writer.reset();
+  const int64_t held_ms = ms_between(lock_start, std::chrono::steady_clock::now());
   if (wal_frames < 0) {
     // Locked out: the app's own checkpoint (a RESTART waiting for walship's
     // read, say) holds the checkpoint lock. Try again next step; giving up
@@ -759,7 +795,9 @@ void Replicator::checkpoint_if_due() {
         {{"db", m_options.db_path},
          {"mode", "passive"},
          {"wal_frames", std::to_string(wal_frames)},
-         {"checkpointed", std::to_string(checkpointed)}});
+         {"checkpointed", std::to_string(checkpointed)},
+         {"writer_lock_wait_ms", std::to_string(waited_ms)},
+         {"writer_lock_ms", std::to_string(held_ms)}});
   }
   if (wal_frames >= 0 && checkpointed >= wal_frames) {
     // Everything is checkpointed, so the new read got read mark 0, which
@@ -835,7 +873,7 @@ std::optional<int64_t> Replicator::step(int64_t now) {
       if (target->lost) resync(*target, pinned);
     }
   }
-  checkpoint_if_due();
+  checkpoint_if_due(now);
   std::optional<int64_t> next;
   auto sooner = [&](int64_t t) { next = next ? std::min(*next, t) : t; };
   if (m_read_mark_zero) sooner(static_cast<int64_t>(now_ms()) + k_repin_ms);

@@ -24,8 +24,11 @@
 //   differ are shipped: a valid delta, never a guess. Only without a trusted
 //   shipped state (first run, a lost local state that disagrees with the
 //   replica, a new page size) is a new snapshot written.
-// - walship takes over checkpointing: past a threshold it ships, checkpoints
-//   (PASSIVE) under the writer lock and re-takes the read transaction.
+// - walship takes over checkpointing: past a threshold it moves its read to
+//   the shipped end and checkpoints (PASSIVE) up to there without blocking
+//   the app; at most once a second it then ships and checkpoints the rest
+//   under the writer lock and re-takes the read on the checkpointed WAL, so
+//   the app's next commit restarts the WAL.
 #pragma once
 
 #include <cstdint>
@@ -86,7 +89,7 @@ class Replicator {
   std::optional<wal::WalIndexHeader> read_index();
   void resync(ReplicaTarget& target, const wal::WalPosition& pinned);
   void write_snapshot(ReplicaTarget& target, uint64_t txid, const wal::WalPosition& pinned, bool check);
-  void checkpoint_if_due();
+  void checkpoint_if_due(int64_t now);
   void scheduled_snapshot(ReplicaTarget& target, int64_t now);
   std::optional<int64_t> retention(ReplicaTarget& target, int64_t now);
   void ship_all(uint64_t frame_cap = UINT64_MAX);
@@ -110,6 +113,7 @@ class Replicator {
   uint32_t m_page_size = 0;
   wal::WalPosition m_pin;         // where the held read transaction sees the WAL end
   bool m_read_mark_zero = false;  // the read began on a fully checkpointed WAL
+  int64_t m_last_restart_ms = 0;  // the last checkpoint under the writer lock
   bool m_started = false;
 };
 
