@@ -37,6 +37,10 @@ namespace {
 // Without any file event, a database is still looked at this often: a local
 // check of the WAL (no requests), in case an event was missed.
 constexpr int64_t k_safety_poll_ms = 30'000;
+// While the last sync interval shipped this many pages (8 MiB of 4 KiB
+// pages) or more, steps come every quarter of the interval: in a write flood,
+// smaller ships keep a commit's wait for the replica near the interval.
+constexpr uint64_t k_flood_pages = 2048;
 constexpr int64_t k_max_retry_ms = 60'000;
 constexpr int k_forwarded_signals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
 
@@ -105,6 +109,9 @@ struct Entry {
   // Main-thread bookkeeping; the worker only touches `replicator` while busy.
   bool busy = false;
   bool dirty = true;
+  bool flooding = false;  // the last interval shipped k_flood_pages or more
+  int64_t flood_window_start = 0;
+  uint64_t flood_window_pages = 0;  // shipped_pages() at flood_window_start
   int64_t last_start = 0;
   std::optional<int64_t> timer_due;
   int failures = 0;
@@ -116,7 +123,7 @@ struct Entry {
     if (fatal) return INT64_MAX;
     if (failures > 0) return retry_due;
     int64_t t = poll_due;
-    if (dirty) t = std::min(t, std::max(now, last_start + interval_ms));
+    if (dirty) t = std::min(t, std::max(now, last_start + (flooding ? interval_ms / 4 : interval_ms)));
     if (timer_due) t = std::min(t, *timer_due);
     return t;
   }
@@ -357,6 +364,12 @@ class ReplicateLoop {
       if (r.error.empty()) {
         e.failures = 0;
         e.timer_due = r.timer;
+        if (now >= e.flood_window_start + e.interval_ms) {
+          const uint64_t pages = e.replicator->shipped_pages();
+          e.flooding = pages - e.flood_window_pages >= k_flood_pages;
+          e.flood_window_start = now;
+          e.flood_window_pages = pages;
+        }
         continue;
       }
       if (r.usage && m_initial_round) {

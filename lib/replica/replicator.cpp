@@ -566,6 +566,7 @@ void Replicator::ship_new_frames(ReplicaTarget& target, uint64_t frame_cap) {
   state.wal = frames.end;
   target.store.save(state, changed, false);
   target.compactor.add(DeltaRecord{key, 0, file.min_txid, file.max_txid, file.commit_time_ms});
+  m_shipped_pages += changes.size();
   if (log_enabled(LogLevel::debug)) {
     log(LogLevel::debug, "shipped",
         {{"db", m_options.db_path},

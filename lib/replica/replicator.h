@@ -71,6 +71,8 @@ class Replicator {
   // failures are thrown after the shipped state was left consistent: the
   // next call ships the same frames again.
   std::optional<int64_t> step(int64_t now);
+  // Pages shipped since the start, summed over the replicas.
+  uint64_t shipped_pages() const { return m_shipped_pages; }
 
   // The last call before exiting: ships everything committed, no timed work.
   void finish();
@@ -114,6 +116,7 @@ class Replicator {
   wal::WalPosition m_pin;         // where the held read transaction sees the WAL end
   bool m_read_mark_zero = false;  // the read began on a fully checkpointed WAL
   int64_t m_last_restart_ms = 0;  // the last checkpoint under the writer lock
+  uint64_t m_shipped_pages = 0;
   bool m_started = false;
 };
 
