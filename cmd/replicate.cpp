@@ -36,6 +36,7 @@ void add_replicate_command(CLI::App& app, const GlobalOptions& /*global*/, Runne
     std::string retention_interval = "1h";
     bool no_retention = false;
     std::string exec;
+    bool wait = false;
     int workers = 4;
   };
   auto args = std::make_shared<Args>();
@@ -75,13 +76,17 @@ void add_replicate_command(CLI::App& app, const GlobalOptions& /*global*/, Runne
   sub->add_option(
       "--exec", args->exec,
       "Run the app as a child: replicate first, forward signals, ship after it exits, exit with its code");
+  sub->add_flag("--wait", args->wait,
+                "Wait for a database that does not exist yet and replicate it once the app creates it in "
+                "WAL mode (implied by --exec)");
   sub->add_option("--workers", args->workers, "Databases stepped (and uploads) at once")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
   sub->footer(
       "Requires WAL mode. walship holds a read transaction, ships whole transactions as L0 deltas\n"
       "within the sync interval, takes over checkpointing, and on SIGTERM/SIGINT ships everything\n"
-      "committed before exiting 0. An idle database costs no requests.\n"
+      "committed before exiting 0. An idle database costs no requests. With --exec or --wait, a\n"
+      "database that does not exist yet is replicated from the moment the app creates it.\n"
       "\n"
       "Every --retention-interval, walship prunes each replica it holds the tip of with the\n"
       "--keep-* policy, as walship prune does (--no-retention: never).\n" +
@@ -98,6 +103,7 @@ void add_replicate_command(CLI::App& app, const GlobalOptions& /*global*/, Runne
       ReplicateRun replicate;
       replicate.workers = args->workers;
       if (!args->exec.empty()) replicate.exec_argv = split_command(args->exec);
+      replicate.wait_for_databases = args->wait || !args->exec.empty();
       if (!args->config.empty()) {
         if (!args->positional.empty()) {
           throw UsageError("replicate --config takes no DB or URL arguments: list databases in '" +

@@ -117,10 +117,12 @@ struct Entry {
   int failures = 0;
   int64_t retry_due = 0;
   int64_t poll_due = 0;
-  bool fatal = false;  // a usage error: never retried
+  bool fatal = false;   // a usage error: never retried
+  bool absent = false;  // waited for: not created (in WAL mode) yet
+  bool warned_not_wal = false;
 
   int64_t due(int64_t now) const {
-    if (fatal) return INT64_MAX;
+    if (fatal || absent) return INT64_MAX;
     if (failures > 0) return retry_due;
     int64_t t = poll_due;
     if (dirty) t = std::min(t, std::max(now, last_start + (flooding ? interval_ms / 4 : interval_ms)));
@@ -147,6 +149,13 @@ bool is_wal_database_file(const std::string& path, bool accept_rollback) {
   // Bytes 18 and 19 (file format write/read version) are 2 in WAL mode.
   const bool wal = header[18] == std::byte{2} && header[19] == std::byte{2};
   return wal || accept_rollback;
+}
+
+// Missing, or created by SQLite but not written yet (no header).
+bool not_created_yet(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return errno == ENOENT;
+  return S_ISREG(st.st_mode) && st.st_size < 100;
 }
 
 bool ignored_name(const std::string& name) {
@@ -179,8 +188,13 @@ class ReplicateLoop {
   }
 
   int run() {
-    for (const DatabaseConfig& db : m_run.config.databases)
-      add_database(db.path, db.replicas, db.settings, false);
+    for (const DatabaseConfig& db : m_run.config.databases) {
+      Entry& e = add_database(db.path, db.replicas, db.settings, false);
+      if (m_run.wait_for_databases && not_created_yet(e.replicator->db_path())) {
+        e.absent = true;
+        log(LogLevel::info, "waiting for the database to be created", {{"db", e.replicator->db_path()}});
+      }
+    }
     for (const DirectoryConfig& dir : m_run.config.directories) {
       watch(dir.path, &dir);
       scan_directory(dir);
@@ -221,11 +235,11 @@ class ReplicateLoop {
   }
 
  private:
-  void add_database(const std::string& given_path, const std::vector<ReplicaConfig>& replicas,
-                    const DatabaseSettings& settings, bool from_directory) {
+  Entry& add_database(const std::string& given_path, const std::vector<ReplicaConfig>& replicas,
+                      const DatabaseSettings& settings, bool from_directory) {
     // File events name files by directory + name: match them on one spelling.
     const std::string path = std::filesystem::absolute(given_path).lexically_normal().string();
-    if (m_by_path.contains(path)) return;
+    if (const auto it = m_by_path.find(path); it != m_by_path.end()) return *it->second;
     std::vector<std::unique_ptr<Storage>> storages;
     for (const ReplicaConfig& replica : replicas)
       storages.push_back(m_open_storage(replica.url, replica.settings));
@@ -238,6 +252,7 @@ class ReplicateLoop {
     m_by_path[path] = entry.get();
     watch(dir_name(path), nullptr);
     m_entries.push_back(std::move(entry));
+    return *m_entries.back();
   }
 
   void watch(const std::string& dir, const DirectoryConfig* directory) {
@@ -444,7 +459,19 @@ class ReplicateLoop {
         std::string path = w->second.dir + "/" + name;
         if (path.ends_with("-wal")) path.resize(path.size() - 4);
         if (const auto it = m_by_path.find(path); it != m_by_path.end()) {
-          it->second->dirty = true;
+          Entry& e = *it->second;
+          e.dirty = true;
+          // A waited-for database counts once the app made it a WAL database
+          // (its -wal appearing is the event for that).
+          if (e.absent && is_wal_database_file(path, e.replicator->enable_wal())) {
+            e.absent = false;
+            log(LogLevel::info, "the database was created", {{"db", path}});
+          } else if (e.absent && !e.warned_not_wal && is_wal_database_file(path, true)) {
+            e.warned_not_wal = true;
+            log(LogLevel::warn,
+                "the database is not in WAL mode; waiting for the app to switch it (or set --enable-wal)",
+                {{"db", path}});
+          }
         } else if (w->second.directory && !m_stop) {
           consider_file(*w->second.directory, name);
         }
@@ -520,6 +547,11 @@ class ReplicateLoop {
     bool ok = true;
     for (const auto& entry : m_entries) {
       if (entry->fatal) continue;
+      // Waited for and never created: nothing to ship. Created, though the
+      // event is not read yet: it ships like the others.
+      if (entry->absent &&
+          !is_wal_database_file(entry->replicator->db_path(), entry->replicator->enable_wal()))
+        continue;
       Entry* e = entry.get();
       ++pending;
       m_pool.submit([&, e] {

@@ -19,6 +19,9 @@ struct ReplicateRun {
   ReplicateConfig config;
   std::vector<std::string> exec_argv;  // --exec: the app to run as a child; empty: none
   int workers = 4;                     // steps (and uploads) running at once
+  // A configured database that does not exist yet is waited for (its
+  // directory watched) instead of being an error.
+  bool wait_for_databases = false;
 };
 
 using OpenStorageFn = std::function<std::unique_ptr<Storage>(
@@ -27,7 +30,8 @@ using OpenStorageFn = std::function<std::unique_ptr<Storage>(
 // Runs until SIGTERM/SIGINT (or the --exec child's exit), then ships what is
 // committed and returns the exit code: 0, the child's, or 1 if the final
 // ship failed. Throws UsageError for a configuration problem found at start
-// (a database that is missing, not SQLite, not in WAL mode; a bad URL).
+// (a database that is missing (unless waited for), not SQLite, not in WAL
+// mode; a bad URL).
 int run_replicate(const ReplicateRun& run, const OpenStorageFn& open_storage);
 
 // Splits an --exec command line into words: blanks separate, '...' and "..."

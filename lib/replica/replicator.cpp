@@ -941,7 +941,9 @@ std::optional<int64_t> Replicator::retention(ReplicaTarget& target, int64_t now)
 }
 
 void Replicator::finish() {
-  if (!m_started) return;
+  // Never started (created just before the app exited, or its start failed):
+  // what is committed ships all the same.
+  if (!m_started) start();
   if (files_replaced()) return;
   ship_all();
 }

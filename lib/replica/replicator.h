@@ -57,6 +57,7 @@ class Replicator {
   Replicator& operator=(const Replicator&) = delete;
 
   const std::string& db_path() const { return m_options.db_path; }
+  bool enable_wal() const { return m_options.enable_wal; }
 
   // Opens the database (UsageError if it is missing, not SQLite or not in WAL
   // mode without enable_wal), takes the read transaction and reconciles each

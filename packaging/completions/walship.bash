@@ -10,7 +10,7 @@ _walship() {
   case $command in
     '') options='-h --help --version -v --verbose -q --quiet --log-level --log-format'; values='--log-level --log-format' ;;
     snapshot) options='-h --help --zstd-level'; values='--zstd-level' ;;
-    replicate) options='-h --help -c --config --dir --sync-interval --snapshot-interval --checkpoint-pages --truncate-pages --enable-wal --no-compaction --retention-interval --no-retention --keep-within --keep-minutely --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-last --exec --workers'; values='-c --config --dir --sync-interval --snapshot-interval --checkpoint-pages --truncate-pages --retention-interval --keep-within --keep-minutely --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-last --exec --workers' ;;
+    replicate) options='-h --help -c --config --dir --sync-interval --snapshot-interval --checkpoint-pages --truncate-pages --enable-wal --no-compaction --retention-interval --no-retention --keep-within --keep-minutely --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-last --exec --wait --workers'; values='-c --config --dir --sync-interval --snapshot-interval --checkpoint-pages --truncate-pages --retention-interval --keep-within --keep-minutely --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-last --exec --workers' ;;
     restore) options='-h --help -o --output --txid --timestamp --if-replica-exists --if-db-not-exists -f --force --verify --parallelism'; values='-o --output --txid --timestamp --parallelism' ;;
     ls) options='-h --help --json'; values='' ;;
     verify) options='-h --help --db --point --full --temp-dir --parallelism --json'; values='--db --point --temp-dir --parallelism' ;;

@@ -10,8 +10,6 @@
 FROM walship AS walship
 
 FROM debian:bookworm-slim
-# sqlite3 creates the empty database of the very first start (entrypoint.sh).
-RUN apt-get update && apt-get install -y --no-install-recommends sqlite3 && rm -rf /var/lib/apt/lists/*
 COPY --from=walship /usr/bin/walship /usr/bin/walship
 COPY entrypoint.sh /usr/local/bin/walship-entrypoint
 # COPY myapp /usr/local/bin/myapp

@@ -5,8 +5,9 @@
 #
 # 1. Restores $WALSHIP_DB from $WALSHIP_REPLICA unless the database is already
 #    there (a restart on the same volume) or there is no replica yet (the
-#    very first start: then it creates an empty WAL database with sqlite3).
-# 2. Runs `walship replicate --exec "APP ARG..."`: replication starts first,
+#    very first start).
+# 2. Runs `walship replicate --exec "APP ARG..."`: replication starts first
+#    (on the very first start, as soon as the app creates the database),
 #    signals go to the app, and after the app exits walship ships what is
 #    committed and exits with the app's code.
 #
@@ -21,16 +22,6 @@ set -eu
 
 mkdir -p "$(dirname "$WALSHIP_DB")"
 walship restore --if-replica-exists --if-db-not-exists "$WALSHIP_REPLICA" -o "$WALSHIP_DB"
-
-# The very first start has neither a replica nor a database, and replicate
-# needs a WAL database to watch before the app runs: create an empty one.
-if [ ! -s "$WALSHIP_DB" ]; then
-  command -v sqlite3 >/dev/null || {
-    echo "walship-entrypoint: $WALSHIP_DB does not exist and sqlite3 is not installed to create it" >&2
-    exit 1
-  }
-  sqlite3 "$WALSHIP_DB" 'PRAGMA journal_mode=WAL;' >/dev/null
-fi
 
 # walship splits --exec like a shell: quote every argument.
 app=""

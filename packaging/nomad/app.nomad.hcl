@@ -6,10 +6,9 @@
 #
 #   nomad job run app.nomad.hcl
 #
-# The very first start has no replica and no database: the replicate sidecar
-# exits and is restarted until the app has created the database in WAL mode
-# (or create it in the app's own prestart step:
-# sqlite3 /alloc/data/app.db 'PRAGMA journal_mode=WAL;').
+# The very first start has no replica and no database: the sidecar's --wait
+# makes it replicate the database from the moment the app creates it (in WAL
+# mode).
 #
 # Replace the app task, the bucket and the image tags with your own; the
 # credentials come from Nomad variables (nomad var put nomad/jobs/app
@@ -82,11 +81,11 @@ job "app" {
       driver = "docker"
       config {
         image = "walship:0.1.0"
-        args  = ["replicate", "/alloc/data/app.db", "s3://backups/app"]
+        args  = ["replicate", "--wait", "/alloc/data/app.db", "s3://backups/app"]
       }
       kill_signal  = "SIGTERM"
       kill_timeout = "25s"
-      # Keep trying while the app creates the database on its first start.
+      # Back on its feet after a crash; nothing is lost meanwhile (it resumes).
       restart {
         attempts = 30
         interval = "5m"

@@ -347,6 +347,40 @@ def test_exec_forwards_sigterm_and_ships_after_the_app_exits(tmp):
     assert check_state(f"{tmp}/out.db") == max(a for a, _ in acks(tmp)) == source_n(db)
 
 
+def test_exec_waits_for_the_app_to_create_the_database(tmp):
+    """The first start on a fresh node: no database yet. walship waits for
+    the app to create it and replicates it from its first transaction."""
+    db, replica = f"{tmp}/app.db", f"{tmp}/replica"
+    r = walship("replicate", "--exec", f"{sys.executable} {WRITER} {db} {tmp}/acks --count 200", db, replica,
+                timeout=120)
+    assert r.code == 0, r
+    assert "waiting for the database to be created" in r.err and "the database was created" in r.err, r
+    restore(tmp, replica, f"{tmp}/out.db")
+    assert check_state(f"{tmp}/out.db") == 200
+
+
+def test_wait_replicates_a_database_created_later(tmp):
+    """A sidecar started before the app: --wait, a rollback-journal database
+    first (a warning, still waiting), then the app switches it to WAL."""
+    db, replica = f"{tmp}/app.db", f"{tmp}/replica"
+    rep = start_replicate(tmp, "--wait", db, replica)
+    time.sleep(0.5)
+    assert rep.poll() is None, "replicate --wait exited on a missing database"
+    plain = sqlite3.connect(db, isolation_level=None)
+    plain.execute("CREATE TABLE early(x)")
+    plain.close()
+    wait_for(lambda: "not in WAL mode" in open(f"{tmp}/replicate.log").read(), "the not-in-WAL-mode warning")
+    assert not os.path.exists(replica)
+    init_db(db)
+    write(db, 50)
+    wait_for(replica_has(replica, "snapshots/*.snap"), "the first snapshot")
+    assert stop(rep) == 0
+    restore(tmp, replica, f"{tmp}/out.db")
+    assert check_state(f"{tmp}/out.db") == 50
+    r = walship("replicate", f"{tmp}/other.db", f"{tmp}/replica2", timeout=60)
+    assert r.code == 2 and "does not exist" in r.err, r
+
+
 def test_hundred_databases_in_one_process(tmp):
     os.mkdir(f"{tmp}/data")
     lines = ["[defaults]", 'sync-interval = "500ms"']
@@ -431,6 +465,8 @@ if __name__ == "__main__":
         test_database_restored_underneath_continues_the_txid_sequence,
         test_exec_runs_the_app_and_exits_with_its_code,
         test_exec_forwards_sigterm_and_ships_after_the_app_exits,
+        test_exec_waits_for_the_app_to_create_the_database,
+        test_wait_replicates_a_database_created_later,
         test_hundred_databases_in_one_process,
         test_directory_mode_picks_up_new_databases,
         test_compaction_levels_and_restore_from_them,
