@@ -1,0 +1,37 @@
+#include "lib/replica/status_board.h"
+
+#include <vector>
+
+namespace walship {
+
+ReplicateMonitor& StatusBoard::add_replicate(const std::string& db_path) {
+  std::lock_guard lock(m_mutex);
+  return m_replicate.emplace_back(db_path);
+}
+
+FollowMonitor& StatusBoard::add_follower() {
+  std::lock_guard lock(m_mutex);
+  return m_follow.emplace_back();
+}
+
+std::string StatusBoard::metrics(uint64_t now_ms) const {
+  PrometheusText out;
+  std::lock_guard lock(m_mutex);
+  for (const ReplicateMonitor& m : m_replicate) add_replicate_metrics(out, m.snapshot(), now_ms);
+  for (const FollowMonitor& m : m_follow) add_follow_metrics(out, m.snapshot(), now_ms);
+  return out.str();
+}
+
+std::string StatusBoard::health(uint64_t now_ms, int64_t max_lag_ms, bool& healthy) const {
+  std::vector<DatabaseHealth> databases;
+  {
+    std::lock_guard lock(m_mutex);
+    for (const ReplicateMonitor& m : m_replicate)
+      databases.push_back(replicate_health(m.snapshot(), now_ms, max_lag_ms));
+    for (const FollowMonitor& m : m_follow)
+      databases.push_back(follow_health(m.snapshot(), now_ms, max_lag_ms));
+  }
+  return render_health(databases, healthy);
+}
+
+}  // namespace walship
