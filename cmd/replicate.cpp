@@ -22,7 +22,7 @@ int64_t duration_arg(const std::string& flag, const std::string& text) {
 
 }  // namespace
 
-void add_replicate_command(CLI::App& app, const GlobalOptions& /*global*/, Runner& run) {
+void add_replicate_command(CLI::App& app, const GlobalOptions& global, Runner& run) {
   struct Args {
     std::vector<std::string> positional;
     std::string config;
@@ -102,8 +102,8 @@ void add_replicate_command(CLI::App& app, const GlobalOptions& /*global*/, Runne
       "  walship replicate --keep-within 2h --keep-daily 30 /data/app.db file:///backups/app\n"
       "  walship replicate --config /etc/walship.toml --http 127.0.0.1:9090\n"
       "  walship replicate --dir /data/tenants file:///backups/tenants");
-  sub->callback([args, &run] {
-    run = [args] {
+  sub->callback([args, &global, &run] {
+    run = [args, &global] {
       ReplicateRun replicate;
       replicate.workers = args->workers;
       if (!args->exec.empty()) replicate.exec_argv = split_command(args->exec);
@@ -113,6 +113,7 @@ void add_replicate_command(CLI::App& app, const GlobalOptions& /*global*/, Runne
                            args->config + "'");
         }
         replicate.config = load_config(args->config);
+        for (FollowerConfig& f : replicate.config.followers) f.options.quiet = global.quiet;
       } else {
         DatabaseSettings settings;
         settings.sync_interval_ms = duration_arg("--sync-interval", args->sync_interval);

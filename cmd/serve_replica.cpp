@@ -111,6 +111,7 @@ void add_serve_replica_command(CLI::App& app, const GlobalOptions& global, Runne
       const auto storage = open_replica(args->url);
       StatusBoard board;
       FollowMonitor& monitor = board.add_follower();
+      board.set_ready();
       const auto listener = start_http(args->http, nullptr, "", board);
       return run_serve_replica(options, *storage, monitor);
     };

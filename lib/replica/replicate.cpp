@@ -210,6 +210,7 @@ class ReplicateLoop {
       entry->monitor = &m_board.add_follower();
       m_followers.push_back(std::move(entry));
     }
+    m_board.set_ready();
     log(LogLevel::info, "replicate started",
         {{"databases", std::to_string(m_entries.size())},
          {"followers", std::to_string(m_followers.size())},

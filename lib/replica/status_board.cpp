@@ -14,6 +14,11 @@ FollowMonitor& StatusBoard::add_follower() {
   return m_follow.emplace_back();
 }
 
+void StatusBoard::set_ready() {
+  std::lock_guard lock(m_mutex);
+  m_ready = true;
+}
+
 std::string StatusBoard::metrics(uint64_t now_ms) const {
   PrometheusText out;
   std::lock_guard lock(m_mutex);
@@ -24,14 +29,21 @@ std::string StatusBoard::metrics(uint64_t now_ms) const {
 
 std::string StatusBoard::health(uint64_t now_ms, int64_t max_lag_ms, bool& healthy) const {
   std::vector<DatabaseHealth> databases;
+  bool ready = false;
   {
     std::lock_guard lock(m_mutex);
+    ready = m_ready;
     for (const ReplicateMonitor& m : m_replicate)
       databases.push_back(replicate_health(m.snapshot(), now_ms, max_lag_ms));
     for (const FollowMonitor& m : m_follow)
       databases.push_back(follow_health(m.snapshot(), now_ms, max_lag_ms));
   }
-  return render_health(databases, healthy);
+  std::string body = render_health(databases, healthy);
+  if (!ready) {
+    healthy = false;
+    body = "{\"databases\":[],\"status\":\"starting\"}\n";
+  }
+  return body;
 }
 
 }  // namespace walship

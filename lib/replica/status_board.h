@@ -21,14 +21,20 @@ class StatusBoard {
   ReplicateMonitor& add_replicate(const std::string& db_path);
   FollowMonitor& add_follower();
 
+  // Every database the process starts with is on the board: until then
+  // /healthz is unhealthy, even with no database on it yet.
+  void set_ready();
+
   std::string metrics(uint64_t now_ms) const;
-  // The /healthz body; `healthy` is true when every database is healthy.
+  // The /healthz body; `healthy` is true when the board is ready and every
+  // database is healthy.
   std::string health(uint64_t now_ms, int64_t max_lag_ms, bool& healthy) const;
 
  private:
   mutable std::mutex m_mutex;
   std::deque<ReplicateMonitor> m_replicate;
   std::deque<FollowMonitor> m_follow;
+  bool m_ready = false;
 };
 
 }  // namespace walship

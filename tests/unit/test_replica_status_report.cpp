@@ -148,11 +148,14 @@ TEST_CASE("one process's board: every family once, an entry per database, 503 wh
     s.last_check_ms = 1'000'000;
     s.applied_txid = s.replica_txid = 5;
   });
+  bool healthy = true;
+  CHECK(nlohmann::json::parse(board.health(1'000'100, 10'000, healthy))["status"] == "starting");
+  CHECK_FALSE(healthy);
+  board.set_ready();
   const std::string text = board.metrics(1'000'100);
   CHECK(count_of(text, "# TYPE walship_lag_seconds gauge\n") == 1);
   CHECK(count_of(text, "# TYPE walship_storage_requests_total counter\n") == 1);
   CHECK(count_of(text, "walship_lag_seconds{db=") == 2);
-  bool healthy = false;
   nlohmann::json body = nlohmann::json::parse(board.health(1'000'100, 10'000, healthy));
   CHECK(healthy);
   CHECK(body["status"] == "ok");
