@@ -54,13 +54,19 @@ def scrape(port):
     return text
 
 
-def test_metrics_and_healthz_move_as_transactions_ship(tmp):
-    src, replica = f"{tmp}/src.db", f"{tmp}/replica"
-    url = f"file://{replica}"
+def replicate_with_http(tmp):
+    """A source database replicated to file://TMP/replica with --http, once
+    /healthz says 200: (db path, replica URL, process, port)."""
+    src, url = f"{tmp}/src.db", f"file://{tmp}/replica"
     init_source(src)
     port = free_port()
     rep = start(tmp, "replicate", "replicate", src, url, "--sync-interval", "100ms", "--http", f"127.0.0.1:{port}")
     wait_for(lambda: health(port)[0] == 200, "a healthy /healthz")
+    return src, url, rep, port
+
+
+def test_metrics_and_healthz_move_as_transactions_ship(tmp):
+    src, url, rep, port = replicate_with_http(tmp)
     text = scrape(port)
     assert metric(text, "walship_snapshots_total", db=src) == 1, text
     assert metric(text, "walship_shipped_txid", db=src, replica=url) == 1, text
@@ -83,12 +89,7 @@ def test_metrics_and_healthz_move_as_transactions_ship(tmp):
 
 
 def test_counters_count_what_was_shipped(tmp):
-    src, replica = f"{tmp}/src.db", f"{tmp}/replica"
-    url = f"file://{replica}"
-    init_source(src)
-    port = free_port()
-    rep = start(tmp, "replicate", "replicate", src, url, "--sync-interval", "100ms", "--http", f"127.0.0.1:{port}")
-    wait_for(lambda: health(port)[0] == 200, "a healthy /healthz")
+    src, url, rep, port = replicate_with_http(tmp)
     write(src, 150)
     n = read_n(src)
     wait_for(lambda: metric(scrape(port), "walship_shipped_transactions_total", db=src) >= n, "150 transactions")
