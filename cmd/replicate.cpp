@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "cmd/commands.h"
+#include "cmd/http_listener.h"
 #include "cmd/retention_flags.h"
 #include "cmd/storage_open.h"
 #include "lib/config/config.h"
@@ -21,7 +22,7 @@ int64_t duration_arg(const std::string& flag, const std::string& text) {
 
 }  // namespace
 
-void add_replicate_command(CLI::App& app, const GlobalOptions& /*global*/, Runner& run) {
+void add_replicate_command(CLI::App& app, const GlobalOptions& global, Runner& run) {
   struct Args {
     std::vector<std::string> positional;
     std::string config;
@@ -38,6 +39,7 @@ void add_replicate_command(CLI::App& app, const GlobalOptions& /*global*/, Runne
     std::string exec;
     bool wait = false;
     int workers = 4;
+    HttpFlags http;
   };
   auto args = std::make_shared<Args>();
   CLI::App* sub =
@@ -82,6 +84,7 @@ void add_replicate_command(CLI::App& app, const GlobalOptions& /*global*/, Runne
   sub->add_option("--workers", args->workers, "Databases stepped (and uploads) at once")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
+  add_http_flags(*sub, args->http);
   sub->footer(
       "Requires WAL mode. walship holds a read transaction, ships whole transactions as L0 deltas\n"
       "within the sync interval, takes over checkpointing, and on SIGTERM/SIGINT ships everything\n"
@@ -92,14 +95,20 @@ void add_replicate_command(CLI::App& app, const GlobalOptions& /*global*/, Runne
       "--keep-* policy, as walship prune does (--no-retention: never).\n" +
       std::string(k_retention_help) +
       "\n"
+      "--http serves /metrics (Prometheus text: per database shipped TXID, lag, bytes, storage\n"
+      "requests and errors by backend and op, checkpoints, snapshots, compactions, prunes) and\n"
+      "/healthz (JSON per database; 200 when every one started, its last step had no error and its\n"
+      "lag is under --max-lag, else 503). With --config, databases with role = \"serve-replica\"\n"
+      "are followed in the same process (as walship serve-replica does) and reported there too.\n"
+      "\n"
       "Examples:\n"
       "  walship replicate /data/app.db file:///backups/app\n"
       "  walship replicate --exec \"myapp serve\" /data/app.db file:///backups/app\n"
       "  walship replicate --keep-within 2h --keep-daily 30 /data/app.db file:///backups/app\n"
-      "  walship replicate --config /etc/walship.toml\n"
+      "  walship replicate --config /etc/walship.toml --http 127.0.0.1:9090\n"
       "  walship replicate --dir /data/tenants file:///backups/tenants");
-  sub->callback([args, &run] {
-    run = [args] {
+  sub->callback([args, &global, &run] {
+    run = [args, &global] {
       ReplicateRun replicate;
       replicate.workers = args->workers;
       if (!args->exec.empty()) replicate.exec_argv = split_command(args->exec);
@@ -110,6 +119,7 @@ void add_replicate_command(CLI::App& app, const GlobalOptions& /*global*/, Runne
                            args->config + "'");
         }
         replicate.config = load_config(args->config);
+        for (FollowerConfig& f : replicate.config.followers) f.options.quiet = global.quiet;
       } else {
         DatabaseSettings settings;
         settings.sync_interval_ms = duration_arg("--sync-interval", args->sync_interval);
@@ -148,10 +158,11 @@ void add_replicate_command(CLI::App& app, const GlobalOptions& /*global*/, Runne
           replicate.config.databases.push_back(std::move(db));
         }
       }
-      return run_replicate(replicate,
-                           [](const std::string& url, const std::map<std::string, std::string>& settings) {
-                             return open_replica(url, settings);
-                           });
+      StatusBoard board;
+      replicate.board = &board;
+      const auto listener =
+          start_http(args->http, args->config.empty() ? nullptr : &replicate.config, args->config, board);
+      return run_replicate(replicate, open_replica);
     };
   });
 }

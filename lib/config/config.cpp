@@ -2,12 +2,14 @@
 
 #include <toml++/toml.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <set>
 #include <sstream>
 
 #include "lib/util/error.h"
+#include "lib/util/listen_address.h"
 
 namespace walship {
 
@@ -20,6 +22,18 @@ constexpr std::string_view k_option_keys[] = {
     "retention-interval", "keep-within",       "keep-last",        "keep-minutely",  "keep-hourly",
     "keep-daily",         "keep-weekly",       "keep-monthly",
 };
+
+// Keys of [defaults] and of role = "serve-replica" entries that set follower
+// options; "checkpoint-pages" is one of both kinds.
+constexpr std::string_view k_follow_keys[] = {"poll-interval", "list-interval", "parallelism",
+                                              "checkpoint-pages"};
+
+bool is_option_key(std::string_view key) {
+  return std::find(std::begin(k_option_keys), std::end(k_option_keys), key) != std::end(k_option_keys);
+}
+bool is_follow_key(std::string_view key) {
+  return std::find(std::begin(k_follow_keys), std::end(k_follow_keys), key) != std::end(k_follow_keys);
+}
 
 class Parser {
  public:
@@ -147,6 +161,77 @@ class Parser {
     return true;
   }
 
+  // Applies a follower option key; false if `key` is not one.
+  bool apply_follow_option(FollowOptions& options, const std::string& key, const toml::node& node) const {
+    if (key == "poll-interval" || key == "list-interval") {
+      const int64_t ms = duration_of(node, key);
+      if (ms <= 0) fail(node.source(), "'" + key + "' must be more than 0");
+      (key == "poll-interval" ? options.poll_interval_ms : options.list_interval_ms) = ms;
+    } else if (key == "checkpoint-pages") {
+      options.checkpoint_pages = count_of(node, key);
+    } else if (key == "parallelism") {
+      const uint32_t n = count_of(node, key);
+      if (n > 64) fail(node.source(), "'parallelism' must be from 1 to 64");
+      options.parallelism = static_cast<int>(n);
+    } else {
+      return false;
+    }
+    return true;
+  }
+
+  // A [[databases]] entry with role = "serve-replica": a follower database
+  // and the one replica it follows; replicate's options are errors there.
+  FollowerConfig follower_of(const toml::table& table, const toml::node& entry,
+                             const FollowOptions& defaults) const {
+    FollowerConfig follower;
+    follower.options = defaults;
+    std::vector<ReplicaConfig> replicas;
+    for (const auto& [k, v] : table) {
+      const std::string key(k.str());
+      if (key == "role") continue;
+      if (key == "path") {
+        follower.options.db_path = string_of(v, key);
+      } else if (key == "replica") {
+        replicas.push_back(replica_of(v, "[[databases]]"));
+      } else if (key == "replicas") {
+        const auto* list = v.as_array();
+        if (!list) fail(v.source(), "'replicas' must be an array of URLs or of tables");
+        for (const toml::node& r : *list) replicas.push_back(replica_of(r, "[[databases]]"));
+      } else if (!apply_follow_option(follower.options, key, v)) {
+        if (is_option_key(key)) {
+          fail(v.source(), "'" + key +
+                               "' does not apply to role = \"serve-replica\" (its keys: path, role, replica, "
+                               "replicas, poll-interval, list-interval, checkpoint-pages, parallelism)");
+        }
+        fail(v.source(),
+             "unknown key '" + key +
+                 "' in a [[databases]] entry with role = \"serve-replica\" (known: path, role, "
+                 "replica, replicas, poll-interval, list-interval, checkpoint-pages, parallelism)");
+      }
+    }
+    const std::string& path = follower.options.db_path;
+    if (path.empty()) fail(entry.source(), "a [[databases]] entry has no 'path'");
+    if (!path.starts_with('/')) fail(entry.source(), "database path '" + path + "' must be absolute");
+    if (replicas.size() != 1) {
+      fail(entry.source(), "database '" + path + "' has role = \"serve-replica\" and " +
+                               std::to_string(replicas.size()) +
+                               " replicas: a follower follows exactly one replica (replicas = [\"URL\"])");
+    }
+    follower.replica = std::move(replicas.front());
+    return follower;
+  }
+
+  // "replicate" (the default) or "serve-replica".
+  std::string role_of(const toml::table& table) const {
+    const toml::node* node = table.get("role");
+    if (!node) return "replicate";
+    const std::string role = string_of(*node, "role");
+    if (role != "replicate" && role != "serve-replica") {
+      fail(node->source(), "unknown role '" + role + "' (known: replicate, serve-replica)");
+    }
+    return role;
+  }
+
   [[noreturn]] void unknown(const toml::node& node, const std::string& key, const std::string& where,
                             std::initializer_list<std::string_view> extra) const {
     std::string known;
@@ -180,18 +265,33 @@ class Parser {
   ReplicateConfig parse(const toml::table& root) const {
     ReplicateConfig config;
     DatabaseSettings defaults;
+    FollowOptions follow_defaults;
     if (const toml::node* node = root.get("defaults")) {
       const auto* table = node->as_table();
       if (!table) fail(node->source(), "'defaults' must be a table: [defaults]");
       for (const auto& [k, v] : *table) {
         const std::string key(k.str());
-        if (!apply_option(defaults, key, v)) unknown(v, key, "[defaults]", {});
+        const bool replicate_key = apply_option(defaults, key, v);
+        const bool follow_key = apply_follow_option(follow_defaults, key, v);
+        if (!replicate_key && !follow_key)
+          unknown(v, key, "[defaults]", {"poll-interval", "list-interval", "parallelism"});
       }
     }
     for (const auto& [k, v] : root) {
       const std::string key(k.str());
-      if (key != "defaults" && key != "databases" && key != "directories") {
-        fail(v.source(), "unknown key '" + key + "' (known: [defaults], [[databases]], [[directories]])");
+      if (key == "http") {
+        config.http = string_of(v, key);
+        try {
+          parse_listen_address(config.http, "'http'");
+        } catch (const UsageError& e) {
+          fail(v.source(), e.what());
+        }
+      } else if (key == "max-lag") {
+        config.max_lag_ms = duration_of(v, key);
+        if (*config.max_lag_ms <= 0) fail(v.source(), "'max-lag' must be more than 0");
+      } else if (key != "defaults" && key != "databases" && key != "directories") {
+        fail(v.source(),
+             "unknown key '" + key + "' (known: http, max-lag, [defaults], [[databases]], [[directories]])");
       }
     }
     if (const toml::node* node = root.get("databases")) {
@@ -200,10 +300,15 @@ class Parser {
       for (const toml::node& entry : *array) {
         const auto* table = entry.as_table();
         if (!table) fail(entry.source(), "each entry of 'databases' must be a table: [[databases]]");
+        if (role_of(*table) == "serve-replica") {
+          config.followers.push_back(follower_of(*table, entry, follow_defaults));
+          continue;
+        }
         DatabaseConfig db;
         db.settings = defaults;
         for (const auto& [k, v] : *table) {
           const std::string key(k.str());
+          if (key == "role") continue;
           if (key == "path") {
             db.path = string_of(v, key);
           } else if (key == "replica") {
@@ -213,7 +318,11 @@ class Parser {
             if (!list) fail(v.source(), "'replicas' must be an array of URLs or of tables");
             for (const toml::node& r : *list) db.replicas.push_back(replica_of(r, "[[databases]]"));
           } else if (!apply_option(db.settings, key, v)) {
-            unknown(v, key, "[[databases]]", {"path", "replica", "replicas"});
+            if (is_follow_key(key)) {
+              fail(v.source(),
+                   "'" + key + "' applies to role = \"serve-replica\" only (this database is replicated)");
+            }
+            unknown(v, key, "[[databases]]", {"path", "role", "replica", "replicas"});
           }
         }
         if (db.path.empty()) fail(entry.source(), "a [[databases]] entry has no 'path'");
@@ -250,14 +359,15 @@ class Parser {
         config.directories.push_back(std::move(dir));
       }
     }
-    if (config.databases.empty() && config.directories.empty()) {
+    if (config.databases.empty() && config.directories.empty() && config.followers.empty()) {
       throw UsageError(m_name + ": no [[databases]] or [[directories]]: nothing to replicate");
     }
     std::set<std::string> seen;
-    for (const DatabaseConfig& db : config.databases) {
-      if (!seen.insert(db.path).second)
-        throw UsageError(m_name + ": database '" + db.path + "' is listed twice");
-    }
+    auto once = [&](const std::string& path) {
+      if (!seen.insert(path).second) throw UsageError(m_name + ": database '" + path + "' is listed twice");
+    };
+    for (const DatabaseConfig& db : config.databases) once(db.path);
+    for (const FollowerConfig& f : config.followers) once(f.options.db_path);
     return config;
   }
 

@@ -1,6 +1,9 @@
 // walship.toml: the databases one `replicate` process serves (DESIGN.md,
-// "Replicate"). Parsing is pure (text in, structs out) so it is unit-tested
-// and fuzzed without files.
+// "Replicate"), and those it follows (serve-replica). Parsing is pure (text
+// in, structs out) so it is unit-tested and fuzzed without files.
+//
+//   http = "127.0.0.1:9090"          # optional: /metrics and /healthz for all
+//   max-lag = "10s"                  # optional: /healthz's lag limit
 //
 //   [defaults]                       # optional: applies to every entry below
 //   sync-interval = "1s"
@@ -16,6 +19,12 @@
 //   url = "s3://bucket/orders"
 //   region = "${AWS_REGION}"                    # ${NAME}: from the environment
 //
+//   [[databases]]                    # followed, not replicated: a live local copy
+//   role = "serve-replica"           # default "replicate"
+//   path = "/data/replica.db"        # the follower database
+//   replicas = ["s3://bucket/app"]   # exactly one
+//   poll-interval = "1s"
+//
 //   [[directories]]                  # every WAL database in the folder, new ones too
 //   path = "/data/tenants"
 //   replica = "s3://bucket/tenants"  # each database under <replica>/<file name>
@@ -29,6 +38,7 @@
 #include <string_view>
 #include <vector>
 
+#include "lib/replica/follower_options.h"
 #include "lib/replica/replicator_options.h"
 
 namespace walship {
@@ -57,9 +67,18 @@ struct DirectoryConfig {
   DatabaseSettings settings;
 };
 
+// A [[databases]] entry with role = "serve-replica".
+struct FollowerConfig {
+  ReplicaConfig replica;  // the one replica it follows
+  FollowOptions options;  // db_path: the follower database
+};
+
 struct ReplicateConfig {
-  std::vector<DatabaseConfig> databases;
+  std::vector<DatabaseConfig> databases;  // role = "replicate"
   std::vector<DirectoryConfig> directories;
+  std::vector<FollowerConfig> followers;  // role = "serve-replica"
+  std::string http;                       // listen address for /metrics and /healthz; empty: none
+  std::optional<int64_t> max_lag_ms;      // /healthz's lag limit
 };
 
 // "500ms", "1s", "5m", "1h", "7d", or a plain number of seconds. nullopt if

@@ -141,7 +141,7 @@ std::optional<int64_t> Compactor::run(Storage& storage, const ReplicatorOptions&
         merge_deltas(storage, inputs, scratch_dir, sink, options.snapshot_zstd_level);
         const off_t size = ::lseek(spool.get(), 0, SEEK_CUR);
         FdSource file(spool.get(), static_cast<uint64_t>(size), "compaction spool");
-        storage.put_if_absent(out.key, file);  // already there: an earlier run wrote it
+        if (storage.put_if_absent(out.key, file)) ++m_written;  // false: an earlier run wrote it
         if (log_enabled(LogLevel::debug)) {
           log(LogLevel::debug, "compacted",
               {{"replica", storage.url()},

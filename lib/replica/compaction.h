@@ -57,9 +57,12 @@ class Compactor {
   // Writes every compacted file that is due; returns when the next is due.
   std::optional<int64_t> run(Storage& storage, const ReplicatorOptions& options, int64_t now,
                              const std::string& scratch_dir);
+  // Compacted files written so far (for /metrics).
+  uint64_t written() const { return m_written; }
 
  private:
   std::vector<DeltaRecord> m_pending[3];  // m_pending[l]: level-l deltas not yet in level l + 1
+  uint64_t m_written = 0;
 };
 
 }  // namespace walship

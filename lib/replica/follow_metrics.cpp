@@ -1,51 +1,8 @@
 #include "lib/replica/follow_metrics.h"
 
 #include <algorithm>
-#include <cstdio>
-#include <sstream>
-
-#include "lib/format/keys.h"
 
 namespace walship {
-
-namespace {
-
-using format::txid_hex;
-
-std::string json_escape(const std::string& text) {
-  std::string out;
-  for (const char c : text) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned char>(c));
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
-// Prometheus label values escape backslash, double quote and newline.
-std::string label_escape(const std::string& text) {
-  std::string out;
-  for (const char c : text) {
-    if (c == '\\' || c == '"') {
-      out += '\\';
-      out += c;
-    } else if (c == '\n') {
-      out += "\\n";
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
-}  // namespace
 
 FollowLag follow_lag(const FollowStatus& status, uint64_t now_ms) {
   FollowLag lag;
@@ -57,62 +14,38 @@ FollowLag follow_lag(const FollowStatus& status, uint64_t now_ms) {
   return lag;
 }
 
-std::string format_metrics(const FollowStatus& status, uint64_t now_ms) {
+DatabaseHealth follow_health(const FollowStatus& status, uint64_t now_ms, int64_t max_lag_ms) {
   const FollowLag lag = follow_lag(status, now_ms);
-  const std::string db = "db=\"" + label_escape(status.db_path) + "\"";
-  const std::string backend = db + ",backend=\"" + label_escape(status.backend) + "\"";
-  std::ostringstream out;
-  auto metric = [&](const char* name, const char* type, const char* help, const std::string& labels,
-                    const std::string& value) {
-    out << "# HELP " << name << " " << help << "\n# TYPE " << name << " " << type << "\n"
-        << name << "{" << labels << "} " << value << "\n";
-  };
-  auto u64 = [](uint64_t v) { return std::to_string(v); };
-  metric("walship_replica_txid", "gauge", "Newest TXID known to be shipped to the replica.", db,
-         u64(status.replica_txid));
-  metric("walship_applied_txid", "gauge", "TXID the follower database is at.", db, u64(status.applied_txid));
-  metric("walship_applied_commit_timestamp_seconds", "gauge",
-         "Commit time on the writer of the applied TXID (Unix seconds).", db,
-         std::to_string(static_cast<double>(status.applied_commit_ms) / 1000.0));
-  metric("walship_lag_transactions", "gauge", "TXIDs known on the replica and not yet applied.", db,
-         u64(lag.transactions));
-  char seconds[32];
-  std::snprintf(seconds, sizeof seconds, "%.3f", lag.seconds);
-  metric("walship_lag_seconds", "gauge", "How far behind the replica the follower database may be.", db,
-         seconds);
-  metric("walship_applied_deltas_total", "counter", "Deltas applied, each in one transaction.", db,
-         u64(status.applied_deltas));
-  metric("walship_applied_pages_total", "counter", "Pages written by applied deltas and re-seeds.", db,
-         u64(status.applied_pages));
-  metric("walship_reseeds_total", "counter", "Re-seeds from a snapshot after lost continuity on the writer.",
-         db, u64(status.reseeds));
-  metric("walship_apply_errors_total", "counter", "Replica files that failed to apply (nothing was changed).",
-         db, u64(status.apply_errors));
-  metric("walship_checkpoints_total", "counter", "PASSIVE checkpoints of the follower database's WAL.", db,
-         u64(status.checkpoints));
-  metric("walship_downloaded_bytes_total", "counter", "Bytes downloaded from the replica.", backend,
-         u64(status.downloaded_bytes));
-  out << "# HELP walship_storage_requests_total Requests to the replica's storage.\n"
-      << "# TYPE walship_storage_requests_total counter\n"
-      << "walship_storage_requests_total{" << backend << ",op=\"get\"} " << status.storage_gets << "\n"
-      << "walship_storage_requests_total{" << backend << ",op=\"list\"} " << status.storage_lists << "\n";
-  metric("walship_storage_errors_total", "counter", "Failed requests to the replica's storage.", backend,
-         u64(status.storage_errors));
-  return out.str();
+  DatabaseHealth h = database_health(status.db_path, "serve-replica", status.last_check_ms != 0,
+                                     status.last_error, lag, max_lag_ms);
+  h.txid = status.applied_txid;
+
+  if (!status.replica.empty()) h.replicas.emplace_back(status.replica, status.replica_txid);
+  return h;
 }
 
-std::string format_health(const FollowStatus& status, uint64_t now_ms, int64_t max_lag_ms, bool& healthy) {
+void add_follow_metrics(PrometheusText& out, const FollowStatus& status, uint64_t now_ms) {
   const FollowLag lag = follow_lag(status, now_ms);
-  healthy = status.last_check_ms != 0 && lag.seconds * 1000.0 <= static_cast<double>(max_lag_ms);
-  char seconds[32];
-  std::snprintf(seconds, sizeof seconds, "%.3f", lag.seconds);
-  std::ostringstream out;
-  out << "{\"status\":\"" << (healthy ? "ok" : "lagging") << "\",\"db\":\"" << json_escape(status.db_path)
-      << "\",\"txid\":\"" << txid_hex(status.applied_txid) << "\",\"replica_txid\":\""
-      << txid_hex(status.replica_txid) << "\",\"lag_seconds\":" << seconds
-      << ",\"lag_transactions\":" << lag.transactions << ",\"last_error\":"
-      << (status.last_error.empty() ? "null" : "\"" + json_escape(status.last_error) + "\"") << "}\n";
-  return out.str();
+  const MetricLabels db = {{"db", status.db_path}};
+  out.gauge("walship_replica_txid", "Newest TXID known to be on the replica a follower follows.", db,
+            status.replica_txid);
+  out.gauge("walship_applied_txid", "TXID the follower database is at.", db, status.applied_txid);
+  out.gauge_seconds("walship_applied_commit_timestamp_seconds",
+                    "Commit time on the writer of the applied TXID (Unix seconds).", db,
+                    static_cast<double>(status.applied_commit_ms) / 1000.0);
+  out.gauge("walship_lag_transactions", k_help_lag_transactions, db, lag.transactions);
+  out.gauge_seconds("walship_lag_seconds", k_help_lag_seconds, db, lag.seconds);
+  out.counter("walship_applied_deltas_total", "Deltas a follower applied, each in one transaction.", db,
+              status.applied_deltas);
+  out.counter("walship_applied_pages_total", "Pages written by a follower's applied deltas and re-seeds.", db,
+              status.applied_pages);
+  out.counter("walship_reseeds_total",
+              "Follower re-seeds from a snapshot after lost continuity on the writer.", db, status.reseeds);
+  out.counter("walship_apply_errors_total", "Replica files that failed to apply (nothing was changed).", db,
+              status.apply_errors);
+  out.counter("walship_checkpoints_total", k_help_checkpoints, {{"db", status.db_path}, {"mode", "passive"}},
+              status.checkpoints);
+  add_storage_metrics(out, status.db_path, status.backend, status.storage);
 }
 
 }  // namespace walship

@@ -1,10 +1,14 @@
 // What serve-replica reports on /healthz and /metrics (DESIGN.md,
 // "Serve-replica"): the follower's status and pure functions that turn it
-// into lag, a JSON health body and Prometheus text, tested without sockets.
+// into lag, its /healthz entry and Prometheus samples, tested without sockets.
 #pragma once
 
 #include <cstdint>
 #include <string>
+
+#include "lib/replica/counting_storage.h"
+#include "lib/replica/status_report.h"
+#include "lib/util/prometheus_text.h"
 
 namespace walship {
 
@@ -22,11 +26,8 @@ struct FollowStatus {
   uint64_t applied_pages = 0;
   uint64_t reseeds = 0;
   uint64_t checkpoints = 0;
-  uint64_t storage_gets = 0;
-  uint64_t storage_lists = 0;
-  uint64_t storage_errors = 0;
-  uint64_t downloaded_bytes = 0;
   uint64_t apply_errors = 0;
+  StorageCounts storage;
   std::string last_error;
 };
 
@@ -34,15 +35,30 @@ struct FollowStatus {
 // applied, and seconds. When caught up the seconds are the age of the last
 // successful check (how stale the answer "nothing new" may be); when behind,
 // the age of the oldest known unapplied commit, if that is older.
-struct FollowLag {
-  uint64_t transactions = 0;
-  double seconds = 0;
-};
+using FollowLag = DatabaseLag;
 FollowLag follow_lag(const FollowStatus& status, uint64_t now_ms);
 
-// Prometheus text format (version 0.0.4) for /metrics.
-std::string format_metrics(const FollowStatus& status, uint64_t now_ms);
-// The /healthz body (JSON) and whether it is healthy (lag under max_lag_ms).
-std::string format_health(const FollowStatus& status, uint64_t now_ms, int64_t max_lag_ms, bool& healthy);
+// The follower's /healthz entry: healthy once it reached the replica, when
+// its last poll had no error and the lag is at most max_lag_ms.
+DatabaseHealth follow_health(const FollowStatus& status, uint64_t now_ms, int64_t max_lag_ms);
+
+// Adds the follower's samples (label db=PATH) to `out`.
+void add_follow_metrics(PrometheusText& out, const FollowStatus& status, uint64_t now_ms);
+
+// Shared between the follower loop and the HTTP listener.
+class FollowMonitor : public StatusMonitor<FollowStatus> {
+ public:
+  // The status now, with the storage counters filled in.
+  FollowStatus snapshot() const {
+    std::lock_guard lock(m_mutex);
+    FollowStatus status = m_status;
+    status.storage = m_storage.load();
+    return status;
+  }
+  StorageCounters& storage_counters() { return m_storage; }
+
+ private:
+  StorageCounters m_storage;
+};
 
 }  // namespace walship

@@ -23,6 +23,7 @@
 #include "lib/format/checksum.h"
 #include "lib/format/keys.h"
 #include "lib/format/replica_file.h"
+#include "lib/replica/counting_storage.h"
 #include "lib/replica/object_stream.h"
 #include "lib/replica/replica_listing.h"
 #include "lib/replica/restore.h"
@@ -52,10 +53,13 @@ void on_stop_signal(int sig) {
 }
 
 // SIGTERM/SIGINT write to a pipe the loop polls, so a stop is noticed within
-// one poll and never in the middle of a transaction.
+// one poll and never in the middle of a transaction. A follower inside another
+// command (replicate --config) leaves the signals to it and stops once
+// `external_fd` is readable (it is never read here, so one byte stops all).
 class StopSignals {
  public:
-  StopSignals() {
+  explicit StopSignals(int external_fd = -1) : m_external_fd(external_fd) {
+    if (m_external_fd >= 0) return;
     if (::pipe2(g_stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
       throw Failure(errno_message("unable to create a pipe", errno));
     const struct sigaction sa = stop_action();
@@ -63,10 +67,12 @@ class StopSignals {
   }
   // Takes SIGTERM/SIGINT back after another handler had them.
   void rearm() {
+    if (m_external_fd >= 0) return;
     const struct sigaction sa = stop_action();
     for (int sig : {SIGTERM, SIGINT}) ::sigaction(sig, &sa, nullptr);
   }
   ~StopSignals() {
+    if (m_external_fd >= 0) return;
     ::sigaction(SIGTERM, &m_saved[0], nullptr);
     ::sigaction(SIGINT, &m_saved[1], nullptr);
     ::close(g_stop_pipe[0]);
@@ -78,6 +84,11 @@ class StopSignals {
 
   bool stopped() {
     if (m_stopped) return true;
+    if (m_external_fd >= 0) {
+      pollfd fd{m_external_fd, POLLIN, 0};
+      m_stopped = ::poll(&fd, 1, 0) > 0;
+      return m_stopped;
+    }
     unsigned char sig = 0;
     if (::read(g_stop_pipe[0], &sig, 1) == 1) {
       m_stopped = true;
@@ -88,7 +99,7 @@ class StopSignals {
   // Sleeps up to `ms`; returns true (at once) when a stop signal arrives.
   bool wait(int64_t ms) {
     if (stopped()) return true;
-    pollfd fd{g_stop_pipe[0], POLLIN, 0};
+    pollfd fd{m_external_fd >= 0 ? m_external_fd : g_stop_pipe[0], POLLIN, 0};
     ::poll(&fd, 1, static_cast<int>(std::max<int64_t>(0, ms)));
     return stopped();
   }
@@ -102,72 +113,9 @@ class StopSignals {
     return sa;
   }
 
+  int m_external_fd;
   struct sigaction m_saved[2]{};
   bool m_stopped = false;
-};
-
-// ---------------------------------------------------------------- storage accounting
-
-// Counts requests, errors and bytes for /metrics, around any backend.
-class CountingSink : public ByteSink {
- public:
-  CountingSink(ByteSink& inner, uint64_t& bytes) : m_inner(inner), m_bytes(bytes) {}
-  void write(std::span<const std::byte> data) override {
-    m_bytes += data.size();
-    m_inner.write(data);
-  }
-
- private:
-  ByteSink& m_inner;
-  uint64_t& m_bytes;
-};
-
-class CountingStorage : public Storage {
- public:
-  CountingStorage(Storage& inner, FollowMonitor& monitor) : m_inner(inner), m_monitor(monitor) {}
-  std::string url() const override { return m_inner.url(); }
-  void put(const std::string& key, ByteSource& data) override { m_inner.put(key, data); }
-  bool put_if_absent(const std::string& key, ByteSource& data) override {
-    return m_inner.put_if_absent(key, data);
-  }
-  bool atomic_put_if_absent() const override { return m_inner.atomic_put_if_absent(); }
-  bool get(const std::string& key, ByteSink& out, const ByteRange& range = {}) override {
-    uint64_t bytes = 0;
-    CountingSink sink(out, bytes);
-    try {
-      const bool found = m_inner.get(key, sink, range);
-      m_monitor.update([&](FollowStatus& s) {
-        ++s.storage_gets;
-        s.downloaded_bytes += bytes;
-      });
-      return found;
-    } catch (...) {
-      m_monitor.update([&](FollowStatus& s) {
-        ++s.storage_gets;
-        ++s.storage_errors;
-        s.downloaded_bytes += bytes;
-      });
-      throw;
-    }
-  }
-  std::vector<ObjectInfo> list(const std::string& prefix) override {
-    try {
-      auto objects = m_inner.list(prefix);
-      m_monitor.update([](FollowStatus& s) { ++s.storage_lists; });
-      return objects;
-    } catch (...) {
-      m_monitor.update([](FollowStatus& s) {
-        ++s.storage_lists;
-        ++s.storage_errors;
-      });
-      throw;
-    }
-  }
-  void remove(const std::vector<std::string>& keys) override { m_inner.remove(keys); }
-
- private:
-  Storage& m_inner;
-  FollowMonitor& m_monitor;
 };
 
 // ---------------------------------------------------------------- local state
@@ -476,19 +424,13 @@ class Applier {
   std::unique_ptr<sqlite::Statement> m_write_page;
 };
 
-std::string scheme_of(const std::string& url) {
-  const size_t colon = url.find(':');
-  if (colon == std::string::npos || url.starts_with("/")) return "file";
-  return url.substr(0, colon);
-}
-
 // ---------------------------------------------------------------- the loop
 
 class Follower {
  public:
   Follower(const FollowOptions& options, Storage& storage, FollowMonitor& monitor)
       : m_options(options),
-        m_storage(storage, monitor),
+        m_storage(storage, monitor.storage_counters()),
         m_monitor(monitor),
         m_state_dir(options.db_path + "-walship"),
         m_state_path(m_state_dir + "/follow") {}
@@ -498,14 +440,15 @@ class Follower {
     m_monitor.update([&](FollowStatus& s) {
       s.db_path = m_options.db_path;
       s.replica = m_storage.url();
-      s.backend = scheme_of(m_storage.url());
+      s.backend = storage_backend_of(m_storage.url());
     });
-    StopSignals signals;
+    StopSignals signals(m_options.stop_fd);
     std::optional<DbState> restored;
     if (!path_exists(m_options.db_path)) {
       // A stop while the restore writes its temp file removes it and ends the
       // process; one after the rename stops below, with PATH whole (exit 0).
-      install_cleanup_signal_handlers(on_stop_signal);
+      // Inside another command (stop_fd), a stop waits for the restore instead.
+      if (m_options.stop_fd < 0) install_cleanup_signal_handlers(on_stop_signal);
       try {
         restored = restore();
       } catch (...) {

@@ -8,40 +8,13 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "backends/storage.h"
 #include "lib/replica/follow_metrics.h"
+#include "lib/replica/follower_options.h"
 
 namespace walship {
-
-struct FollowOptions {
-  std::string db_path;
-  int64_t poll_interval_ms = 1000;   // GET of the next L0 delta
-  int64_t list_interval_ms = 60000;  // LIST: catch up through compacted levels, notice re-seeds
-  uint32_t checkpoint_pages = 1000;  // PASSIVE checkpoint of PATH's WAL past this many frames
-  int parallelism = 4;               // downloads in flight while catching up
-  bool quiet = false;
-};
-
-// Shared between the follower loop and the HTTP listener.
-class FollowMonitor {
- public:
-  FollowStatus snapshot() const {
-    std::lock_guard lock(m_mutex);
-    return m_status;
-  }
-  template <typename F>
-  void update(F&& f) {
-    std::lock_guard lock(m_mutex);
-    f(m_status);
-  }
-
- private:
-  mutable std::mutex m_mutex;
-  FollowStatus m_status;
-};
 
 // True while a serve-replica process follows into the database whose state
 // directory ("<db>-walship") this is: it holds "<dir>/serve.lock". replicate

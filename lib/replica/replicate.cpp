@@ -23,6 +23,8 @@
 #include <set>
 #include <thread>
 
+#include "lib/replica/counting_storage.h"
+#include "lib/replica/follower.h"
 #include "lib/replica/replicator.h"
 #include "lib/sqlite/sqlite.h"
 #include "lib/util/error.h"
@@ -104,6 +106,7 @@ class WorkerPool {
 
 struct Entry {
   std::unique_ptr<Replicator> replicator;
+  ReplicateMonitor* monitor = nullptr;
   int64_t interval_ms = 1000;
   bool from_directory = false;
   // Main-thread bookkeeping; the worker only touches `replicator` while busy.
@@ -120,6 +123,11 @@ struct Entry {
   bool fatal = false;   // a usage error: never retried
   bool absent = false;  // waited for: not created (in WAL mode) yet
   bool warned_not_wal = false;
+  // For the lag on /metrics: when walship noticed the oldest change of the
+  // WAL that no step has covered yet, and (while busy) the one the running
+  // step covers. 0: none.
+  uint64_t changed_ms = 0;
+  uint64_t covering_ms = 0;
 
   int64_t due(int64_t now) const {
     if (fatal || absent) return INT64_MAX;
@@ -131,11 +139,21 @@ struct Entry {
   }
 };
 
+// A step's outcome; without `entry`, a follower's start-up usage error.
 struct StepResult {
   Entry* entry = nullptr;
   std::optional<int64_t> timer;
   std::string error;
   bool usage = false;
+  bool shipped = false;  // the step shipped a delta
+};
+
+// A database followed in this process (role = "serve-replica").
+struct FollowerEntry {
+  FollowerConfig config;
+  std::unique_ptr<Storage> storage;
+  FollowMonitor* monitor = nullptr;
+  std::thread thread;
 };
 
 bool is_wal_database_file(const std::string& path, bool accept_rollback) {
@@ -166,9 +184,13 @@ bool ignored_name(const std::string& name) {
 class ReplicateLoop {
  public:
   ReplicateLoop(const ReplicateRun& run, const OpenStorageFn& open_storage)
-      : m_run(run), m_open_storage(open_storage), m_pool(std::max(1, run.workers)) {
+      : m_run(run),
+        m_open_storage(open_storage),
+        m_board(run.board ? *run.board : m_own_board),
+        m_pool(std::max(1, run.workers)) {
     make_pipe(g_signal_pipe);
     make_pipe(m_done_pipe);
+    make_pipe(m_follow_stop);
     struct sigaction sa {};
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
@@ -180,6 +202,9 @@ class ReplicateLoop {
   }
 
   ~ReplicateLoop() {
+    stop_followers();
+    ::close(m_follow_stop[0]);
+    ::close(m_follow_stop[1]);
     ::close(g_signal_pipe[0]);
     ::close(g_signal_pipe[1]);
     g_signal_pipe[0] = g_signal_pipe[1] = -1;
@@ -199,8 +224,18 @@ class ReplicateLoop {
       watch(dir.path, &dir);
       scan_directory(dir);
     }
+    for (const FollowerConfig& follower : m_run.config.followers) {
+      auto entry = std::make_unique<FollowerEntry>();
+      entry->config = follower;
+      entry->storage = m_open_storage(follower.replica.url, follower.replica.settings);
+      entry->monitor = &m_board.add_follower();
+      m_followers.push_back(std::move(entry));
+    }
+    m_board.set_ready();
     log(LogLevel::info, "replicate started",
-        {{"databases", std::to_string(m_entries.size())}, {"workers", std::to_string(m_run.workers)}});
+        {{"databases", std::to_string(m_entries.size())},
+         {"followers", std::to_string(m_followers.size())},
+         {"workers", std::to_string(m_run.workers)}});
 
     // First round: every database starts (initial snapshot, resume or
     // rehash) before the app runs, and a configuration problem stops here.
@@ -220,13 +255,19 @@ class ReplicateLoop {
       throw UsageError(m_first_usage_error);
     }
     if (!m_stop && !m_run.exec_argv.empty()) spawn_child();
+    if (!m_stop) start_followers();
 
     while (!m_stop) {
       dispatch_due();
       pump(timeout_ms());
     }
+    // Followers stop between transactions while the last ship runs.
+    const char byte = 1;
+    [[maybe_unused]] const ssize_t n = ::write(m_follow_stop[1], &byte, 1);
     while (busy_count() > 0) pump(-1);
     const bool shipped = finish_all(false);
+    stop_followers();
+    if (!m_first_usage_error.empty()) throw UsageError(m_first_usage_error);
     if (m_child_status) {
       const int status = *m_child_status;
       return WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 1;
@@ -243,10 +284,16 @@ class ReplicateLoop {
     std::vector<std::unique_ptr<Storage>> storages;
     for (const ReplicaConfig& replica : replicas)
       storages.push_back(m_open_storage(replica.url, replica.settings));
+    ReplicateMonitor& monitor = m_board.add_replicate(path);
+    for (size_t i = 0; i < storages.size(); ++i) {
+      StorageCounters& counters = monitor.storage_counters(storage_backend_of(replicas[i].url));
+      storages[i] = std::make_unique<CountingStorage>(std::move(storages[i]), counters);
+    }
     ReplicatorOptions options = settings.replicator;
     options.db_path = path;
     auto entry = std::make_unique<Entry>();
-    entry->replicator = std::make_unique<Replicator>(options, std::move(storages));
+    entry->monitor = &monitor;
+    entry->replicator = std::make_unique<Replicator>(options, std::move(storages), &monitor);
     entry->interval_ms = settings.sync_interval_ms;
     entry->from_directory = from_directory;
     m_by_path[path] = entry.get();
@@ -340,12 +387,16 @@ class ReplicateLoop {
       e->dirty = false;
       e->last_start = now;
       e->poll_due = now + k_safety_poll_ms;
+      e->covering_ms = e->changed_ms;
+      e->changed_ms = 0;
       arm_wal_watch(*e);
       m_pool.submit([this, e] {
         StepResult result;
         result.entry = e;
+        const uint64_t shipped_before = e->monitor->shipped_deltas();
         try {
           result.timer = e->replicator->step(static_cast<int64_t>(now_ms()));
+          result.shipped = e->monitor->shipped_deltas() != shipped_before;
         } catch (const UsageError& x) {
           result.error = x.what();
           result.usage = true;
@@ -374,8 +425,17 @@ class ReplicateLoop {
     }
     const int64_t now = static_cast<int64_t>(now_ms());
     for (StepResult& r : results) {
+      if (!r.entry) {
+        // A follower that cannot start (its database is replicated or
+        // followed by another process, not in WAL mode...): the command's
+        // one error line once everything stopped.
+        if (m_first_usage_error.empty()) m_first_usage_error = r.error;
+        m_stop = true;
+        continue;
+      }
       Entry& e = *r.entry;
       e.busy = false;
+      report_step(e, r, now);
       if (r.error.empty()) {
         e.failures = 0;
         e.timer_due = r.timer;
@@ -405,6 +465,85 @@ class ReplicateLoop {
           {{"db", e.replicator->db_path()},
            {"error", r.error},
            {"retry_in", std::to_string(delay / 1000) + "s"}});
+    }
+  }
+
+  // What a finished step changes on /metrics and /healthz.
+  void report_step(Entry& e, const StepResult& r, int64_t now) {
+    const uint64_t covered = e.covering_ms;
+    e.covering_ms = 0;
+    if (!r.error.empty() && covered != 0) e.changed_ms = covered;  // still not shipped, and older
+    e.monitor->update([&](ReplicateStatus& s) {
+      s.oldest_unshipped_ms = e.changed_ms;
+      if (!r.error.empty()) {
+        s.last_error = r.error;
+        ++s.step_errors;
+        return;
+      }
+      s.started = true;
+      s.last_error.clear();
+      s.last_ok_ms = static_cast<uint64_t>(now);
+      if (r.shipped && covered != 0 && static_cast<uint64_t>(now) >= covered)
+        s.commit_to_durable.observe(static_cast<double>(static_cast<uint64_t>(now) - covered) / 1000.0);
+    });
+  }
+
+  // The WAL (or the database's folder entry) changed: something to ship.
+  void mark_changed(Entry& e) {
+    e.dirty = true;
+    if (e.changed_ms != 0) return;
+    e.changed_ms = now_ms();
+    if (e.covering_ms == 0)
+      e.monitor->update([&](ReplicateStatus& s) { s.oldest_unshipped_ms = e.changed_ms; });
+  }
+
+  void start_followers() {
+    for (auto& follower : m_followers) {
+      FollowerEntry* f = follower.get();
+      f->thread = std::thread([this, f] { follow(*f); });
+    }
+  }
+
+  void stop_followers() {
+    const char byte = 1;
+    [[maybe_unused]] const ssize_t n = ::write(m_follow_stop[1], &byte, 1);
+    for (auto& follower : m_followers) {
+      if (follower->thread.joinable()) follower->thread.join();
+    }
+  }
+
+  // A follower's thread: follows until the stop, starting again after a
+  // failure (an empty or unreachable replica, say) with a growing delay.
+  void follow(FollowerEntry& f) {
+    FollowOptions options = f.config.options;
+    options.stop_fd = m_follow_stop[0];
+    int64_t delay = 1000;
+    for (bool first = true;; first = false) {
+      std::string error;
+      try {
+        run_serve_replica(options, *f.storage, *f.monitor);
+        return;  // stopped
+      } catch (const UsageError& e) {
+        f.monitor->update([&](FollowStatus& s) { s.last_error = e.what(); });
+        if (first) {
+          StepResult result;
+          result.error = e.what();
+          result.usage = true;
+          post(std::move(result));
+        } else {
+          log(LogLevel::error, "unable to follow; stopped following this database",
+              {{"db", options.db_path}, {"error", e.what()}});
+        }
+        return;
+      } catch (const std::exception& e) {
+        error = e.what();
+      }
+      f.monitor->update([&](FollowStatus& s) { s.last_error = error; });
+      log(LogLevel::error, "unable to follow; retrying",
+          {{"db", options.db_path}, {"error", error}, {"retry_in", std::to_string(delay / 1000) + "s"}});
+      pollfd fd{m_follow_stop[0], POLLIN, 0};
+      if (::poll(&fd, 1, static_cast<int>(delay)) > 0) return;
+      delay = std::min<int64_t>(delay * 2, k_max_retry_ms);
     }
   }
 
@@ -445,11 +584,11 @@ class ReplicateLoop {
         const auto* ev = reinterpret_cast<const inotify_event*>(buffer + off);
         off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
         if (ev->mask & IN_Q_OVERFLOW) {
-          for (const auto& e : m_entries) e->dirty = true;
+          for (const auto& e : m_entries) mark_changed(*e);
           continue;
         }
         if (const auto wal = m_wal_watches.find(ev->wd); wal != m_wal_watches.end()) {
-          if (ev->mask & IN_MODIFY) wal->second->dirty = true;
+          if (ev->mask & IN_MODIFY) mark_changed(*wal->second);
           if (ev->mask & IN_IGNORED) m_wal_watches.erase(wal);  // the one-shot watch is spent
           continue;
         }
@@ -460,7 +599,7 @@ class ReplicateLoop {
         if (path.ends_with("-wal")) path.resize(path.size() - 4);
         if (const auto it = m_by_path.find(path); it != m_by_path.end()) {
           Entry& e = *it->second;
-          e.dirty = true;
+          mark_changed(e);
           // A waited-for database counts once the app made it a WAL database
           // (its -wal appearing is the event for that).
           if (e.absent && is_wal_database_file(path, e.replicator->enable_wal())) {
@@ -588,7 +727,11 @@ class ReplicateLoop {
 
   const ReplicateRun& m_run;
   const OpenStorageFn& m_open_storage;
+  StatusBoard m_own_board;  // when the run has none
+  StatusBoard& m_board;
   std::vector<std::unique_ptr<Entry>> m_entries;
+  std::vector<std::unique_ptr<FollowerEntry>> m_followers;
+  int m_follow_stop[2] = {-1, -1};  // readable once followers must stop
   std::map<std::string, Entry*> m_by_path;
   std::map<int, Watch> m_watches;
   std::map<int, Entry*> m_wal_watches;

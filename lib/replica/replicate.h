@@ -2,6 +2,8 @@
 // "Replicate"). The main thread waits on inotify, timers and signals and
 // decides what is due; a fixed pool of workers runs the Replicator steps, so
 // memory and concurrent uploads stay bounded however many databases there are.
+// The databases of a walship.toml with role = "serve-replica" are followed in
+// the same process, a thread each (`serve-replica --config` runs only those).
 #pragma once
 
 #include <functional>
@@ -12,6 +14,7 @@
 
 #include "backends/storage.h"
 #include "lib/config/config.h"
+#include "lib/replica/status_board.h"
 
 namespace walship {
 
@@ -22,6 +25,8 @@ struct ReplicateRun {
   // A configured database that does not exist yet is waited for (its
   // directory watched) instead of being an error.
   bool wait_for_databases = false;
+  // Where every database's status goes (for --http); null: nowhere to read it.
+  StatusBoard* board = nullptr;
 };
 
 using OpenStorageFn = std::function<std::unique_ptr<Storage>(
@@ -31,7 +36,10 @@ using OpenStorageFn = std::function<std::unique_ptr<Storage>(
 // committed and returns the exit code: 0, the child's, or 1 if the final
 // ship failed. Throws UsageError for a configuration problem found at start
 // (a database that is missing (unless waited for), not SQLite, not in WAL
-// mode; a bad URL).
+// mode; a bad URL; a follower database another process writes). Followers start once the
+// replicated databases did (so one may follow a replica the same process
+// writes) and stop between transactions; one whose replica is empty or
+// unreachable keeps trying, with its error on /healthz.
 int run_replicate(const ReplicateRun& run, const OpenStorageFn& open_storage);
 
 // Splits an --exec command line into words: blanks separate, '...' and "..."

@@ -139,17 +139,26 @@ struct ReplicaTarget {
   int64_t last_snapshot_ms = 0;
   Compactor compactor;
   int64_t next_retention_ms = 0;  // 0: one interval after the first step
+  size_t slot = 0;                // its index in ReplicateStatus::replicas
 
   std::string name() const { return storage->url(); }
 };
 
-Replicator::Replicator(ReplicatorOptions options, std::vector<std::unique_ptr<Storage>> replicas)
-    : m_options(std::move(options)) {
+Replicator::Replicator(ReplicatorOptions options, std::vector<std::unique_ptr<Storage>> replicas,
+                       ReplicateMonitor* monitor)
+    : m_options(std::move(options)), m_monitor(monitor) {
   m_wal_path = m_options.db_path + "-wal";
   m_shm_path = m_options.db_path + "-shm";
   m_state_dir = m_options.db_path + "-walship";
-  for (auto& storage : replicas)
+  for (auto& storage : replicas) {
     m_targets.push_back(std::make_unique<ReplicaTarget>(std::move(storage), m_state_dir));
+    m_targets.back()->slot = m_targets.size() - 1;
+    report([&](ReplicateStatus& s) { s.replicas.push_back({m_targets.back()->name(), 0}); });
+  }
+}
+
+void Replicator::report_txid(const ReplicaTarget& target) {
+  report([&](ReplicateStatus& s) { s.replicas[target.slot].txid = target.state ? target.state->txid : 0; });
 }
 
 Replicator::~Replicator() { close_database(); }
@@ -407,6 +416,7 @@ void Replicator::start() {
   ship_all();
   m_started = true;
   for (auto& target : m_targets) {
+    report_txid(*target);
     if (log_enabled(LogLevel::info)) {
       log(LogLevel::info, "replicating",
           {{"db", m_options.db_path},
@@ -567,6 +577,12 @@ void Replicator::ship_new_frames(ReplicaTarget& target, uint64_t frame_cap) {
   target.store.save(state, changed, false);
   target.compactor.add(DeltaRecord{key, 0, file.min_txid, file.max_txid, file.commit_time_ms});
   m_shipped_pages += changes.size();
+  report([&](ReplicateStatus& s) {
+    ++s.shipped_deltas;
+    s.shipped_transactions += frames.commits;
+    s.shipped_pages += changes.size();
+    s.replicas[target.slot].txid = state.txid;
+  });
   if (log_enabled(LogLevel::debug)) {
     log(LogLevel::debug, "shipped",
         {{"db", m_options.db_path},
@@ -598,6 +614,7 @@ void Replicator::resync(ReplicaTarget& target, const wal::WalPosition& pinned) {
     std::vector<uint64_t> hashes = hash_database(*m_reader, m_page_size);
     const uint64_t checksum = xor_all(hashes);
     if (checksum != target.replica_post) {
+      report([](ReplicateStatus& s) { ++s.lost_continuity; });
       log(LogLevel::info, "the database differs from the replica's newest state; writing a new snapshot",
           {{"db", m_options.db_path}, {"replica", target.name()}});
       write_snapshot(target, target.replica_newest + 1, pinned, false);
@@ -613,8 +630,10 @@ void Replicator::resync(ReplicaTarget& target, const wal::WalPosition& pinned) {
     target.state = std::move(state);
     target.store.save(*target.state, {}, true);
     target.lost = false;
+    report_txid(target);
     return;
   }
+  report([](ReplicateStatus& s) { ++s.lost_continuity; });
   ShippedState& state = *target.state;
   if (state.page_size != m_page_size) {
     write_snapshot(target, state.txid + 1, pinned, false);
@@ -650,6 +669,11 @@ void Replicator::resync(ReplicaTarget& target, const wal::WalPosition& pinned) {
     if (!upload(target, key, writer.bytes_written())) return;
     target.compactor.add(DeltaRecord{key, 0, file.min_txid, file.max_txid, file.commit_time_ms});
     state.txid = file.max_txid;
+    report([&](ReplicateStatus& s) {
+      ++s.shipped_deltas;
+      s.shipped_pages += changed.size();
+      s.replicas[target.slot].txid = state.txid;
+    });
     log(LogLevel::info, "shipped the pages that changed while continuity was lost",
         {{"db", m_options.db_path},
          {"replica", target.name()},
@@ -697,6 +721,10 @@ void Replicator::write_snapshot(ReplicaTarget& target, uint64_t txid, const wal:
   target.lost = false;
   target.replica_empty = false;
   target.last_snapshot_ms = static_cast<int64_t>(spool.header.commit_time_ms);
+  report([&](ReplicateStatus& s) {
+    ++s.snapshots;
+    s.replicas[target.slot].txid = txid;
+  });
   if (log_enabled(LogLevel::info)) {
     log(LogLevel::info, "snapshot written",
         {{"db", m_options.db_path},
@@ -791,6 +819,7 @@ void Replicator::checkpoint_if_due(int64_t now) {
         {{"db", m_options.db_path}});
     return;
   }
+  report([](ReplicateStatus& s) { ++s.checkpoints_passive; });
   if (log_enabled(LogLevel::debug)) {
     log(LogLevel::debug, "checkpoint",
         {{"db", m_options.db_path},
@@ -821,6 +850,7 @@ void Replicator::checkpoint_if_due(int64_t now) {
                                            &wal_frames, &checkpointed);
   m_reader->set_busy_timeout(k_read_busy_timeout_ms);
   pin_read_locked();  // without the lock: every replica rehashes below
+  if (rc == SQLITE_OK) report([](ReplicateStatus& s) { ++s.checkpoints_truncate; });
   log(rc == SQLITE_OK ? LogLevel::info : LogLevel::warn,
       rc == SQLITE_OK ? "WAL truncated past the hard limit"
                       : "TRUNCATE checkpoint past the hard limit was busy",
@@ -845,6 +875,9 @@ void Replicator::scheduled_snapshot(ReplicaTarget& target, int64_t now) {
 
 std::optional<int64_t> Replicator::step(int64_t now) {
   if (!m_started) start();
+  // Every commit SQLite counted by now is shipped once this step succeeds.
+  const std::optional<wal::WalIndexHeader> index_at_start =
+      m_shm_fd ? wal::read_wal_index_header(m_shm_fd.get(), m_shm_path) : std::nullopt;
   if (files_replaced()) {
     log(LogLevel::warn, "the database or its WAL was replaced underneath walship; rehashing",
         {{"db", m_options.db_path}});
@@ -883,9 +916,17 @@ std::optional<int64_t> Replicator::step(int64_t now) {
   for (auto& target : m_targets) {
     scheduled_snapshot(*target, now);
     if (m_options.snapshot_interval_ms > 0) sooner(target->last_snapshot_ms + m_options.snapshot_interval_ms);
+    const uint64_t compacted = target->compactor.written();
     if (auto due = target->compactor.run(*target->storage, m_options, now, m_state_dir)) sooner(*due);
+    if (target->compactor.written() != compacted) {
+      report([&](ReplicateStatus& s) { s.compactions += target->compactor.written() - compacted; });
+    }
     if (auto due = retention(*target, now)) sooner(*due);
   }
+  report([&](ReplicateStatus& s) {
+    s.change_known = index_at_start.has_value();
+    if (index_at_start) s.shipped_change = index_at_start->change;
+  });
   return next;
 }
 
@@ -916,7 +957,10 @@ std::optional<int64_t> Replicator::retention(ReplicaTarget& target, int64_t now)
   }
   try {
     const PrunePlan plan = plan_prune(listing, headers, m_options.retention, target.name());
-    for (const PruneObject& o : plan.remove) target.storage->remove({o.key});
+    for (const PruneObject& o : plan.remove) {
+      target.storage->remove({o.key});
+      report([](ReplicateStatus& s) { ++s.pruned_objects; });
+    }
     if (!plan.remove.empty() && log_enabled(LogLevel::info)) {
       log(LogLevel::info, "pruned",
           {{"db", m_options.db_path},

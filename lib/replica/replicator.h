@@ -40,6 +40,7 @@
 #include "backends/storage.h"
 #include "lib/format/replica_file.h"
 #include "lib/replica/local_state.h"
+#include "lib/replica/replicate_metrics.h"
 #include "lib/replica/replicator_options.h"
 #include "lib/sqlite/sqlite.h"
 #include "lib/wal/wal_scan.h"
@@ -51,7 +52,10 @@ struct ReplicaTarget;
 class Replicator {
  public:
   // `replicas`: the storage of each replica of this database (owned).
-  Replicator(ReplicatorOptions options, std::vector<std::unique_ptr<Storage>> replicas);
+  // `monitor`, if any, is told what was shipped, checkpointed, compacted...
+  // (for /metrics) and must outlive the Replicator.
+  Replicator(ReplicatorOptions options, std::vector<std::unique_ptr<Storage>> replicas,
+             ReplicateMonitor* monitor = nullptr);
   ~Replicator();
   Replicator(const Replicator&) = delete;
   Replicator& operator=(const Replicator&) = delete;
@@ -99,8 +103,14 @@ class Replicator {
   bool upload(ReplicaTarget& target, const std::string& key, uint64_t size);
   format::FileHeader next_delta_header(const ShippedState& state, uint32_t db_pages) const;
   FdSink reset_spool();
+  template <typename F>
+  void report(F&& f) {
+    if (m_monitor) m_monitor->update(std::forward<F>(f));
+  }
+  void report_txid(const ReplicaTarget& target);
 
   ReplicatorOptions m_options;
+  ReplicateMonitor* m_monitor = nullptr;
   std::vector<std::unique_ptr<ReplicaTarget>> m_targets;
   std::string m_wal_path;
   std::string m_shm_path;

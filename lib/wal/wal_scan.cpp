@@ -101,6 +101,7 @@ std::optional<WalIndexHeader> read_wal_index_header(int fd, const std::string& p
     if (bytes[12] != std::byte{1}) return std::nullopt;
     WalIndexHeader index;
     std::memcpy(&index.max_frame, bytes.data() + 16, 4);
+    std::memcpy(&index.change, bytes.data() + 8, 4);
     std::memcpy(index.salt.data(), bytes.data() + 32, 8);
     return index;
   }

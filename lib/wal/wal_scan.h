@@ -61,6 +61,7 @@ CommittedFrames scan_wal(int fd, const std::string& path, const WalHeader& heade
 // https://www.sqlite.org/walformat.html) that says what is committed.
 struct WalIndexHeader {
   uint32_t max_frame = 0;
+  uint32_t change = 0;  // iChange: SQLite adds one per commit (wraps; 0 again when the index is rebuilt)
   std::array<std::byte, 8> salt{};  // the WAL header's salt bytes, as stored there
 };
 

@@ -10,12 +10,12 @@ _walship() {
   case $command in
     '') options='-h --help --version -v --verbose -q --quiet --log-level --log-format'; values='--log-level --log-format' ;;
     snapshot) options='-h --help --zstd-level'; values='--zstd-level' ;;
-    replicate) options='-h --help -c --config --dir --sync-interval --snapshot-interval --checkpoint-pages --truncate-pages --enable-wal --no-compaction --retention-interval --no-retention --keep-within --keep-minutely --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-last --exec --wait --workers'; values='-c --config --dir --sync-interval --snapshot-interval --checkpoint-pages --truncate-pages --retention-interval --keep-within --keep-minutely --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-last --exec --workers' ;;
+    replicate) options='-h --help -c --config --dir --sync-interval --snapshot-interval --checkpoint-pages --truncate-pages --enable-wal --no-compaction --retention-interval --no-retention --keep-within --keep-minutely --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-last --exec --wait --workers --http --max-lag'; values='-c --config --dir --sync-interval --snapshot-interval --checkpoint-pages --truncate-pages --retention-interval --keep-within --keep-minutely --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-last --exec --workers --http --max-lag' ;;
     restore) options='-h --help -o --output --txid --timestamp --if-replica-exists --if-db-not-exists -f --force --verify --parallelism'; values='-o --output --txid --timestamp --parallelism' ;;
     ls) options='-h --help --json'; values='' ;;
     verify) options='-h --help --db --point --full --temp-dir --parallelism --json'; values='--db --point --temp-dir --parallelism' ;;
     prune) options='-h --help --keep-within --keep-minutely --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-last -n --dry-run'; values='--keep-within --keep-minutely --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-last' ;;
-    serve-replica) options='-h --help --poll-interval --list-interval --http --max-lag --checkpoint-pages --parallelism'; values='--poll-interval --list-interval --http --max-lag --checkpoint-pages --parallelism' ;;
+    serve-replica) options='-h --help -c --config --poll-interval --list-interval --checkpoint-pages --parallelism --http --max-lag'; values='-c --config --poll-interval --list-interval --checkpoint-pages --parallelism --http --max-lag' ;;
     version) options='-h --help'; values='' ;;
   esac
   case " $values " in

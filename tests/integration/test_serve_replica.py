@@ -8,17 +8,14 @@ import json
 import os
 import random
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from walship_test import (WALSHIP, checkpointed_bytes, expect_one_error_line, run_tests,  # noqa: E402
-                          walship)
+from walship_test import (WALSHIP, checkpointed_bytes, expect_one_error_line, free_port, http_get,  # noqa: E402
+                          metric, run_tests, walship)
 
 ACCOUNTS = 20
 TOTAL = ACCOUNTS * 1000
@@ -137,33 +134,12 @@ def follower_bytes(path):
     return checkpointed_bytes(path)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http_get(url):
-    try:
-        with urllib.request.urlopen(url, timeout=10) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
 def log_tail(tmp, name):
     try:
         with open(f"{tmp}/{name}.log") as f:
             return f.read()[-3000:]
     except OSError:
         return ""
-
-
-def metric(text, name):
-    for line in text.splitlines():
-        if line.startswith(name + "{"):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"{name} not in /metrics:\n{text}")
 
 
 # ---------------------------------------------------------------------------
@@ -324,8 +300,10 @@ def test_healthz_and_metrics(tmp):
     wait_for(lambda: read_n(follow) == 0, "the follower database")
     wait_for(lambda: http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200, "a healthy /healthz", timeout=30)
     status, body = http_get(f"http://127.0.0.1:{port}/healthz")
-    health = json.loads(body)
+    assert json.loads(body)["status"] == "ok", body
+    health = json.loads(body)["databases"][0]
     assert health["status"] == "ok" and health["txid"] == "0000000000000001", body
+    assert health["role"] == "serve-replica" and health["db"] == follow, body
     assert health["lag_transactions"] == 0 and health["last_error"] is None, body
     assert 0 <= health["lag_seconds"] < 10, body
     status, text = http_get(f"http://127.0.0.1:{port}/metrics")
@@ -343,7 +321,7 @@ def test_healthz_and_metrics(tmp):
     wait_for(lambda: read_n(f"{tmp}/follow2.db") == 0, "the second follower")
     time.sleep(1.2)
     status, body = http_get(f"http://127.0.0.1:{lagging_port}/healthz")
-    assert status == 503 and json.loads(body)["status"] == "lagging", (status, body)
+    assert status == 503 and json.loads(body)["databases"][0]["status"] == "lagging", (status, body)
     status, _ = http_get(f"http://127.0.0.1:{port}/nothing")
     assert status == 404
     assert stop(serve2) == 0

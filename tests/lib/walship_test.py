@@ -8,11 +8,14 @@ import hashlib
 import os
 import re
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import traceback
+import urllib.error
+import urllib.request
 
 WALSHIP = os.environ.get("WALSHIP") or os.path.join(os.path.dirname(__file__), "..", "..", "build", "walship")
 SKIP = 77
@@ -109,6 +112,33 @@ def expect_one_error_line(result, code, pattern):
     lines = [line for line in result.err.splitlines() if line.startswith("walship:")]
     assert len(lines) == 1, f"expected one error line: {result!r}"
     assert re.search(pattern, lines[0]), f"{pattern!r} not in {lines[0]!r}"
+
+
+def free_port():
+    """A TCP port of 127.0.0.1 nothing listens on (now)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url):
+    """(status, body) of a GET; an HTTP error status is an answer, not an exception."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def metric(text, name, **labels):
+    """The value of the first sample of `name` in Prometheus text whose labels
+    include `labels` (e.g. op="put")."""
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        if all(f'{k}="{v}"' in line.split("}")[0] for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} {labels} not in /metrics:\n{text}")
 
 
 class TempDir:

@@ -6,6 +6,8 @@
   with chroot as root, else with an unprivileged user namespace) it
   snapshots, lists and restores a database on the filesystem backend, and
   the restored bytes equal the source;
+- `serve-replica --http 127.0.0.1:PORT` binds and answers /healthz and
+  /metrics there: --http takes numeric addresses, which need no NSS;
 - the same over HTTPS (gs:// against the GCS test server behind a TLS proxy
   with a throwaway CA): mbedTLS works there, SSL_CERT_FILE is honoured, and
   without it the compiled-in bundle refuses the unknown CA;
@@ -17,12 +19,15 @@
 $WALSHIP_STATIC names the binary (default build-static/dist/walship); the
 whole test is skipped when it has not been built.
 """
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from walship_test import SKIP, TempDir, check_rows, checkpointed_bytes, create_db, skip  # noqa: E402
@@ -136,6 +141,41 @@ def test_empty_root_filesystem(tmp):
     prefix = enter_prefix(root)
     snapshot_restore(prefix, root, "file:///replica")
     assert os.path.isdir(f"{root}/replica/snapshots"), os.listdir(f"{root}/replica")
+
+
+def test_empty_root_serve_replica_http(tmp):
+    """serve-replica follows a replica in the empty root and serves /healthz
+    and /metrics on a numeric address: the bind needs no NSS (no
+    /etc/nsswitch.conf, no libnss_*.so there)."""
+    root = make_root(tmp)
+    prefix = enter_prefix(root)
+    create_db(f"{root}/data/app.db", rows=100)
+    in_root(prefix, "snapshot", "/data/app.db", "file:///replica")
+    port = free_port()
+    proc = subprocess.Popen([*prefix, "/walship", "serve-replica", "--http", f"127.0.0.1:{port}", "file:///replica",
+                             "/data/follow.db"], env={"PATH": "/", "LANG": "C"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+                    status, body = r.status, json.loads(r.read())
+                if status == 200:
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                raise AssertionError(f"no healthy /healthz from the empty root: {proc.stderr.read() if proc.poll() is not None else 'timed out'}")
+            time.sleep(0.2)
+        assert body["databases"][0]["db"] == "/data/follow.db" and body["databases"][0]["txid"] == "0000000000000001", body
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            assert 'walship_applied_txid{db="/data/follow.db"} 1' in r.read().decode()
+    finally:
+        proc.terminate()
+        code = proc.wait(timeout=30)
+    assert code == 0, proc.stderr.read()
+    check_rows(f"{root}/data/follow.db", 100)
 
 
 def make_tls_files(directory):
@@ -334,7 +374,7 @@ def main():
         tests = (test_empty_root_s3,)
     else:
         tests = (test_statically_linked, test_no_nss_openssl_ldap_idn_psl, test_ca_bundle_compiled_in,
-                 test_empty_root_filesystem,
+                 test_empty_root_filesystem, test_empty_root_serve_replica_http,
                  test_empty_root_https)
     passed = failed = skipped = 0
     for test in tests:

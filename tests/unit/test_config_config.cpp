@@ -104,14 +104,15 @@ l1-span = "30s"
 }
 
 TEST_CASE("configuration mistakes name the file, the line and what to write") {
-  CHECK(
-      config_error("[[databases]]\npath = \"/a.db\"\nreplicas = [\"file:///r\"]\nsync_interval = \"1s\"\n")
-          .starts_with("walship.toml:4: unknown key 'sync_interval' in [[databases]] (known: path, replica, "
-                       "replicas, sync-interval,"));
+  CHECK(config_error("[[databases]]\npath = \"/a.db\"\nreplicas = [\"file:///r\"]\nsync_interval = \"1s\"\n")
+            .starts_with("walship.toml:4: unknown key 'sync_interval' in [[databases]] (known: path, role, "
+                         "replica, replicas, sync-interval,"));
   CHECK(config_error("[defaults]\nfoo = 1\n[[databases]]\npath = \"/a\"\nreplica = \"/r\"\n")
-            .starts_with("walship.toml:2: unknown key 'foo' in [defaults] (known: sync-interval,"));
+            .starts_with("walship.toml:2: unknown key 'foo' in [defaults] (known: poll-interval, "
+                         "list-interval, parallelism, sync-interval,"));
   CHECK(config_error("[database]\npath = \"/a\"\n") ==
-        "walship.toml:1: unknown key 'database' (known: [defaults], [[databases]], [[directories]])");
+        "walship.toml:1: unknown key 'database' (known: http, max-lag, [defaults], [[databases]], "
+        "[[directories]])");
   CHECK(config_error("[[databases]]\npath = \"/a.db\"\n") ==
         "walship.toml:1: database '/a.db' has no replica: add replicas = [\"URL\"]");
   CHECK(config_error("[[databases]]\npath = \"a.db\"\nreplica = \"/r\"\n") ==
@@ -174,4 +175,90 @@ retention = false
   CHECK(config_error("[defaults]\nkeep-within = \"soon\"\n")
             .starts_with("walship.toml:2: 'keep-within' = 'soon' is not a duration"));
   CHECK(config_error("[defaults]\nretention = 1\n") == "walship.toml:2: 'retention' must be true or false");
+}
+
+TEST_CASE("roles: replicated and followed databases in one file, http and max-lag for the process") {
+  const ReplicateConfig config = parse_config(R"(
+http = "127.0.0.1:9090"
+max-lag = "3s"
+
+[defaults]
+poll-interval = "200ms"
+sync-interval = "2s"
+checkpoint-pages = 500
+
+[[databases]]
+path = "/data/app.db"
+replicas = ["file:///backups/app"]
+
+[[databases]]
+role = "serve-replica"
+path = "/data/replica.db"
+list-interval = "30s"
+parallelism = 8
+  [[databases.replicas]]
+  url = "s3://bucket/app"
+  region = "eu-west-1"
+
+[[databases]]
+path = "/data/other.db"
+role = "replicate"
+replica = "file:///backups/other"
+)",
+                                              "walship.toml", fake_env({}));
+  CHECK(config.http == "127.0.0.1:9090");
+  CHECK(config.max_lag_ms == 3000);
+  REQUIRE(config.databases.size() == 2);
+  CHECK(config.databases[0].settings.sync_interval_ms == 2000);
+  CHECK(config.databases[0].settings.replicator.checkpoint_pages == 500);
+  CHECK(config.databases[1].path == "/data/other.db");
+  REQUIRE(config.followers.size() == 1);
+  const FollowerConfig& f = config.followers[0];
+  CHECK(f.options.db_path == "/data/replica.db");
+  CHECK(f.replica.url == "s3://bucket/app");
+  CHECK(f.replica.settings.at("region") == "eu-west-1");
+  CHECK(f.options.poll_interval_ms == 200);
+  CHECK(f.options.list_interval_ms == 30'000);
+  CHECK(f.options.checkpoint_pages == 500);
+  CHECK(f.options.parallelism == 8);
+
+  const ReplicateConfig only =
+      parse_config("[[databases]]\nrole = \"serve-replica\"\npath = \"/f.db\"\nreplicas = [\"file:///r\"]\n",
+                   "w.toml", fake_env({}));
+  CHECK(only.databases.empty());
+  CHECK(only.followers.size() == 1);
+  CHECK(only.http.empty());
+  CHECK_FALSE(only.max_lag_ms);
+}
+
+TEST_CASE("role mistakes name the line: unknown role, two replicas for a follower, keys of the other role") {
+  CHECK(config_error("[[databases]]\npath = \"/a\"\nrole = \"mirror\"\nreplica = \"/r\"\n") ==
+        "walship.toml:3: unknown role 'mirror' (known: replicate, serve-replica)");
+  CHECK(config_error("[[databases]]\nrole = \"serve-replica\"\npath = \"/a\"\nreplicas = [\"file:///r\", "
+                     "\"file:///s\"]\n") ==
+        "walship.toml:1: database '/a' has role = \"serve-replica\" and 2 replicas: a follower follows "
+        "exactly one replica (replicas = [\"URL\"])");
+  CHECK(config_error("[[databases]]\nrole = \"serve-replica\"\npath = \"/a\"\n") ==
+        "walship.toml:1: database '/a' has role = \"serve-replica\" and 0 replicas: a follower follows "
+        "exactly one replica (replicas = [\"URL\"])");
+  CHECK(
+      config_error("[[databases]]\nrole = \"serve-replica\"\npath = \"/a\"\nreplica = \"/r\"\nsync-interval "
+                   "= \"1s\"\n")
+          .starts_with(
+              "walship.toml:5: 'sync-interval' does not apply to role = \"serve-replica\" (its keys: "
+              "path, role, replica, replicas, poll-interval,"));
+  CHECK(config_error("[[databases]]\nrole = \"serve-replica\"\npath = \"/a\"\nreplica = \"/r\"\nfoo = 1\n")
+            .starts_with("walship.toml:5: unknown key 'foo' in a [[databases]] entry with role = "
+                         "\"serve-replica\""));
+  CHECK(config_error("[[databases]]\npath = \"/a\"\nreplica = \"/r\"\npoll-interval = \"1s\"\n") ==
+        "walship.toml:4: 'poll-interval' applies to role = \"serve-replica\" only (this database is "
+        "replicated)");
+  CHECK(
+      config_error("[[databases]]\nrole = \"serve-replica\"\npath = \"/a\"\nreplica = \"/r\"\n[[databases]]\n"
+                   "path = \"/a\"\nreplica = \"/s\"\n") == "walship.toml: database '/a' is listed twice");
+  CHECK(config_error("http = \"nowhere:80\"\n[[databases]]\npath = \"/a\"\nreplica = \"/r\"\n") ==
+        "walship.toml:1: invalid 'http' 'nowhere:80': 'nowhere' is not an IP address; give one, e.g. "
+        "127.0.0.1:9090 or [::1]:9090");
+  CHECK(config_error("max-lag = \"0s\"\n[[databases]]\npath = \"/a\"\nreplica = \"/r\"\n") ==
+        "walship.toml:1: 'max-lag' must be more than 0");
 }

@@ -33,9 +33,9 @@ using namespace walship;
 namespace {
 
 // Forwards to a MemoryStorage the test keeps, counting what was written.
-class CountingStorage : public Storage {
+class L0CountingStorage : public Storage {
  public:
-  explicit CountingStorage(MemoryStorage& inner, uint64_t& l0_bytes, uint64_t& l0_objects)
+  explicit L0CountingStorage(MemoryStorage& inner, uint64_t& l0_bytes, uint64_t& l0_objects)
       : m_inner(inner), m_l0_bytes(l0_bytes), m_l0_objects(l0_objects) {}
   std::string url() const override { return m_inner.url(); }
   void put(const std::string& key, ByteSource& data) override {
@@ -98,7 +98,7 @@ TEST_CASE(
   options.db_path = db_path;
   options.retention = default_retention_policy();
   std::vector<std::unique_ptr<Storage>> replicas;
-  replicas.push_back(std::make_unique<CountingStorage>(storage, l0_bytes, l0_objects));
+  replicas.push_back(std::make_unique<L0CountingStorage>(storage, l0_bytes, l0_objects));
   Replicator replicator(options, std::move(replicas));
 
   const uint64_t t0 = 1'795'000'000'000 - 1'795'000'000'000 % 3'600'000;  // a round hour

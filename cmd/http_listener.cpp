@@ -1,0 +1,75 @@
+#include "cmd/http_listener.h"
+
+#include <httplib.h>
+
+#include <thread>
+
+#include "lib/config/config.h"
+#include "lib/util/error.h"
+#include "lib/util/listen_address.h"
+#include "lib/util/log.h"
+#include "lib/util/time.h"
+
+namespace walship::cmd {
+
+struct HttpListener::Impl {
+  httplib::Server server;
+  std::thread thread;
+};
+
+HttpListener::HttpListener(const std::string& address, const std::string& what, const StatusBoard& board,
+                           int64_t max_lag_ms)
+    : m_impl(std::make_unique<Impl>()) {
+  const ListenAddress listen = parse_listen_address(address, what);
+  httplib::Server& server = m_impl->server;
+  server.Get("/healthz", [&board, max_lag_ms](const httplib::Request&, httplib::Response& res) {
+    bool healthy = false;
+    res.set_content(board.health(now_ms(), max_lag_ms, healthy), "application/json");
+    res.status = healthy ? 200 : 503;
+  });
+  server.Get("/metrics", [&board](const httplib::Request&, httplib::Response& res) {
+    res.set_content(board.metrics(now_ms()), "text/plain; version=0.0.4; charset=utf-8");
+  });
+  if (!server.bind_to_port(listen.host, listen.port)) {
+    throw UsageError("unable to listen on " + address + " (" + what +
+                     "): the port is in use or the address is not local; choose another");
+  }
+  m_impl->thread = std::thread([this] { m_impl->server.listen_after_bind(); });
+  log(LogLevel::info, "http listening", {{"address", address}});
+}
+
+HttpListener::~HttpListener() {
+  m_impl->server.stop();
+  if (m_impl->thread.joinable()) m_impl->thread.join();
+}
+
+void add_http_flags(CLI::App& sub, HttpFlags& flags) {
+  flags.http_option = sub.add_option(
+      "--http", flags.http,
+      "Serve /healthz and /metrics on this IP address and port, e.g. 127.0.0.1:9090 (default: walship.toml's "
+      "http)");
+  flags.max_lag_option =
+      sub.add_option(
+             "--max-lag", flags.max_lag,
+             "/healthz answers 503 when a database lags more than this (default: walship.toml's max-lag)")
+          ->capture_default_str();
+}
+
+std::unique_ptr<HttpListener> start_http(const HttpFlags& flags, const ReplicateConfig* config,
+                                         const std::string& config_path, const StatusBoard& board) {
+  const std::optional<int64_t> given = parse_duration_ms(flags.max_lag);
+  if (!given || *given <= 0) {
+    throw UsageError("invalid --max-lag '" + flags.max_lag +
+                     "': give a duration such as 100ms, 1s, 5m or 1h");
+  }
+  int64_t max_lag_ms = *given;
+  if (flags.max_lag_option->count() == 0 && config && config->max_lag_ms) max_lag_ms = *config->max_lag_ms;
+  if (flags.http_option->count() > 0)
+    return std::make_unique<HttpListener>(flags.http, "--http", board, max_lag_ms);
+  if (config && !config->http.empty()) {
+    return std::make_unique<HttpListener>(config->http, "'http' in " + config_path, board, max_lag_ms);
+  }
+  return nullptr;
+}
+
+}  // namespace walship::cmd

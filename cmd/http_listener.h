@@ -1,0 +1,49 @@
+// The HTTP listener of `replicate --http` and `serve-replica --http`:
+// /metrics (Prometheus text) and /healthz (JSON; 200 when every database is
+// healthy, else 503) for every database on a StatusBoard, served by
+// cpp-httplib from threads of its own while the command runs.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "lib/config/config.h"
+#include "lib/replica/status_board.h"
+
+namespace walship::cmd {
+
+class HttpListener {
+ public:
+  // Binds `address` ("127.0.0.1:9090"; `what` names where it came from in
+  // messages: "--http", "'http' in FILE") and starts serving. Throws
+  // UsageError for a bad address or one that cannot be bound.
+  HttpListener(const std::string& address, const std::string& what, const StatusBoard& board,
+               int64_t max_lag_ms);
+  ~HttpListener();
+  HttpListener(const HttpListener&) = delete;
+  HttpListener& operator=(const HttpListener&) = delete;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> m_impl;
+};
+
+// --http and --max-lag, as replicate and serve-replica register them.
+struct HttpFlags {
+  std::string http;
+  std::string max_lag = "10s";
+  CLI::Option* http_option = nullptr;
+  CLI::Option* max_lag_option = nullptr;
+};
+void add_http_flags(CLI::App& sub, HttpFlags& flags);
+
+// The listener the flags ask for, else the one walship.toml's `http` and
+// `max-lag` ask for (`config`, read from `config_path`; null: no file); null
+// when neither names an address. Throws UsageError (bad address or lag,
+// address in use).
+std::unique_ptr<HttpListener> start_http(const HttpFlags& flags, const ReplicateConfig* config,
+                                         const std::string& config_path, const StatusBoard& board);
+
+}  // namespace walship::cmd

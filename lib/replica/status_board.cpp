@@ -1,0 +1,49 @@
+#include "lib/replica/status_board.h"
+
+#include <vector>
+
+namespace walship {
+
+ReplicateMonitor& StatusBoard::add_replicate(const std::string& db_path) {
+  std::lock_guard lock(m_mutex);
+  return m_replicate.emplace_back(db_path);
+}
+
+FollowMonitor& StatusBoard::add_follower() {
+  std::lock_guard lock(m_mutex);
+  return m_follow.emplace_back();
+}
+
+void StatusBoard::set_ready() {
+  std::lock_guard lock(m_mutex);
+  m_ready = true;
+}
+
+std::string StatusBoard::metrics(uint64_t now_ms) const {
+  PrometheusText out;
+  std::lock_guard lock(m_mutex);
+  for (const ReplicateMonitor& m : m_replicate) add_replicate_metrics(out, m.snapshot(), now_ms);
+  for (const FollowMonitor& m : m_follow) add_follow_metrics(out, m.snapshot(), now_ms);
+  return out.str();
+}
+
+std::string StatusBoard::health(uint64_t now_ms, int64_t max_lag_ms, bool& healthy) const {
+  std::vector<DatabaseHealth> databases;
+  bool ready = false;
+  {
+    std::lock_guard lock(m_mutex);
+    ready = m_ready;
+    for (const ReplicateMonitor& m : m_replicate)
+      databases.push_back(replicate_health(m.snapshot(), now_ms, max_lag_ms));
+    for (const FollowMonitor& m : m_follow)
+      databases.push_back(follow_health(m.snapshot(), now_ms, max_lag_ms));
+  }
+  std::string body = render_health(databases, healthy);
+  if (!ready) {
+    healthy = false;
+    body = "{\"databases\":[],\"status\":\"starting\"}\n";
+  }
+  return body;
+}
+
+}  // namespace walship

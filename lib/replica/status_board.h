@@ -1,0 +1,40 @@
+// Every database one process replicates or follows, for its HTTP listener
+// (`replicate --http`, `serve-replica --http`): /metrics is the Prometheus
+// text of all of them, /healthz one JSON body with an entry each.
+// Thread-safe: databases are added while the listener serves (a directory's
+// new databases), and each monitor is updated by its own thread.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <string>
+
+#include "lib/replica/follow_metrics.h"
+#include "lib/replica/replicate_metrics.h"
+
+namespace walship {
+
+class StatusBoard {
+ public:
+  // The monitors live as long as the board.
+  ReplicateMonitor& add_replicate(const std::string& db_path);
+  FollowMonitor& add_follower();
+
+  // Every database the process starts with is on the board: until then
+  // /healthz is unhealthy, even with no database on it yet.
+  void set_ready();
+
+  std::string metrics(uint64_t now_ms) const;
+  // The /healthz body; `healthy` is true when the board is ready and every
+  // database is healthy.
+  std::string health(uint64_t now_ms, int64_t max_lag_ms, bool& healthy) const;
+
+ private:
+  mutable std::mutex m_mutex;
+  std::deque<ReplicateMonitor> m_replicate;
+  std::deque<FollowMonitor> m_follow;
+  bool m_ready = false;
+};
+
+}  // namespace walship
