@@ -233,16 +233,21 @@ void Replicator::reconcile(ReplicaTarget& target) {
   HeaderCache headers(*target.storage);
   target.replica_newest = newest_txid(listing, headers);
   // The newest object: a snapshot at that TXID, or a delta ending there.
+  // Searched from the newest end: an L0 delta's end is in its header, and a
+  // replica holds thousands of them (an hour of 1 s syncs), so a search from
+  // the oldest would GET each header on every start of a rescheduled node.
   std::optional<std::pair<std::string, uint64_t>> newest;
   for (const SnapshotEntry& s : listing.snapshots) {
     if (s.txid == target.replica_newest) newest = {s.key, s.size};
   }
-  for (const DeltaEntry& d : listing.deltas) {
-    if (!newest && headers.max_txid(d) == target.replica_newest) newest = {d.key, d.size};
+  for (auto d = listing.deltas.rbegin(); !newest && d != listing.deltas.rend(); ++d) {
+    if (headers.max_txid(*d) == target.replica_newest) newest = {d->key, d->size};
   }
   if (!newest) throw Failure("replica '" + target.name() + "' lists no object for its newest TXID");
   target.replica_post = fetch_post_checksum(*target.storage, newest->first, newest->second);
-  target.compactor.load(listing, headers);
+  // The compactor reads the headers of the deltas it has yet to compact:
+  // without compaction it would read every L0 header for nothing.
+  if (!m_options.compaction.empty()) target.compactor.load(listing, headers);
   for (const SnapshotEntry& s : listing.snapshots) {
     target.last_snapshot_ms =
         std::max<int64_t>(target.last_snapshot_ms, static_cast<int64_t>(headers.get(s.key).commit_time_ms));
