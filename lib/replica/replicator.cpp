@@ -36,6 +36,11 @@ constexpr int k_truncate_busy_timeout_ms = 1'000;
 constexpr int k_checkpoint_lock_tries = 50;
 // After a complete checkpoint, how soon step() looks for the WAL's restart.
 constexpr int64_t k_repin_ms = 20;
+// The first retention run comes this long after the start (or one interval,
+// if shorter), not a whole interval: a writer restarted more often than the
+// interval (spot nodes, deploys) would otherwise never prune. Not at once:
+// a rescheduled node's first minute belongs to the app catching up.
+constexpr int64_t k_first_retention_ms = 60'000;
 
 uint64_t inode_of(const std::string& path) {
   struct stat st {};
@@ -123,7 +128,7 @@ struct ReplicaTarget {
   uint64_t replica_post = 0;
   int64_t last_snapshot_ms = 0;
   Compactor compactor;
-  int64_t next_retention_ms = 0;  // 0: one interval after the first step
+  int64_t next_retention_ms = 0;  // 0: k_first_retention_ms after the first step
 
   std::string name() const { return storage->url(); }
 };
@@ -861,7 +866,8 @@ std::optional<int64_t> Replicator::step(int64_t now) {
 // chain it is about to thin.
 std::optional<int64_t> Replicator::retention(ReplicaTarget& target, int64_t now) {
   if (!m_options.retention_enabled || m_options.retention.empty()) return std::nullopt;
-  if (target.next_retention_ms == 0) target.next_retention_ms = now + m_options.retention_interval_ms;
+  if (target.next_retention_ms == 0)
+    target.next_retention_ms = now + std::min(k_first_retention_ms, m_options.retention_interval_ms);
   if (now < target.next_retention_ms) return target.next_retention_ms;
   if (target.lost || !target.state) return now + m_options.retention_interval_ms;
   target.next_retention_ms = now + m_options.retention_interval_ms;
