@@ -6,6 +6,8 @@ fault hook proves that a lost commit does fail it; bad input is one line and
 exit 2."""
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -43,7 +45,10 @@ def test_five_mixed_preemptions_lose_nothing_older_than_the_sync_interval(tmp):
 def test_a_lost_acknowledged_commit_fails_the_run(tmp):
     r = spot_sim("--preemptions", "1", "--mode", "graceful", "--db-size", "0", "--out", f"{tmp}/out",
                  env={"WALSHIP_SPOT_SIM_FAULT": "drop-newest-delta"})
-    assert r.returncode == 1, f"{r.stdout}\n{r.stderr}"
+    kept = re.search(r"nodes, replica and logs kept in (\S+)", r.stderr)  # kept for a person to look at
+    if kept:
+        shutil.rmtree(kept[1])
+    assert r.returncode == 1 and kept, f"{r.stdout}\n{r.stderr}"
     assert "FAILED: preemption 1 (graceful, node0 -> node1): a graceful drain lost" in r.stdout, r.stdout
 
 
