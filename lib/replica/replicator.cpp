@@ -47,6 +47,11 @@ constexpr int k_unlocked_checkpoint_rounds = 3;
 constexpr int k_locked_checkpoint_frames = 256;
 // After a complete checkpoint, how soon step() looks for the WAL's restart.
 constexpr int64_t k_repin_ms = 20;
+// The first retention run comes this long after the start (or one interval,
+// if shorter), not a whole interval: a writer restarted more often than the
+// interval (spot nodes, deploys) would otherwise never prune. Not at once:
+// a rescheduled node's first minute belongs to the app catching up.
+constexpr int64_t k_first_retention_ms = 60'000;
 
 uint64_t inode_of(const std::string& path) {
   struct stat st {};
@@ -138,7 +143,7 @@ struct ReplicaTarget {
   uint64_t replica_post = 0;
   int64_t last_snapshot_ms = 0;
   Compactor compactor;
-  int64_t next_retention_ms = 0;  // 0: one interval after the first step
+  int64_t next_retention_ms = 0;  // 0: k_first_retention_ms after the first step
   size_t slot = 0;                // its index in ReplicateStatus::replicas
 
   std::string name() const { return storage->url(); }
@@ -257,16 +262,21 @@ void Replicator::reconcile(ReplicaTarget& target) {
   HeaderCache headers(*target.storage);
   target.replica_newest = newest_txid(listing, headers);
   // The newest object: a snapshot at that TXID, or a delta ending there.
+  // Searched from the newest end: an L0 delta's end is in its header, and a
+  // replica holds thousands of them (an hour of 1 s syncs), so a search from
+  // the oldest would GET each header on every start of a rescheduled node.
   std::optional<std::pair<std::string, uint64_t>> newest;
   for (const SnapshotEntry& s : listing.snapshots) {
     if (s.txid == target.replica_newest) newest = {s.key, s.size};
   }
-  for (const DeltaEntry& d : listing.deltas) {
-    if (!newest && headers.max_txid(d) == target.replica_newest) newest = {d.key, d.size};
+  for (auto d = listing.deltas.rbegin(); !newest && d != listing.deltas.rend(); ++d) {
+    if (headers.max_txid(*d) == target.replica_newest) newest = {d->key, d->size};
   }
   if (!newest) throw Failure("replica '" + target.name() + "' lists no object for its newest TXID");
   target.replica_post = fetch_post_checksum(*target.storage, newest->first, newest->second);
-  target.compactor.load(listing, headers);
+  // The compactor reads the headers of the deltas it has yet to compact:
+  // without compaction it would read every L0 header for nothing.
+  if (!m_options.compaction.empty()) target.compactor.load(listing, headers);
   for (const SnapshotEntry& s : listing.snapshots) {
     target.last_snapshot_ms =
         std::max<int64_t>(target.last_snapshot_ms, static_cast<int64_t>(headers.get(s.key).commit_time_ms));
@@ -936,7 +946,8 @@ std::optional<int64_t> Replicator::step(int64_t now) {
 // chain it is about to thin.
 std::optional<int64_t> Replicator::retention(ReplicaTarget& target, int64_t now) {
   if (!m_options.retention_enabled || m_options.retention.empty()) return std::nullopt;
-  if (target.next_retention_ms == 0) target.next_retention_ms = now + m_options.retention_interval_ms;
+  if (target.next_retention_ms == 0)
+    target.next_retention_ms = now + std::min(k_first_retention_ms, m_options.retention_interval_ms);
   if (now < target.next_retention_ms) return target.next_retention_ms;
   if (target.lost || !target.state) return now + m_options.retention_interval_ms;
   target.next_retention_ms = now + m_options.retention_interval_ms;

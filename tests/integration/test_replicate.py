@@ -13,7 +13,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from walship_test import WALSHIP, payload, run_tests, walship  # noqa: E402
+from walship_test import WALSHIP, check_state, payload, run_tests, walship  # noqa: E402,F401
 
 WRITER = os.path.join(os.path.dirname(__file__), "..", "lib", "writer_app.py")
 
@@ -55,25 +55,6 @@ def acks(tmp):
         return []
     with open(f"{tmp}/acks") as f:
         return [tuple(map(int, line.split()[:2])) for line in f if line.count(" ") == 2]
-
-
-def check_state(path, size=1000):
-    """Asserts `path` is exactly the writer's state after some transaction n
-    (integrity_check, rows 1..n with their payloads, meta.n == n); returns n."""
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        ok = db.execute("PRAGMA integrity_check").fetchone()[0]
-        assert ok == "ok", f"{path}: integrity_check says {ok}"
-        n = db.execute("SELECT n FROM meta WHERE k = 1").fetchone()[0]
-        expected = 1
-        for i, data in db.execute("SELECT id, payload FROM t ORDER BY id"):
-            assert i == expected, f"{path}: row {expected} missing (found {i})"
-            assert bytes(data) == payload(i, size), f"{path}: row {i} has wrong content"
-            expected += 1
-        assert expected - 1 == n, f"{path}: torn transaction: rows end at {expected - 1} but meta says {n}"
-        return n
-    finally:
-        db.close()
 
 
 def init_db(path):

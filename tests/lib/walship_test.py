@@ -88,6 +88,25 @@ def check_rows(path, last, row_size=1000, first=1):
         db.close()
 
 
+def check_state(path, size=1000):
+    """Asserts `path` is exactly the writer's state after some transaction n
+    (integrity_check, rows 1..n with their payloads, meta.n == n); returns n."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        ok = db.execute("PRAGMA integrity_check").fetchone()[0]
+        assert ok == "ok", f"{path}: integrity_check says {ok}"
+        n = db.execute("SELECT n FROM meta WHERE k = 1").fetchone()[0]
+        expected = 1
+        for i, data in db.execute("SELECT id, payload FROM t ORDER BY id"):
+            assert i == expected, f"{path}: row {expected} missing (found {i})"
+            assert bytes(data) == payload(i, size), f"{path}: row {i} has wrong content"
+            expected += 1
+        assert expected - 1 == n, f"{path}: torn transaction: rows end at {expected - 1} but meta says {n}"
+        return n
+    finally:
+        db.close()
+
+
 def max_id(path):
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <string>
 
+#include "backends/storage.h"
 #include "lib/util/byte_stream.h"
 
 namespace walship::test {
@@ -26,6 +27,26 @@ class StringSource : public ByteSource {
  private:
   std::string m_text;
   size_t m_pos = 0;
+};
+
+// Forwards every call to a storage the test keeps (and can inspect), for
+// code that takes ownership of its Storage.
+class BorrowedStorage : public Storage {
+ public:
+  explicit BorrowedStorage(Storage& inner) : m_inner(inner) {}
+  std::string url() const override { return m_inner.url(); }
+  void put(const std::string& key, ByteSource& data) override { m_inner.put(key, data); }
+  bool put_if_absent(const std::string& key, ByteSource& data) override {
+    return m_inner.put_if_absent(key, data);
+  }
+  bool get(const std::string& key, ByteSink& out, const ByteRange& range) override {
+    return m_inner.get(key, out, range);
+  }
+  std::vector<ObjectInfo> list(const std::string& prefix) override { return m_inner.list(prefix); }
+  void remove(const std::vector<std::string>& keys) override { m_inner.remove(keys); }
+
+ private:
+  Storage& m_inner;
 };
 
 }  // namespace walship::test

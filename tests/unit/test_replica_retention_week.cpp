@@ -27,31 +27,26 @@
 #include "lib/util/log.h"
 #include "lib/util/time.h"
 #include "tests/unit/replica_builder.h"
+#include "tests/unit/support.h"
 
 using namespace walship;
 
 namespace {
 
 // Forwards to a MemoryStorage the test keeps, counting what was written.
-class L0CountingStorage : public Storage {
+class L0CountingStorage : public test::BorrowedStorage {
  public:
   explicit L0CountingStorage(MemoryStorage& inner, uint64_t& l0_bytes, uint64_t& l0_objects)
-      : m_inner(inner), m_l0_bytes(l0_bytes), m_l0_objects(l0_objects) {}
-  std::string url() const override { return m_inner.url(); }
+      : BorrowedStorage(inner), m_l0_bytes(l0_bytes), m_l0_objects(l0_objects) {}
   void put(const std::string& key, ByteSource& data) override {
     count(key, data.size());
-    m_inner.put(key, data);
+    BorrowedStorage::put(key, data);
   }
   bool put_if_absent(const std::string& key, ByteSource& data) override {
-    const bool written = m_inner.put_if_absent(key, data);
+    const bool written = BorrowedStorage::put_if_absent(key, data);
     if (written) count(key, data.size());
     return written;
   }
-  bool get(const std::string& key, ByteSink& out, const ByteRange& range) override {
-    return m_inner.get(key, out, range);
-  }
-  std::vector<ObjectInfo> list(const std::string& prefix) override { return m_inner.list(prefix); }
-  void remove(const std::vector<std::string>& keys) override { m_inner.remove(keys); }
 
  private:
   void count(const std::string& key, uint64_t size) {
@@ -60,7 +55,6 @@ class L0CountingStorage : public Storage {
       ++m_l0_objects;
     }
   }
-  MemoryStorage& m_inner;
   uint64_t& m_l0_bytes;
   uint64_t& m_l0_objects;
 };

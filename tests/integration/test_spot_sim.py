@@ -1,0 +1,73 @@
+"""scripts/spot-sim, short: 5 preemptions (mixed) on the file backend with a
+reader. The run fails (and so does this test) if a restore is corrupt, a
+graceful drain loses an acknowledged commit, or a hard power-off loses one
+acknowledged more than the sync interval (+ slack) before the kill. The
+fault hook proves that a lost commit does fail it; bad input is one line and
+exit 2."""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from walship_test import run_tests  # noqa: E402
+
+SPOT_SIM = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "spot-sim")
+
+
+def spot_sim(*args, env=None):
+    proc = subprocess.run([sys.executable, SPOT_SIM, *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})})
+    return proc
+
+
+def test_five_mixed_preemptions_lose_nothing_older_than_the_sync_interval(tmp):
+    r = spot_sim("--preemptions", "5", "--mode", "mixed", "--backend", "file", "--db-size", "4MiB", "--reader",
+                 "--seed", "7", "--out", f"{tmp}/out")
+    assert r.returncode == 0, f"{r.stdout}\n{r.stderr}"
+    with open(f"{tmp}/out/results.json") as f:
+        results = json.load(f)
+    rows = results["preemptions"]
+    assert len(rows) == 5 and results["problems"] == [], results
+    assert {row["mode"] for row in rows} == {"graceful", "hard"}, rows
+    for row in rows:
+        assert row["integrity"] == "ok", row
+        assert row["oldest_lost_age_s"] <= 1.5, row  # the sync interval + the default slack
+        if row["mode"] == "graceful":
+            assert row["lost"] == 0 and row["restored_n"] >= row["acked_max"], row
+        assert row["reads"] > 0 and row["reads_ok"] == row["reads"], row
+    assert "| hard power-off" in r.stdout and "| graceful drain" in r.stdout, r.stdout
+    assert os.path.exists(f"{tmp}/out/results.csv")
+
+
+def test_a_lost_acknowledged_commit_fails_the_run(tmp):
+    r = spot_sim("--preemptions", "1", "--mode", "graceful", "--db-size", "0", "--out", f"{tmp}/out",
+                 env={"WALSHIP_SPOT_SIM_FAULT": "drop-newest-delta"})
+    kept = re.search(r"nodes, replica and logs kept in (\S+)", r.stderr)  # kept for a person to look at
+    if kept:
+        shutil.rmtree(kept[1])
+    assert r.returncode == 1 and kept, f"{r.stdout}\n{r.stderr}"
+    assert "FAILED: preemption 1 (graceful, node0 -> node1): a graceful drain lost" in r.stdout, r.stdout
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp):
+    cases = [(["--backend", "nfs"], {}, "invalid choice: 'nfs'"),
+             (["--preemptions", "-3"], {}, "'-3' is not a whole number >= 1"),
+             (["--soak", "0"], {}, "'0' is not a whole number >= 1"),
+             (["--db-size", "lots"], {}, "'lots' is not a size"),
+             (["--sync-interval", "1 hour"], {}, "is not a duration"),
+             ([], {"WALSHIP": f"{tmp}/nowhere/walship"}, "no walship binary at")]
+    for args, env, message in cases:
+        r = spot_sim(*args, "--out", f"{tmp}/out", env=env)
+        assert r.returncode == 2, f"{args}: {r.stdout}\n{r.stderr}"
+        lines = r.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("spot-sim: ") and message in lines[0], (args, r.stderr)
+    assert not os.path.exists(f"{tmp}/out")
+
+
+if __name__ == "__main__":
+    run_tests([test_five_mixed_preemptions_lose_nothing_older_than_the_sync_interval,
+               test_a_lost_acknowledged_commit_fails_the_run,
+               test_bad_input_is_one_line_and_exit_2])
