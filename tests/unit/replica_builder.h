@@ -45,6 +45,14 @@ class ScratchDir {
   std::string m_path;
 };
 
+// Makes `app` an app's WAL database with table t(id, v), as the replicator
+// tests write it. `fast`: no fsync (simulated time need not wait for the disk).
+inline void init_wal_app(sqlite::Database& app, bool fast) {
+  app.exec("PRAGMA journal_mode=WAL");
+  if (fast) app.exec("PRAGMA synchronous=OFF");
+  app.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
+}
+
 // Rows in table t of a database file.
 inline int64_t count_rows(const std::string& path) {
   // immutable: no -wal or -shm beside a restored WAL-mode database

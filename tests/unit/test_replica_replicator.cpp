@@ -32,8 +32,7 @@ TEST_CASE("a replicator that lost its local state starts with a few reads, not o
   test::ScratchDir dir;
   const std::string db_path = dir.path() + "/app.db";
   sqlite::Database app(db_path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-  app.exec("PRAGMA journal_mode=WAL");
-  app.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
+  test::init_wal_app(app, false);
   MemoryStorage storage("memory://restart");
   ReplicatorOptions options;
   options.db_path = db_path;
@@ -79,9 +78,7 @@ TEST_CASE("a writer restarted more often than the retention interval still prune
   test::ScratchDir dir;
   const std::string db_path = dir.path() + "/app.db";
   sqlite::Database app(db_path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-  app.exec("PRAGMA journal_mode=WAL");
-  app.exec("PRAGMA synchronous=OFF");  // simulated time: no need to wait for the disk
-  app.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
+  test::init_wal_app(app, true);
   MemoryStorage storage("memory://restarts");
   ReplicatorOptions options;
   options.db_path = db_path;

@@ -81,9 +81,7 @@ TEST_CASE(
   test::ScratchDir dir;
   const std::string db_path = dir.path() + "/app.db";
   sqlite::Database app(db_path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-  app.exec("PRAGMA journal_mode=WAL");
-  app.exec("PRAGMA synchronous=OFF");  // simulated time: no need to wait for the disk
-  app.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
+  test::init_wal_app(app, true);
 
   MemoryStorage storage("memory://week");
   uint64_t l0_bytes = 0;
