@@ -293,11 +293,14 @@ class Applier {
   }
 
   // Applies one snapshot or delta onto `state` (checked against the chain
-  // rule first for a delta). `before_commit` runs once the new checksum is
-  // proven, right before COMMIT. Throws Failure naming `name`; PATH is then
-  // unchanged.
+  // rule first for a delta). A `spanning` delta starts at or before
+  // state.txid and ends after it: it holds the newest version of every page
+  // changed after state.txid, so applied onto `state` it gives its end
+  // state, which its post-checksum proves. `before_commit` runs once the new
+  // checksum is proven, right before COMMIT. Throws Failure naming `name`;
+  // PATH is then unchanged.
   template <typename BeforeCommit>
-  DbState apply(format::ReplicaReader& reader, const std::string& name, const DbState& state,
+  DbState apply(format::ReplicaReader& reader, const std::string& name, const DbState& state, bool spanning,
                 uint64_t& pages_applied, BeforeCommit&& before_commit) {
     const format::FileHeader& header = reader.header();
     const bool snapshot = header.kind == format::FileKind::snapshot;
@@ -307,7 +310,11 @@ class Applier {
           m_db.path() + "' has " + std::to_string(state.page_size) +
           ": remove the database (and its -wal, -shm and -walship) and start again to re-restore it");
     }
-    if (!snapshot && (header.min_txid != state.txid + 1 || header.pre_checksum != state.checksum)) {
+    if (spanning && (snapshot || header.min_txid > state.txid || header.max_txid <= state.txid)) {
+      throw Failure("replica file '" + name + "' does not span TXID " + txid_hex(state.txid));
+    }
+    if (!snapshot && !spanning &&
+        (header.min_txid != state.txid + 1 || header.pre_checksum != state.checksum)) {
       throw Failure("replica file '" + name + "' does not chain onto TXID " + txid_hex(state.txid) +
                     " (it starts at " + txid_hex(header.min_txid) + " from checksum " +
                     txid_hex(header.pre_checksum) + ", the database is at " + txid_hex(state.checksum) + ")");
@@ -647,7 +654,7 @@ class Follower {
   }
 
   // Applies one object (a snapshot for a re-seed, or a delta) from `source`.
-  void apply_object(ByteSource& source, const std::string& key) {
+  void apply_object(ByteSource& source, const std::string& key, bool spanning = false) {
     const std::string name = m_storage.url() + "/" + key;
     format::ReplicaReader reader(source, name);
     uint64_t pages = 0;
@@ -656,8 +663,8 @@ class Follower {
       s.replica_txid = std::max(s.replica_txid, reader.header().max_txid);
       s.next_commit_ms = reader.header().commit_time_ms;
     });
-    const DbState next =
-        m_applier->apply(reader, name, m_state, pages, [&](const DbState& proven) { save_pending(proven); });
+    const DbState next = m_applier->apply(reader, name, m_state, spanning, pages,
+                                          [&](const DbState& proven) { save_pending(proven); });
     m_state = next;
     save_clean();
     m_monitor.update([&](FollowStatus& s) {
@@ -705,8 +712,21 @@ class Follower {
       s.last_check_ms = now_ms();
     });
     if (newest <= m_state.txid) return;
-    apply_chain(chain_deltas(listing, m_state.txid, newest, std::nullopt, headers), signals);
-    if (m_state.txid >= newest || signals.stopped()) return;
+    for (;;) {
+      apply_chain(chain_deltas(listing, m_state.txid, newest, std::nullopt, headers), signals);
+      if (m_state.txid >= newest || signals.stopped()) return;
+      // While the follower was away, a prune may have deleted the deltas
+      // that chain onto its TXID, keeping compacted files that span it.
+      const DeltaEntry* span = spanning_delta(listing, m_state.txid);
+      if (!span) break;
+      try {
+        apply_delta(*span, true);
+      } catch (const Failure& e) {
+        log(LogLevel::warn, "a compacted file spanning the follower's TXID does not apply",
+            {{"db", m_options.db_path}, {"object", span->key}, {"error", e.what()}});
+        break;
+      }
+    }
     // The chain ends before the newest TXID: continuity was lost on the
     // writer, which started again from a snapshot. Re-seed from the newest
     // snapshot past this point, then follow its deltas.
@@ -729,22 +749,37 @@ class Follower {
   void apply_chain(const DeltaChain& chain, StopSignals& signals) {
     for (const DeltaEntry& delta : chain.deltas) {
       if (signals.stopped()) return;
-      if (delta.size > ObjectStream::k_default_chunk_size) {
-        // Big (compacted) files stream as parallel ranges.
-        ObjectStream stream(m_storage, delta.key, delta.size, m_options.parallelism);
-        apply_object(stream, delta.key);
-        continue;
-      }
-      // Small ones in one GET, without the threads of a stream.
-      UniqueFd fd;
-      std::optional<FdSource> source = download(delta.key, fd);
-      if (!source) {
-        throw StorageError("replica object '" + delta.key + "' in '" + m_storage.url() +
-                               "' disappeared while catching up: is a prune running? trying again",
-                           true);
-      }
-      apply_object(*source, delta.key);
+      apply_delta(delta, false);
     }
+  }
+
+  void apply_delta(const DeltaEntry& delta, bool spanning) {
+    if (delta.size > ObjectStream::k_default_chunk_size) {
+      // Big (compacted) files stream as parallel ranges.
+      ObjectStream stream(m_storage, delta.key, delta.size, m_options.parallelism);
+      apply_object(stream, delta.key, spanning);
+      return;
+    }
+    // Small ones in one GET, without the threads of a stream.
+    UniqueFd fd;
+    std::optional<FdSource> source = download(delta.key, fd);
+    if (!source) {
+      throw StorageError("replica object '" + delta.key + "' in '" + m_storage.url() +
+                             "' disappeared while catching up: is a prune running? trying again",
+                         true);
+    }
+    apply_object(*source, delta.key, spanning);
+  }
+
+  // The compacted file that starts at or before `txid` and reaches furthest
+  // past it; null if none does.
+  static const DeltaEntry* spanning_delta(const ReplicaListing& listing, uint64_t txid) {
+    const DeltaEntry* best = nullptr;
+    for (const DeltaEntry& d : listing.deltas) {
+      if (d.level > 0 && d.min_txid <= txid && d.max_txid > txid && (!best || d.max_txid > best->max_txid))
+        best = &d;
+    }
+    return best;
   }
 
   FollowOptions m_options;

@@ -330,9 +330,11 @@ def test_healthz_and_metrics(tmp):
 
 def test_catch_up_after_an_absence_downloads_compacted_files(tmp):
     """A scaled-down "day away": L1 files per second and L2 files per 4 s stand
-    for minutes and hours; while serve-replica is stopped the writer commits
-    for about 12 s, and on restart the follower must catch up through the
-    compacted files (one LIST, then few downloads), ending byte-equal."""
+    for minutes and hours, and replicate prunes to the last 3 s every second.
+    The follower stops in the middle of an L2 span; while it is away the writer
+    commits for about 12 s and the prune deletes the deltas that chained onto
+    its TXID. On restart it must catch up through the compacted files (one
+    LIST, then few downloads, the first spanning its TXID), ending byte-equal."""
     src, replica, follow = f"{tmp}/src.db", f"{tmp}/replica", f"{tmp}/follow.db"
     init_source(src)
     with open(f"{tmp}/walship.toml", "w") as f:
@@ -342,27 +344,38 @@ replicas = ["file://{replica}"]
 sync-interval = "100ms"
 l1-span = "1s"
 l2-span = "4s"
+keep-within = "3s"
+retention-interval = "1s"
 ''')
     rep = start(tmp, "replicate", "replicate", "--config", f"{tmp}/walship.toml")
     wait_for(lambda: os.path.isdir(f"{replica}/snapshots") and os.listdir(f"{replica}/snapshots"), "a snapshot")
     serve = start(tmp, "serve", "serve-replica", f"file://{replica}", follow, "--poll-interval", "50ms")
     wait_for(lambda: read_n(follow) == 0, "the follower database")
+    subprocess.run([sys.executable, "-c", WRITER, src, "30", "0.02", "300"], check=True, capture_output=True)
+    wait_for(lambda: read_n(follow) == 30, "the follower to reach n=30")
     assert stop(serve) == 0
-    l0_before = len(os.listdir(f"{replica}/deltas/L0")) if os.path.isdir(f"{replica}/deltas/L0") else 0
+    with open(f"{tmp}/serve.log") as f:
+        away_txid = int([line for line in f if 'msg="stopped"' in line][-1].split("txid=")[1].split()[0], 16)
+    l0_before = len(os.listdir(f"{replica}/deltas/L0"))
     subprocess.run([sys.executable, "-c", WRITER, src, "600", "0.02", "300"], check=True, capture_output=True)
     final_n = read_n(src)
-    # Let the last buckets end and be compacted.
+    # Let the last buckets end, be compacted and pruned.
     wait_for(lambda: os.path.isdir(f"{replica}/deltas/L2") and len(os.listdir(f"{replica}/deltas/L2")) >= 2,
              "L2 files", timeout=60)
     time.sleep(5)
-    l0_written = len(os.listdir(f"{replica}/deltas/L0")) - l0_before
+    next_l0 = f"{replica}/deltas/L0/{away_txid + 1:016x}.delta"
+    wait_for(lambda: not os.path.exists(next_l0), "the prune to delete the delta after the follower's TXID",
+             timeout=60)
     serve = start(tmp, "serve2", "serve-replica", f"file://{replica}", follow, "--poll-interval", "50ms")
     wait_for(lambda: read_n(follow) == final_n, f"the follower to reach n={final_n}", timeout=120)
     assert stop(rep) == 0, log_tail(tmp, "replicate")
     time.sleep(0.5)
     assert stop(serve) == 0, log_tail(tmp, "serve2")
     with open(f"{tmp}/serve2.log") as f:
-        objects = [line.split("object=")[1].split()[0] for line in f if 'msg="applied"' in line]
+        lines = f.readlines()
+    objects = [line.split("object=")[1].split()[0] for line in lines if 'msg="applied"' in line]
+    final_txid = int([line for line in lines if 'msg="stopped"' in line][-1].split("txid=")[1].split()[0], 16)
+    l0_written = final_txid - away_txid  # one L0 delta per TXID
     compacted = [o for o in objects if not o.startswith("deltas/L0/")]
     print(f"    caught up over {l0_written} L0 deltas by applying {len(objects)} files "
           f"({len(compacted)} compacted: {', '.join(sorted(set(o.split('/')[1] for o in compacted)))})")
