@@ -601,7 +601,8 @@ class Follower {
     return std::nullopt;
   }
 
-  void save_clean() {
+  // PATH's state as the local state file records it, nothing pending.
+  FollowState clean_state() const {
     FollowState state;
     state.replica = m_storage.url();
     state.txid = m_state.txid;
@@ -609,17 +610,13 @@ class Follower {
     state.commit_ms = m_state.commit_ms;
     state.db_pages = m_state.db_pages;
     state.page_size = m_state.page_size;
-    save_follow_state(m_state_path, state);
+    return state;
   }
 
+  void save_clean() { save_follow_state(m_state_path, clean_state()); }
+
   void save_pending(const DbState& next) {
-    FollowState state;
-    state.replica = m_storage.url();
-    state.txid = m_state.txid;
-    state.checksum = m_state.checksum;
-    state.commit_ms = m_state.commit_ms;
-    state.db_pages = m_state.db_pages;
-    state.page_size = m_state.page_size;
+    FollowState state = clean_state();
     state.pending_txid = next.txid;
     state.pending_checksum = next.checksum;
     state.pending_commit_ms = next.commit_ms;

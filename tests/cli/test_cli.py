@@ -159,7 +159,7 @@ def test_replicate_bad_inputs(tmp):
            err=r"takes no DB or URL arguments")
     expect(walship("replicate", "--config", f"{tmp}/w.toml", "--sync-interval", "2s"), 2,
            err=r"--sync-interval excludes --config|excludes")
-    expect(walship("replicate", f"{tmp}/a.db", f"ftp://host/x"), 2, err=r"unsupported replica URL scheme 'ftp'")
+    expect(walship("replicate", f"{tmp}/a.db", "ftp://host/x"), 2, err=r"unsupported replica URL scheme 'ftp'")
 
 
 def test_replicate_enable_wal_switches_and_exec_exits_with_the_app(tmp):

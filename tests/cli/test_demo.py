@@ -4,7 +4,6 @@ import glob
 import os
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from walship_test import WALSHIP, run_tests  # noqa: E402

@@ -13,6 +13,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+import walship_test  # noqa: E402
 from walship_test import WALSHIP, check_state, payload, run_tests, walship  # noqa: E402,F401
 
 WRITER = os.path.join(os.path.dirname(__file__), "..", "lib", "writer_app.py")
@@ -27,22 +28,13 @@ def start_writer(tmp, db, *args):
     return subprocess.Popen([sys.executable, WRITER, db, f"{tmp}/acks", *map(str, args)])
 
 
+# This file's processes and waits are held to 30 s (walship_test's default: 60 s).
 def stop(proc, sig=signal.SIGTERM, timeout=30):
-    proc.send_signal(sig)
-    try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise AssertionError(f"process {proc.args} did not stop within {timeout}s of signal {sig}")
+    return walship_test.stop(proc, sig, timeout)
 
 
 def wait_for(predicate, what, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    walship_test.wait_for(predicate, what, timeout)
 
 
 def replica_has(replica, pattern):

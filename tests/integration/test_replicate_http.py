@@ -12,9 +12,7 @@
 (The replica-unreachable 503 is test_replicate_http_s3.py: it needs s3rver.)"""
 import json
 import os
-import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import urllib.error

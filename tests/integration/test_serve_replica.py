@@ -15,7 +15,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from walship_test import (WALSHIP, checkpointed_bytes, expect_one_error_line, free_port, http_get,  # noqa: E402
-                          metric, run_tests, walship)
+                          metric, run_tests, stop, wait_for, walship)
 
 ACCOUNTS = 20
 TOTAL = ACCOUNTS * 1000
@@ -90,24 +90,6 @@ def init_source(path):
 def start(tmp, name, *args):
     err = open(f"{tmp}/{name}.log", "a")
     return subprocess.Popen([WALSHIP, "-v", *map(str, args)], stdout=subprocess.DEVNULL, stderr=err)
-
-
-def stop(proc, sig=signal.SIGTERM, timeout=60):
-    proc.send_signal(sig)
-    try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise AssertionError(f"{proc.args} did not stop within {timeout}s of signal {sig}")
-
-
-def wait_for(predicate, what, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def read_n(path):
@@ -293,7 +275,7 @@ def test_bad_input_is_one_clear_line(tmp):
 def test_healthz_and_metrics(tmp):
     src, replica, follow = f"{tmp}/src.db", f"{tmp}/replica", f"{tmp}/follow.db"
     init_source(src)
-    r = walship("snapshot", src, f"file://{replica}", check=0)
+    walship("snapshot", src, f"file://{replica}", check=0)
     port, lagging_port = free_port(), free_port()
     serve = start(tmp, "serve", "serve-replica", f"file://{replica}", follow, "--poll-interval", "100ms",
                   "--http", f"127.0.0.1:{port}")
@@ -356,7 +338,6 @@ retention-interval = "1s"
     assert stop(serve) == 0
     with open(f"{tmp}/serve.log") as f:
         away_txid = int([line for line in f if 'msg="stopped"' in line][-1].split("txid=")[1].split()[0], 16)
-    l0_before = len(os.listdir(f"{replica}/deltas/L0"))
     subprocess.run([sys.executable, "-c", WRITER, src, "600", "0.02", "300"], check=True, capture_output=True)
     final_n = read_n(src)
     # Let the last buckets end, be compacted and pruned.

@@ -8,11 +8,13 @@ import hashlib
 import os
 import re
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 import urllib.error
 import urllib.request
@@ -169,18 +171,49 @@ class TempDir:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
+def stop(proc, sig=signal.SIGTERM, timeout=60):
+    """Signals a process and returns its exit code; fails if it is still
+    running `timeout` seconds later (then kills it)."""
+    proc.send_signal(sig)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError(f"process {proc.args} did not stop within {timeout}s of signal {sig}")
+
+
+def wait_for(predicate, what, timeout=60):
+    """Polls `predicate` every 50 ms; fails naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Skipped(Exception):
+    """Raised by a test whose tool or permission is missing here: it counts as
+    skipped, the others still run."""
+
+
 def run_tests(tests):
-    """Runs test functions (each given a fresh temp dir); prints a summary line."""
-    passed = failed = 0
+    """Runs test functions (each given a fresh temp dir); prints a summary line.
+    Exits 1 if any failed, else SKIP if any was skipped (a run with a skipped
+    part is not a pass: CTest shows it as skipped), else 0."""
+    passed = failed = skipped = 0
     for test in tests:
         with TempDir() as tmp:
             try:
                 test(tmp)
                 passed += 1
-                print(f"ok     {test.__name__}")
+                print(f"ok      {test.__name__}")
+            except Skipped as e:
+                skipped += 1
+                print(f"SKIPPED {test.__name__}: {e}")
             except Exception:
                 failed += 1
-                print(f"FAILED {test.__name__}")
+                print(f"FAILED  {test.__name__}")
                 traceback.print_exc()
-    print(f"{passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    print(f"{passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
+    sys.exit(1 if failed else SKIP if skipped else 0)

@@ -18,13 +18,9 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from walship_test import SKIP, WALSHIP, TempDir, check_rows, create_db  # noqa: E402
+from walship_test import WALSHIP, Skipped, run_tests  # noqa: E402
 
 SOURCE = os.path.normpath(os.environ.get("WALSHIP_SOURCE_DIR") or os.path.join(os.path.dirname(__file__), "..", ".."))
-
-
-class Skipped(Exception):
-    pass
 
 
 def run(cmd, **kwargs):
@@ -167,26 +163,9 @@ def test_orchestrator_examples_keep_the_pattern(tmp):
 
 
 def main():
-    passed = failed = skipped = 0
-    for test in (test_man_pages_match_help, test_man_pages_render, test_bash_completion, test_zsh_completion,
-                 test_systemd_units_verify, test_entrypoint_restores_then_replicates,
-                 test_orchestrator_examples_keep_the_pattern):
-        with TempDir() as tmp:
-            try:
-                test(tmp)
-                passed += 1
-                print(f"ok      {test.__name__}")
-            except Skipped as e:
-                skipped += 1
-                print(f"SKIPPED {test.__name__}: {e}")
-            except Exception:
-                failed += 1
-                print(f"FAILED  {test.__name__}")
-                import traceback
-                traceback.print_exc()
-    print(f"{passed} passed, {failed} failed, {skipped} skipped")
-    # A run with a skipped part is not a pass: CTest shows it as skipped.
-    sys.exit(1 if failed else SKIP if skipped else 0)
+    run_tests([test_man_pages_match_help, test_man_pages_render, test_bash_completion, test_zsh_completion,
+               test_systemd_units_verify, test_entrypoint_restores_then_replicates,
+               test_orchestrator_examples_keep_the_pattern])
 
 
 if __name__ == "__main__":

@@ -30,14 +30,10 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from walship_test import SKIP, TempDir, check_rows, checkpointed_bytes, create_db, skip  # noqa: E402
+from walship_test import Skipped, check_rows, checkpointed_bytes, create_db, run_tests, skip  # noqa: E402
 
 SOURCE = os.environ.get("WALSHIP_SOURCE_DIR") or os.path.join(os.path.dirname(__file__), "..", "..")
 BINARY = os.environ.get("WALSHIP_STATIC") or os.path.join(SOURCE, "build-static", "dist", "walship")
-
-
-class Skipped(Exception):
-    pass
 
 
 def run(cmd, **kwargs):
@@ -376,25 +372,7 @@ def main():
         tests = (test_statically_linked, test_no_nss_openssl_ldap_idn_psl, test_ca_bundle_compiled_in,
                  test_empty_root_filesystem, test_empty_root_serve_replica_http,
                  test_empty_root_https)
-    passed = failed = skipped = 0
-    for test in tests:
-        with TempDir() as tmp:
-            try:
-                test(tmp)
-                passed += 1
-                print(f"ok      {test.__name__}")
-            except Skipped as e:
-                skipped += 1
-                print(f"SKIPPED {test.__name__}: {e}")
-            except Exception:
-                failed += 1
-                print(f"FAILED  {test.__name__}")
-                import traceback
-                traceback.print_exc()
-    print(f"{passed} passed, {failed} failed, {skipped} skipped")
-    # A run with a skipped part is not a pass: CTest shows it as skipped (77)
-    # unless something failed.
-    sys.exit(1 if failed else SKIP if skipped else 0)
+    run_tests(tests)
 
 
 if __name__ == "__main__":
