@@ -1,5 +1,7 @@
 #include "backends/registry.h"
 
+#include <algorithm>
+#include <span>
 #include <string_view>
 
 #include "backends/file/file_storage.h"
@@ -41,21 +43,65 @@ std::unique_ptr<Storage> open_file(const ParsedUrl& parsed, const std::string& u
   return std::make_unique<FileStorage>(parsed.path);
 }
 
+using SpecsFn = std::span<const OptionSpec> (*)();
+
+std::span<const OptionSpec> no_options() { return {}; }
+
 struct Backend {
   std::string_view scheme;
   OpenFn open;  // nullptr: a scheme walship knows but this build does not have yet
+  SpecsFn options;
 };
 
 // The one place backends are chosen. Adding one: include its header and set
 // its function here.
 constexpr Backend k_backends[] = {
-    {"file", open_file},
-    {"s3", open_s3_storage},
-    {"gs", open_gcs_storage},
-    {"sftp", open_sftp_storage},
+    {"file", open_file, no_options},
+    {"s3", open_s3_storage, s3::option_specs},
+    {"gs", open_gcs_storage, gcs_option_specs},
+    {"sftp", open_sftp_storage, sftp_option_specs},
 };
 
 }  // namespace
+
+void check_replica_setting(const std::string& url, const std::string& name, SettingType type,
+                           const std::string& value) {
+  const std::string shown = redact_url(url);
+  if (url.starts_with('/')) {
+    throw UsageError("invalid settings for replica '" + url + "': file replicas take no options ('" + name +
+                     "')");
+  }
+  std::string scheme;
+  try {
+    scheme = parse_url(url).scheme;
+  } catch (const UsageError&) {
+    return;  // the URL's own error comes when it is opened, with what to write instead
+  }
+  for (const Backend& backend : k_backends) {
+    if (backend.scheme != scheme) continue;
+    const auto specs = backend.options();
+    const auto spec =
+        std::find_if(specs.begin(), specs.end(), [&name](const OptionSpec& o) { return o.name == name; });
+    if (spec == specs.end()) {
+      std::string known;
+      for (const OptionSpec& o : specs) known += (known.empty() ? "" : ", ") + std::string(o.name);
+      throw UsageError("unknown option '" + name + "' for replica '" + shown + "': " + scheme + ":// takes " +
+                       (known.empty() ? "no options" : known));
+    }
+    const bool type_fits = type == SettingType::string ||
+                           (type == SettingType::boolean && spec->kind == OptionKind::boolean) ||
+                           (type == SettingType::integer && spec->kind == OptionKind::bytes);
+    if (!type_fits) {
+      const char* wanted = spec->kind == OptionKind::boolean ? "true or false"
+                           : spec->kind == OptionKind::bytes ? "a number of bytes"
+                                                             : "a string (in quotes)";
+      throw UsageError("invalid option " + name + "=" + value + " for replica '" + shown + "': give " +
+                       wanted);
+    }
+    check_option_value(name, value, spec->kind, shown);
+    return;
+  }
+}
 
 std::unique_ptr<Storage> open_storage(const std::string& url, const StorageSettings& settings) {
   // A plain absolute path is the common case on the command line; it is a

@@ -6,8 +6,8 @@
 #include <memory>
 #include <string>
 
-#include "backends/storage.h"
 #include "backends/url.h"  // redact_url(), for callers that log replica URLs
+#include "lib/storage/storage.h"
 
 namespace walship {
 
@@ -25,5 +25,18 @@ namespace walship {
 // name it does not know, naming it.
 using StorageSettings = std::map<std::string, std::string>;
 std::unique_ptr<Storage> open_storage(const std::string& url, const StorageSettings& settings = {});
+
+// How a walship.toml setting was written: in quotes, or a bare number or
+// boolean.
+enum class SettingType { string, integer, boolean };
+
+// Checks one walship.toml setting of the replica `url` without opening it:
+// its backend takes an option `name` of that type (a bare number only for a
+// size, a bare boolean only for a boolean: `session-token = 12345` is an
+// error) and its value passes check_option_value (url.h). Throws UsageError
+// naming the option and the redacted URL; the caller adds the line. A URL
+// that does not parse is left to open_storage, which says what to write.
+void check_replica_setting(const std::string& url, const std::string& name, SettingType type,
+                           const std::string& value);
 
 }  // namespace walship

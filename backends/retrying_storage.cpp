@@ -110,7 +110,7 @@ Result RetryingStorage::run(const char* op, const std::string& key, const std::f
              {"url", m_inner->url()},
              {"key", key},
              {"attempt", std::to_string(n) + "/" + std::to_string(m_policy.max_attempts)},
-             {"delay_ms", std::to_string(delay.count())},
+             {"delay_ms", delay.count()},
              {"error", e.what()}});
       }
       m_sleep(delay);

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "backends/storage.h"
+#include "lib/storage/storage.h"
 
 namespace walship {
 

@@ -2,8 +2,10 @@
 
 #include <array>
 #include <cctype>
+#include <charconv>
 
 #include "lib/util/error.h"
+#include "lib/util/percent_encode.h"
 
 namespace walship {
 
@@ -43,22 +45,6 @@ std::string to_lower(std::string_view text) {
   return out;
 }
 
-// Decodes what it can and keeps malformed escapes verbatim; for redaction,
-// which must never throw.
-std::string percent_decode_lenient(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '%' && i + 2 < text.size() && hex_value(text[i + 1]) >= 0 && hex_value(text[i + 2]) >= 0) {
-      out += static_cast<char>(hex_value(text[i + 1]) * 16 + hex_value(text[i + 2]));
-      i += 2;
-    } else {
-      out += text[i];
-    }
-  }
-  return out;
-}
-
 bool is_secret_name(std::string_view name) {
   const std::string lower = to_lower(percent_decode_lenient(name));
   for (std::string_view word : k_secret_words) {
@@ -85,6 +71,20 @@ uint16_t parse_port(const std::string& url, std::string_view text) {
 
 }  // namespace
 
+std::string percent_decode_lenient(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '%' && i + 2 < text.size() && hex_value(text[i + 1]) >= 0 && hex_value(text[i + 2]) >= 0) {
+      out += static_cast<char>(hex_value(text[i + 1]) * 16 + hex_value(text[i + 2]));
+      i += 2;
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
+
 std::string percent_decode(std::string_view text, std::string_view what) {
   std::string out;
   out.reserve(text.size());
@@ -106,23 +106,6 @@ std::string percent_decode(std::string_view text, std::string_view what) {
       throw UsageError("bad percent-escape '%00' in " + std::string(what) + ": NUL is not allowed");
     out += static_cast<char>(hi * 16 + lo);
     i += 2;
-  }
-  return out;
-}
-
-std::string percent_encode(std::string_view text, bool keep_slash) {
-  static constexpr char k_hex[] = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(text.size());
-  for (char c : text) {
-    const auto u = static_cast<unsigned char>(c);
-    if (std::isalnum(u) || c == '-' || c == '.' || c == '_' || c == '~' || (keep_slash && c == '/')) {
-      out += c;
-    } else {
-      out += '%';
-      out += k_hex[u >> 4];
-      out += k_hex[u & 0x0f];
-    }
   }
   return out;
 }
@@ -272,6 +255,32 @@ void check_object_key(std::string_view key, const std::string& url) {
                 "': keys are relative, '/'-separated, without empty, '.' or '..' segments");
 }
 
+void check_option_value(const std::string& name, const std::string& value, OptionKind kind,
+                        const std::string& shown) {
+  auto invalid = [&](const std::string& cause) {
+    throw UsageError("invalid option " + name + "='" + value + "' for replica '" + shown + "': " + cause);
+  };
+  if (kind == OptionKind::boolean && value != "true" && value != "false") {
+    invalid("expected exactly true or false");
+  }
+  if (value.empty()) invalid("the value is empty; give one or leave the option out");
+  if (kind == OptionKind::bytes) {
+    uint64_t n = 0;
+    const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+    if (ec != std::errc() || end != value.data() + value.size()) invalid("expected a number of bytes");
+  }
+}
+
+bool parse_bool_option(const std::string& name, const std::string& value, const std::string& shown) {
+  check_option_value(name, value, OptionKind::boolean, shown);
+  return value == "true";
+}
+
+uint64_t parse_bytes_option(const std::string& name, const std::string& value, const std::string& shown) {
+  check_option_value(name, value, OptionKind::bytes, shown);
+  return std::stoull(value);
+}
+
 std::string bucket_url_prefix(const ParsedUrl& parsed, const std::string& shown) {
   std::string prefix = parsed.path;
   while (prefix.starts_with('/')) prefix.erase(0, 1);
@@ -281,6 +290,24 @@ std::string bucket_url_prefix(const ParsedUrl& parsed, const std::string& shown)
                      "' has an empty, '.' or '..' segment");
   }
   return prefix;
+}
+
+std::string BucketNames::url() const {
+  return scheme + "://" + bucket + (prefix.empty() ? "" : "/" + percent_encode(prefix, "/"));
+}
+
+std::string BucketNames::object_name(const std::string& key) const {
+  return prefix.empty() ? key : prefix + "/" + key;
+}
+
+std::string BucketNames::object_url(const std::string& key) const {
+  return scheme + "://" + bucket + "/" + object_name(key);
+}
+
+std::optional<std::string> BucketNames::key_of(const std::string& name) const {
+  const std::string base = object_name("");
+  if (!name.starts_with(base)) return std::nullopt;
+  return name.substr(base.size());
 }
 
 }  // namespace walship

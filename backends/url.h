@@ -1,6 +1,7 @@
 // Pure URL handling shared by every backend: parsing replica URLs, percent
-// coding, redaction for logs and the rules object keys follow. No I/O here, so
-// all of it is unit-tested (and fuzzed) without disks or sockets.
+// decoding (lib/util/percent_encode.h encodes), redaction for logs and the
+// rules object keys follow. No I/O here, so all of it is unit-tested (and
+// fuzzed) without disks or sockets.
 #pragma once
 
 #include <cstdint>
@@ -39,13 +40,57 @@ ParsedUrl parse_url(const std::string& url);
 // `shown` (the redacted URL) when a segment is empty, "." or "..".
 std::string bucket_url_prefix(const ParsedUrl& parsed, const std::string& shown);
 
+// How a bucket backend (s3://, gs://) names things, every key living under
+// `prefix` in `bucket`.
+struct BucketNames {
+  std::string scheme;  // "s3", "gs"
+  std::string bucket;
+  std::string prefix;  // as bucket_url_prefix() gives it; may be empty
+
+  // The replica, "scheme://bucket[/prefix]", the prefix percent-encoded ('/' kept).
+  std::string url() const;
+  // The object name of `key`, "prefix/key" (or `key` without a prefix), which
+  // is also what the names of the keys starting with `key` start with.
+  std::string object_name(const std::string& key) const;
+  // "scheme://bucket/<object name>", for messages.
+  std::string object_url(const std::string& key) const;
+  // The key of an object name, or nullopt for a name outside the prefix.
+  std::optional<std::string> key_of(const std::string& object_name) const;
+};
+
 // Decodes %XX escapes. Throws UsageError mentioning `what` on a malformed
 // escape or on %00.
 std::string percent_decode(std::string_view text, std::string_view what);
 
-// Percent-encodes every byte outside RFC 3986 "unreserved"; '/' is kept when
-// `keep_slash`, so a filesystem path stays readable.
-std::string percent_encode(std::string_view text, bool keep_slash);
+// Decodes what it can and keeps malformed escapes (and %00) verbatim: for
+// redaction, which must never throw, and for reading back what a client sent.
+std::string percent_decode_lenient(std::string_view text);
+
+// A replica option (URL query, or a replica's setting in walship.toml) as a
+// backend declares it, so a setting's type is checked before the backend
+// opens (check_replica_setting in registry.h).
+enum class OptionKind {
+  text,     // a string: a path, a name, a key
+  boolean,  // exactly "true" or "false"
+  bytes,    // a whole number of bytes
+};
+struct OptionSpec {
+  std::string_view name;
+  OptionKind kind;
+};
+
+// Checks an option value of `kind`: never empty (an empty value, such as an
+// unset ${VAR}, must not switch a default, least of all TLS verification,
+// off); a boolean is exactly true or false, bytes a whole number. Throws
+// UsageError "invalid option NAME='VALUE' for replica 'SHOWN': <cause>".
+void check_option_value(const std::string& name, const std::string& value, OptionKind kind,
+                        const std::string& shown);
+
+// check_option_value for a boolean, then its value.
+bool parse_bool_option(const std::string& name, const std::string& value, const std::string& shown);
+
+// check_option_value for bytes, then its value.
+uint64_t parse_bytes_option(const std::string& name, const std::string& value, const std::string& shown);
 
 // Returns `url` with the password (if any) replaced by "***" and the value of
 // every query parameter whose name contains password, secret, token, key,

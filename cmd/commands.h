@@ -14,6 +14,7 @@ struct GlobalOptions {
   bool quiet = false;
   std::string log_level = "info";
   std::string log_format = "text";
+  std::string log_timestamps;  // "true", "false"; empty: on, unless stderr is the journal
 };
 
 // Returns the process exit code.
@@ -26,6 +27,7 @@ void add_ls_command(CLI::App& app, const GlobalOptions& global, Runner& run);
 void add_serve_replica_command(CLI::App& app, const GlobalOptions& global, Runner& run);
 void add_prune_command(CLI::App& app, const GlobalOptions& global, Runner& run);
 void add_verify_command(CLI::App& app, const GlobalOptions& global, Runner& run);
+void add_status_command(CLI::App& app, const GlobalOptions& global, Runner& run);
 void add_version_command(CLI::App& app, Runner& run);
 
 std::string version_text();

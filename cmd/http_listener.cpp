@@ -20,9 +20,19 @@ struct HttpListener::Impl {
 HttpListener::HttpListener(const std::string& address, const std::string& what, const StatusBoard& board,
                            int64_t max_lag_ms)
     : m_impl(std::make_unique<Impl>()) {
-  const ListenAddress listen = parse_listen_address(address, what);
+  // ":9090" is every interface, as Prometheus exporters write it.
+  const ListenAddress listen =
+      parse_listen_address(address.starts_with(':') ? "0.0.0.0" + address : address, what);
   httplib::Server& server = m_impl->server;
+  // /healthz: alive (the process answers), whatever its databases say; the
+  // body says how each one is. /readyz: 200 only when every database is
+  // restored or started, its last step had no error and it is within max-lag.
   server.Get("/healthz", [&board, max_lag_ms](const httplib::Request&, httplib::Response& res) {
+    bool healthy = false;
+    res.set_content(board.health(now_ms(), max_lag_ms, healthy), "application/json");
+    res.status = 200;
+  });
+  server.Get("/readyz", [&board, max_lag_ms](const httplib::Request&, httplib::Response& res) {
     bool healthy = false;
     res.set_content(board.health(now_ms(), max_lag_ms, healthy), "application/json");
     res.status = healthy ? 200 : 503;
@@ -46,12 +56,12 @@ HttpListener::~HttpListener() {
 void add_http_flags(CLI::App& sub, HttpFlags& flags) {
   flags.http_option = sub.add_option(
       "--http", flags.http,
-      "Serve /healthz and /metrics on this IP address and port, e.g. 127.0.0.1:9090 (default: walship.toml's "
-      "http)");
+      "Serve /healthz, /readyz and /metrics on this IP address and port, e.g. 127.0.0.1:9090, or :9090 for "
+      "every interface (default: walship.toml's http)");
   flags.max_lag_option =
       sub.add_option(
              "--max-lag", flags.max_lag,
-             "/healthz answers 503 when a database lags more than this (default: walship.toml's max-lag)")
+             "/readyz answers 503 when a database lags more than this (default: walship.toml's max-lag)")
           ->capture_default_str();
 }
 

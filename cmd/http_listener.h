@@ -1,6 +1,7 @@
 // The HTTP listener of `replicate --http` and `serve-replica --http`:
-// /metrics (Prometheus text) and /healthz (JSON; 200 when every database is
-// healthy, else 503) for every database on a StatusBoard, served by
+// /metrics (Prometheus text), /healthz (alive: 200 while it answers) and
+// /readyz (200 when every database is ready and within max-lag, else 503),
+// both with the same JSON body, for every database on a StatusBoard, served by
 // cpp-httplib from threads of its own while the command runs.
 #pragma once
 
@@ -16,7 +17,7 @@ namespace walship::cmd {
 
 class HttpListener {
  public:
-  // Binds `address` ("127.0.0.1:9090"; `what` names where it came from in
+  // Binds `address` ("127.0.0.1:9090", ":9090" for every interface; `what` names where it came from in
   // messages: "--http", "'http' in FILE") and starts serving. Throws
   // UsageError for a bad address or one that cannot be bound.
   HttpListener(const std::string& address, const std::string& what, const StatusBoard& board,

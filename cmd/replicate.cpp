@@ -4,6 +4,7 @@
 
 #include "cmd/commands.h"
 #include "cmd/http_listener.h"
+#include "cmd/option_flags.h"
 #include "cmd/retention_flags.h"
 #include "cmd/storage_open.h"
 #include "lib/config/config.h"
@@ -11,34 +12,15 @@
 
 namespace walship::cmd {
 
-namespace {
-
-int64_t duration_arg(const std::string& flag, const std::string& text) {
-  const std::optional<int64_t> ms = parse_duration_ms(text);
-  if (!ms)
-    throw UsageError("invalid " + flag + " '" + text + "': give a duration such as 500ms, 1s, 5m, 1h or 7d");
-  return *ms;
-}
-
-}  // namespace
-
 void add_replicate_command(CLI::App& app, const GlobalOptions& global, Runner& run) {
   struct Args {
     std::vector<std::string> positional;
     std::string config;
     std::string dir;
-    std::string sync_interval = "1s";
-    std::string snapshot_interval = "24h";
-    uint32_t checkpoint_pages = 1000;
-    uint32_t truncate_pages = 100'000;
-    bool enable_wal = false;
-    bool no_compaction = false;
-    RetentionFlags retention;
-    std::string retention_interval = "1h";
-    bool no_retention = false;
+    OptionFlags options;  // per-database options and the --keep-* rules
+    OptionFlags process;  // --workers, --take-over, --shutdown-timeout
     std::string exec;
     bool wait = false;
-    int workers = 4;
     HttpFlags http;
   };
   auto args = std::make_shared<Args>();
@@ -51,29 +33,8 @@ void add_replicate_command(CLI::App& app, const GlobalOptions& global, Runner& r
   sub->add_option("--dir", args->dir,
                   "Replicate every WAL database in this directory (and new ones) under URL/<name>")
       ->excludes(config);
-  std::vector<CLI::Option*> options = {
-      sub->add_option("--sync-interval", args->sync_interval, "Ship at most this often")
-          ->capture_default_str(),
-      sub->add_option("--snapshot-interval", args->snapshot_interval,
-                      "Write a full snapshot this often (0: never)")
-          ->capture_default_str(),
-      sub->add_option("--checkpoint-pages", args->checkpoint_pages,
-                      "Checkpoint (PASSIVE) past this many WAL pages")
-          ->check(CLI::Range(1, 0x7fffffff))
-          ->capture_default_str(),
-      sub->add_option(
-             "--truncate-pages", args->truncate_pages,
-             "Checkpoint with TRUNCATE past this many WAL pages (app readers kept PASSIVE from finishing)")
-          ->check(CLI::Range(1, 0x7fffffff))
-          ->capture_default_str(),
-      sub->add_flag("--enable-wal", args->enable_wal, "Switch a rollback-journal database to WAL mode"),
-      sub->add_flag("--no-compaction", args->no_compaction, "Do not write L1-L3 compacted deltas"),
-      sub->add_option("--retention-interval", args->retention_interval,
-                      "Apply the retention policy (prune) this often")
-          ->capture_default_str(),
-      sub->add_flag("--no-retention", args->no_retention, "Never prune: keep every restore point"),
-  };
-  for (CLI::Option* option : add_retention_flags(*sub, args->retention)) options.push_back(option);
+  std::vector<CLI::Option*> options = args->options.add(*sub, k_scope_replicate);
+  for (CLI::Option* option : add_retention_flags(*sub, args->options)) options.push_back(option);
   for (CLI::Option* option : options) option->excludes(config);
   sub->add_option(
       "--exec", args->exec,
@@ -81,9 +42,9 @@ void add_replicate_command(CLI::App& app, const GlobalOptions& global, Runner& r
   sub->add_flag("--wait", args->wait,
                 "Wait for a database that does not exist yet and replicate it once the app creates it in "
                 "WAL mode (implied by --exec)");
-  sub->add_option("--workers", args->workers, "Databases stepped (and uploads) at once")
-      ->check(CLI::Range(1, 64))
-      ->capture_default_str();
+  args->process.add_one(*sub, "workers");
+  args->process.add_one(*sub, "take-over");
+  args->process.add_one(*sub, "shutdown-timeout");
   add_http_flags(*sub, args->http);
   sub->footer(
       "Requires WAL mode. walship holds a read transaction, ships whole transactions as L0 deltas\n"
@@ -91,15 +52,24 @@ void add_replicate_command(CLI::App& app, const GlobalOptions& global, Runner& r
       "committed before exiting 0. An idle database costs no requests. With --exec or --wait, a\n"
       "database that does not exist yet is replicated from the moment the app creates it.\n"
       "\n"
+      "One writer per replica: replicate holds a lease in each replica (renewed every third of\n"
+      "--lease-ttl, released on a clean stop). A replica whose lease another live writer holds is\n"
+      "not written: replicate waits up to one TTL for the lease to expire and otherwise exits 4,\n"
+      "naming the holder. --take-over takes it anyway and fences the old writer off: nothing it\n"
+      "still writes is ever restored, and it exits 4 (its --exec app stopped). A node whose\n"
+      "replica moved on without it (it came back with an old disk) also exits 4: restore it with\n"
+      "walship restore --fast-forward, or pass --take-over to make its data the newest.\n"
+      "\n"
       "Every --retention-interval, walship prunes each replica it holds the tip of with the\n"
       "--keep-* policy, as walship prune does (--no-retention: never).\n" +
-      std::string(k_retention_help) +
+      retention_help() +
       "\n"
       "--http serves /metrics (Prometheus text: per database shipped TXID, lag, bytes, storage\n"
       "requests and errors by backend and op, checkpoints, snapshots, compactions, prunes) and\n"
-      "/healthz (JSON per database; 200 when every one started, its last step had no error and its\n"
-      "lag is under --max-lag, else 503). With --config, databases with role = \"serve-replica\"\n"
-      "are followed in the same process (as walship serve-replica does) and reported there too.\n"
+      "/healthz (alive: always 200) and /readyz (JSON per database; 200 when every one started, its\n"
+      "last step had no error and its lag is under --max-lag, else 503). With --config, databases\n"
+      "with role = \"serve-replica\" are followed in the same process (as walship serve-replica\n"
+      "does) and reported there too.\n"
       "\n"
       "Examples:\n"
       "  walship replicate /data/app.db file:///backups/app\n"
@@ -110,7 +80,13 @@ void add_replicate_command(CLI::App& app, const GlobalOptions& global, Runner& r
   sub->callback([args, &global, &run] {
     run = [args, &global] {
       ReplicateRun replicate;
-      replicate.workers = args->workers;
+      replicate.workers = k_default_workers;
+      for (const auto& [name, text] : args->process.given()) {
+        const int64_t value = parse_option_value(option(name), text, "--" + name);
+        if (name == "workers") replicate.workers = static_cast<int>(value);
+        if (name == "take-over") replicate.take_over = value != 0;
+        if (name == "shutdown-timeout") replicate.shutdown_timeout_ms = value;
+      }
       if (!args->exec.empty()) replicate.exec_argv = split_command(args->exec);
       replicate.wait_for_databases = args->wait || !args->exec.empty();
       if (!args->config.empty()) {
@@ -118,25 +94,12 @@ void add_replicate_command(CLI::App& app, const GlobalOptions& global, Runner& r
           throw UsageError("replicate --config takes no DB or URL arguments: list databases in '" +
                            args->config + "'");
         }
-        replicate.config = load_config(args->config);
+        replicate.config = load_config(args->config, replica_setting_check());
         for (FollowerConfig& f : replicate.config.followers) f.options.quiet = global.quiet;
       } else {
         DatabaseSettings settings;
-        settings.sync_interval_ms = duration_arg("--sync-interval", args->sync_interval);
-        if (settings.sync_interval_ms <= 0)
-          throw UsageError("invalid --sync-interval '0': it must be more than 0");
-        settings.replicator.snapshot_interval_ms =
-            duration_arg("--snapshot-interval", args->snapshot_interval);
-        settings.replicator.checkpoint_pages = args->checkpoint_pages;
-        settings.replicator.truncate_pages = args->truncate_pages;
-        settings.replicator.enable_wal = args->enable_wal;
-        if (args->no_compaction) settings.replicator.compaction.clear();
-        settings.replicator.retention = retention_policy_of(args->retention);
-        settings.replicator.retention_enabled = !args->no_retention;
-        settings.replicator.retention_interval_ms =
-            duration_arg("--retention-interval", args->retention_interval);
-        if (settings.replicator.retention_interval_ms <= 0)
-          throw UsageError("invalid --retention-interval '0': it must be more than 0");
+        for (const auto& [name, text] : args->options.given())
+          apply_replicate_option(settings, name, text, "--" + name);
         if (!args->dir.empty()) {
           if (args->positional.size() != 1) {
             throw UsageError(

@@ -1,46 +1,34 @@
 #include "cmd/retention_flags.h"
 
 #include "lib/config/config.h"
-#include "lib/util/error.h"
 
 namespace walship::cmd {
 
 std::vector<CLI::Option*> add_retention_flags(CLI::App& sub, RetentionFlags& flags) {
-  const auto count = CLI::Range(1, 0x7fffffff);
-  return {
-      sub.add_option("--keep-within", flags.keep_within,
-                     "Keep every point within DURATION (e.g. 1h, 7d) of the newest point"),
-      sub.add_option("--keep-minutely", flags.keep_minutely, "Keep the newest point of the last N minutes")
-          ->check(count),
-      sub.add_option("--keep-hourly", flags.keep_hourly, "Keep the newest point of the last N hours")
-          ->check(count),
-      sub.add_option("--keep-daily", flags.keep_daily, "Keep the newest point of the last N days")
-          ->check(count),
-      sub.add_option("--keep-weekly", flags.keep_weekly, "Keep the newest point of the last N ISO weeks")
-          ->check(count),
-      sub.add_option("--keep-monthly", flags.keep_monthly, "Keep the newest point of the last N months")
-          ->check(count),
-      sub.add_option("--keep-last", flags.keep_last, "Keep the N newest snapshots")->check(count),
-  };
+  return flags.add(sub, k_scope_retention);
 }
 
 RetentionPolicy retention_policy_of(const RetentionFlags& flags) {
   RetentionPolicy p;
-  if (!flags.keep_within.empty()) {
-    const std::optional<int64_t> ms = parse_duration_ms(flags.keep_within);
-    if (!ms || *ms <= 0) {
-      throw UsageError("invalid --keep-within '" + flags.keep_within +
-                       "': give a duration such as 30m, 1h or 7d");
-    }
-    p.keep_within_ms = *ms;
+  for (const auto& [name, text] : flags.given()) {
+    if (option(name).scope & k_scope_retention) apply_retention_option(p, name, text, "--" + name);
   }
-  p.keep_last = flags.keep_last;
-  p.keep_minutely = flags.keep_minutely;
-  p.keep_hourly = flags.keep_hourly;
-  p.keep_daily = flags.keep_daily;
-  p.keep_weekly = flags.keep_weekly;
-  p.keep_monthly = flags.keep_monthly;
   return p.empty() ? default_retention_policy() : p;
+}
+
+std::string retention_help() {
+  const RetentionPolicy d = default_retention_policy();
+  const std::string within = render_option_value(option("keep-within"), d.keep_within_ms);
+  return "Retention follows restic's forget: --keep-within keeps every restore point committed within\n"
+         "DURATION of the NEWEST point; --keep-minutely/hourly/daily/weekly/monthly N keep the newest\n"
+         "point of each of the N most recent UTC minutes/hours/days/ISO weeks/months that have points;\n"
+         "--keep-last N keeps the N newest snapshots. Everything counts back from the newest point,\n"
+         "never from now, so a writer that stopped never loses its history to the clock alone.\n"
+         "A point kept by any rule is kept; the newest point is always kept. Without --keep-* flags:\n"
+         "keep-within " +
+         within + ", keep-minutely " + std::to_string(d.keep_minutely) + ", keep-hourly " +
+         std::to_string(d.keep_hourly) + ", keep-daily " + std::to_string(d.keep_daily) + ", keep-weekly " +
+         std::to_string(d.keep_weekly) + ", keep-monthly " + std::to_string(d.keep_monthly) + ".\n";
 }
 
 }  // namespace walship::cmd

@@ -2,6 +2,7 @@
 
 #include "cmd/commands.h"
 #include "cmd/http_listener.h"
+#include "cmd/option_flags.h"
 #include "cmd/storage_open.h"
 #include "lib/config/config.h"
 #include "lib/replica/follower.h"
@@ -12,23 +13,11 @@
 
 namespace walship::cmd {
 
-namespace {
-
-int64_t duration_arg(const std::string& flag, const std::string& text) {
-  const std::optional<int64_t> ms = parse_duration_ms(text);
-  if (!ms || *ms <= 0)
-    throw UsageError("invalid " + flag + " '" + text + "': give a duration such as 100ms, 1s, 5m or 1h");
-  return *ms;
-}
-
-}  // namespace
-
 void add_serve_replica_command(CLI::App& app, const GlobalOptions& global, Runner& run) {
   struct Args {
     std::string url;
     FollowOptions options;
-    std::string poll_interval = "1s";
-    std::string list_interval = "60s";
+    OptionFlags flags;
     HttpFlags http;
     std::string config;
   };
@@ -36,27 +25,13 @@ void add_serve_replica_command(CLI::App& app, const GlobalOptions& global, Runne
   CLI::App* sub = app.add_subcommand(
       "serve-replica",
       "Keep a live local copy of a replica that readers open read-only, transaction by transaction");
-  sub->add_option("URL", args->url, "The replica: file:///path, gs://..., sftp://... (none with --config)");
+  sub->add_option("URL", args->url, "The replica: s3://, gs://, sftp://, file:///path (none with --config)");
   sub->add_option("PATH", args->options.db_path,
                   "The local database (restored first if missing; none with --config)");
   CLI::Option* config = sub->add_option(
       "-c,--config", args->config,
       "Follow the databases with role = \"serve-replica\" of this walship.toml, a thread each");
-  const std::vector<CLI::Option*> per_database = {
-      sub->add_option("--poll-interval", args->poll_interval, "Look for the next delta (one GET) this often")
-          ->capture_default_str(),
-      sub->add_option(
-             "--list-interval", args->list_interval,
-             "List the replica this often, to catch up through compacted deltas or follow a new snapshot")
-          ->capture_default_str(),
-      sub->add_option("--checkpoint-pages", args->options.checkpoint_pages,
-                      "Checkpoint (PASSIVE) the local WAL past this many pages")
-          ->check(CLI::Range(1, 0x7fffffff))
-          ->capture_default_str(),
-      sub->add_option("--parallelism", args->options.parallelism, "Downloads in flight while catching up")
-          ->check(CLI::Range(1, 64))
-          ->capture_default_str(),
-  };
+  const std::vector<CLI::Option*> per_database = args->flags.add(*sub, k_scope_follow);
   for (CLI::Option* option : per_database) option->excludes(config);
   add_http_flags(*sub, args->http);
   sub->footer(
@@ -85,7 +60,7 @@ void add_serve_replica_command(CLI::App& app, const GlobalOptions& global, Runne
                            args->config + "' with role = \"serve-replica\"");
         }
         ReplicateRun follow;
-        follow.config = load_config(args->config);
+        follow.config = load_config(args->config, replica_setting_check());
         follow.config.databases.clear();
         follow.config.directories.clear();
         if (follow.config.followers.empty()) {
@@ -106,8 +81,8 @@ void add_serve_replica_command(CLI::App& app, const GlobalOptions& global, Runne
       }
       FollowOptions& options = args->options;
       options.quiet = global.quiet;
-      options.poll_interval_ms = duration_arg("--poll-interval", args->poll_interval);
-      options.list_interval_ms = duration_arg("--list-interval", args->list_interval);
+      for (const auto& [name, text] : args->flags.given())
+        apply_follow_option(options, name, text, "--" + name);
       const auto storage = open_replica(args->url);
       StatusBoard board;
       FollowMonitor& monitor = board.add_follower();

@@ -2,7 +2,6 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,12 +14,13 @@
 #include "backends/url.h"
 #include "lib/util/error.h"
 #include "lib/util/fs.h"
+#include "lib/util/percent_encode.h"
+#include "lib/util/temp_name.h"
 
 namespace walship {
 
 namespace {
 
-constexpr std::string_view k_temp_marker = ".walship-tmp-";
 // Creating a temp file can race with remove() deleting the (empty) directory
 // it goes into, or (very rarely) collide with another temp name; both are
 // retried this many times before giving up.
@@ -48,24 +48,6 @@ auto retry_eintr(Call call) {
 }
 
 std::string parent_dir(const std::string& path) { return dir_name(path); }
-
-std::string random_suffix() {
-  unsigned char bytes[8];
-  // getrandom rather than a seeded PRNG: forked children racing on one key
-  // would otherwise share the PRNG state and pick the same temp names.
-  if (::getrandom(bytes, sizeof bytes, 0) != static_cast<ssize_t>(sizeof bytes)) {
-    const uint64_t fallback = static_cast<uint64_t>(::getpid()) * 0x9e3779b97f4a7c15ULL ^
-                              static_cast<uint64_t>(reinterpret_cast<uintptr_t>(&bytes));
-    for (size_t i = 0; i < sizeof bytes; ++i) bytes[i] = static_cast<unsigned char>(fallback >> (8 * i));
-  }
-  static constexpr char k_hex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char b : bytes) {
-    out += k_hex[b >> 4];
-    out += k_hex[b & 0x0f];
-  }
-  return out;
-}
 
 // fsync a directory so entries created, renamed or removed in it survive a
 // power loss.
@@ -125,12 +107,11 @@ class TempPath {
 std::unique_ptr<TempPath> write_temp(const std::string& final_path, ByteSource& data,
                                      const std::string& object_url) {
   const std::string dir = parent_dir(final_path);
-  const std::string temp_prefix = dir + "/." + base_name(final_path) + std::string(k_temp_marker);
 
   UniqueFd fd;
   std::unique_ptr<TempPath> temp;
   for (int attempt = 1;; ++attempt) {
-    std::string path = temp_prefix + random_suffix();
+    std::string path = temp_path_for(final_path);
     fd.reset(
         retry_eintr([&] { return ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666); }));
     if (fd) {
@@ -195,13 +176,9 @@ std::string normalize_root(const std::string& root) {
 
 }  // namespace
 
-bool is_file_storage_temp_name(std::string_view name) {
-  return name.starts_with('.') && name.find(k_temp_marker) != std::string_view::npos;
-}
-
 FileStorage::FileStorage(const std::string& root) : m_root(normalize_root(root)) {
   if (!m_root.starts_with('/')) throw Failure("file storage root '" + m_root + "' is not an absolute path");
-  m_url = "file://" + percent_encode(m_root, true);
+  m_url = "file://" + percent_encode(m_root, "/");
 }
 
 std::string FileStorage::url() const { return m_url; }
@@ -222,7 +199,7 @@ std::string FileStorage::object_path(const std::string& key) const {
   size_t start = 0;
   for (;;) {
     const size_t slash = key.find('/', start);
-    if (is_file_storage_temp_name(std::string_view(key).substr(start, slash - start))) {
+    if (is_temp_name(std::string_view(key).substr(start, slash - start))) {
       throw Failure("invalid object key '" + key + "' for '" + m_url + "': names containing '" +
                     std::string(k_temp_marker) + "' are reserved for temp files");
     }
@@ -313,7 +290,7 @@ void FileStorage::walk(const std::string& dir, const std::string& key_prefix, co
       break;
     }
     const std::string_view name = entry->d_name;
-    if (name == "." || name == ".." || is_file_storage_temp_name(name)) continue;
+    if (name == "." || name == ".." || is_temp_name(name)) continue;
 
     struct stat st {};
     if (::fstatat(::dirfd(handle.get()), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {

@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-#include "backends/storage.h"
+#include "lib/storage/storage.h"
 
 namespace walship {
 
@@ -64,9 +64,5 @@ class FileStorage : public Storage {
   std::string m_root;
   std::string m_url;
 };
-
-// True when `name` (one path segment) is a FileStorage temp file name: such
-// files are never objects, whatever a crash left behind.
-bool is_file_storage_temp_name(std::string_view name);
 
 }  // namespace walship

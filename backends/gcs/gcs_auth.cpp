@@ -15,10 +15,10 @@
 #include <vector>
 
 #include "lib/util/error.h"
+#include "lib/util/percent_encode.h"
 
 namespace walship::gcs {
 
-using http::form_encode;
 using http::HttpClient;
 using http::HttpRequest;
 using http::HttpResponse;
@@ -244,8 +244,8 @@ void Credentials::fetch_token() {
   if (m_account) {
     const auto now = m_clock();
     const int64_t now_unix = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
-    form = "grant_type=" + form_encode("urn:ietf:params:oauth:grant-type:jwt-bearer") +
-           "&assertion=" + form_encode(make_jwt_assertion(*m_account, k_storage_scope, now_unix));
+    form = "grant_type=" + percent_encode("urn:ietf:params:oauth:grant-type:jwt-bearer") +
+           "&assertion=" + percent_encode(make_jwt_assertion(*m_account, k_storage_scope, now_unix));
     body = MemorySource(as_bytes(form));
     request.method = "POST";
     request.url = m_account->token_uri;

@@ -9,6 +9,7 @@
 
 #include "lib/util/error.h"
 #include "lib/util/log.h"
+#include "lib/util/percent_encode.h"
 
 namespace walship {
 
@@ -20,18 +21,10 @@ constexpr uint64_t k_chunk_granularity = uint64_t{256} << 10;  // resumable chun
 // failure to RetryingStorage (which starts a fresh upload).
 constexpr int k_max_resumes = 5;
 
-constexpr std::string_view k_options[] = {"credentials-file", "endpoint", "resumable-threshold",
-                                          "upload-chunk-size"};
-
-uint64_t parse_size_option(const std::string& name, const std::string& value, const std::string& url) {
-  uint64_t n = 0;
-  const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
-  if (ec != std::errc() || end != value.data() + value.size() || value.empty()) {
-    throw UsageError("invalid option " + name + "='" + value + "' for replica '" + redact_url(url) +
-                     "': expected a number of bytes");
-  }
-  return n;
-}
+constexpr OptionSpec k_options[] = {{"credentials-file", OptionKind::text},
+                                    {"endpoint", OptionKind::text},
+                                    {"resumable-threshold", OptionKind::bytes},
+                                    {"upload-chunk-size", OptionKind::bytes}};
 
 // Google's error body: {"error": {"code": 403, "message": "..."}}.
 std::string google_message(const http::HttpResponse& response) {
@@ -59,28 +52,9 @@ void seek_source(ByteSource& data, uint64_t offset) {
   }
 }
 
-// Passes at most `limit` bytes on: a server that sent more than the range
-// asked for must not corrupt what the caller assembles.
-class LimitSink : public ByteSink {
- public:
-  LimitSink(ByteSink& out, std::optional<uint64_t> limit) : m_out(out), m_limit(limit) {}
-  void write(std::span<const std::byte> data) override {
-    if (m_limit) {
-      const uint64_t n = std::min<uint64_t>(data.size(), *m_limit - m_written);
-      data = data.first(static_cast<size_t>(n));
-    }
-    if (data.empty()) return;
-    m_out.write(data);
-    m_written += data.size();
-  }
-
- private:
-  ByteSink& m_out;
-  std::optional<uint64_t> m_limit;
-  uint64_t m_written = 0;
-};
-
 }  // namespace
+
+std::span<const OptionSpec> gcs_option_specs() { return k_options; }
 
 GcsOptions parse_gcs_url(const ParsedUrl& parsed, const std::string& url) {
   const std::string shown = redact_url(url);
@@ -95,11 +69,14 @@ GcsOptions parse_gcs_url(const ParsedUrl& parsed, const std::string& url) {
   options.bucket = parsed.host;
   options.prefix = bucket_url_prefix(parsed, shown);
   for (const auto& [name, value] : parsed.query) {
-    if (std::find(std::begin(k_options), std::end(k_options), name) == std::end(k_options)) {
+    const auto spec = std::find_if(std::begin(k_options), std::end(k_options),
+                                   [&name](const OptionSpec& o) { return o.name == name; });
+    if (spec == std::end(k_options)) {
       throw UsageError(
           "unknown option '" + name + "' for replica '" + shown +
           "': gs:// takes credentials-file, endpoint, resumable-threshold and upload-chunk-size");
     }
+    check_option_value(name, value, spec->kind, shown);
     if (name == "credentials-file") options.credentials_file = value;
     if (name == "endpoint") {
       if (!value.starts_with("http://") && !value.starts_with("https://")) {
@@ -109,9 +86,9 @@ GcsOptions parse_gcs_url(const ParsedUrl& parsed, const std::string& url) {
       options.endpoint = value;
       while (options.endpoint.ends_with('/')) options.endpoint.pop_back();
     }
-    if (name == "resumable-threshold") options.resumable_threshold = parse_size_option(name, value, url);
+    if (name == "resumable-threshold") options.resumable_threshold = parse_bytes_option(name, value, shown);
     if (name == "upload-chunk-size") {
-      options.upload_chunk_size = parse_size_option(name, value, url);
+      options.upload_chunk_size = parse_bytes_option(name, value, shown);
       if (options.upload_chunk_size == 0 || options.upload_chunk_size % k_chunk_granularity != 0) {
         throw UsageError("invalid option upload-chunk-size='" + value + "' for replica '" + shown +
                          "': GCS needs a positive multiple of 262144 (256 KiB)");
@@ -126,7 +103,9 @@ std::unique_ptr<Storage> open_gcs_storage(const ParsedUrl& parsed, const std::st
 }
 
 GcsStorage::GcsStorage(GcsOptions options)
-    : m_options(std::move(options)), m_credentials(m_http, m_options.credentials_file) {
+    : m_options(std::move(options)),
+      m_names{"gs", m_options.bucket, m_options.prefix},
+      m_credentials(m_http, m_options.credentials_file) {
   if (!m_options.endpoint.empty()) {
     m_base = m_options.endpoint;
   } else if (m_credentials.emulator()) {
@@ -138,18 +117,7 @@ GcsStorage::GcsStorage(GcsOptions options)
 
 GcsStorage::~GcsStorage() = default;
 
-std::string GcsStorage::url() const {
-  return "gs://" + m_options.bucket +
-         (m_options.prefix.empty() ? "" : "/" + percent_encode(m_options.prefix, true));
-}
-
-std::string GcsStorage::object_name(const std::string& key) const {
-  return m_options.prefix.empty() ? key : m_options.prefix + "/" + key;
-}
-
-std::string GcsStorage::object_url(const std::string& key) const {
-  return "gs://" + m_options.bucket + "/" + object_name(key);
-}
+std::string GcsStorage::url() const { return m_names.url(); }
 
 http::HttpResponse GcsStorage::send(http::HttpRequest request, const std::string& what) {
   const size_t plain_headers = request.headers.size();
@@ -199,11 +167,11 @@ bool GcsStorage::upload(const std::string& key, ByteSource& data, bool if_absent
 }
 
 bool GcsStorage::upload_media(const std::string& key, ByteSource& data, bool if_absent) {
-  const std::string what = "unable to write '" + object_url(key) + "'";
+  const std::string what = "unable to write '" + m_names.object_url(key) + "'";
   http::HttpRequest request;
   request.method = "POST";
-  request.url = m_base + "/upload/storage/v1/b/" + http::form_encode(m_options.bucket) +
-                "/o?uploadType=media&fields=generation&name=" + http::form_encode(object_name(key)) +
+  request.url = m_base + "/upload/storage/v1/b/" + percent_encode(m_options.bucket) +
+                "/o?uploadType=media&fields=generation&name=" + percent_encode(m_names.object_name(key)) +
                 (if_absent ? "&ifGenerationMatch=0" : "");
   request.headers = {"Content-Type: application/octet-stream"};
   request.body = &data;
@@ -215,13 +183,13 @@ bool GcsStorage::upload_media(const std::string& key, ByteSource& data, bool if_
 }
 
 bool GcsStorage::upload_resumable(const std::string& key, ByteSource& data, bool if_absent) {
-  const std::string what = "unable to write '" + object_url(key) + "'";
+  const std::string what = "unable to write '" + m_names.object_url(key) + "'";
   const uint64_t size = data.size();
 
   http::HttpRequest start;
   start.method = "POST";
-  start.url = m_base + "/upload/storage/v1/b/" + http::form_encode(m_options.bucket) +
-              "/o?uploadType=resumable&fields=generation&name=" + http::form_encode(object_name(key)) +
+  start.url = m_base + "/upload/storage/v1/b/" + percent_encode(m_options.bucket) +
+              "/o?uploadType=resumable&fields=generation&name=" + percent_encode(m_names.object_name(key)) +
               (if_absent ? "&ifGenerationMatch=0" : "");
   start.headers = {"X-Upload-Content-Type: application/octet-stream",
                    "X-Upload-Content-Length: " + std::to_string(size)};
@@ -280,7 +248,7 @@ bool GcsStorage::upload_resumable(const std::string& key, ByteSource& data, bool
       if (++resumes > k_max_resumes) throw StorageError(cause, true);
       if (log_enabled(LogLevel::info)) {
         log(LogLevel::info, "resuming upload",
-            {{"object", object_url(key)}, {"offset", std::to_string(offset)}, {"error", cause}});
+            {{"object", m_names.object_url(key)}, {"offset", offset}, {"error", cause}});
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(50) * (1 << resumes));
       http::HttpRequest status;
@@ -317,10 +285,10 @@ bool GcsStorage::upload_resumable(const std::string& key, ByteSource& data, bool
 
 bool GcsStorage::get(const std::string& key, ByteSink& out, const ByteRange& range) {
   check_object_key(key, url());
-  const std::string what = "unable to read '" + object_url(key) + "'";
+  const std::string what = "unable to read '" + m_names.object_url(key) + "'";
   http::HttpRequest request;
-  const std::string object = m_base + "/storage/v1/b/" + http::form_encode(m_options.bucket) + "/o/" +
-                             http::form_encode(object_name(key));
+  const std::string object = m_base + "/storage/v1/b/" + percent_encode(m_options.bucket) + "/o/" +
+                             percent_encode(m_names.object_name(key));
   if (range.length && *range.length == 0) {
     // Nothing to read: only whether the object exists.
     request.url = object + "?fields=size";
@@ -347,16 +315,15 @@ bool GcsStorage::get(const std::string& key, ByteSink& out, const ByteRange& ran
 }
 
 std::vector<ObjectInfo> GcsStorage::list(const std::string& prefix) {
-  const std::string base_prefix = m_options.prefix.empty() ? "" : m_options.prefix + "/";
   const std::string what = "unable to list '" + url() + (prefix.empty() ? "" : "/" + prefix) + "'";
   std::vector<ObjectInfo> out;
   std::string page_token;
   for (;;) {
     http::HttpRequest request;
     request.url =
-        m_base + "/storage/v1/b/" + http::form_encode(m_options.bucket) +
-        "/o?fields=items(name,size),nextPageToken&prefix=" + http::form_encode(base_prefix + prefix);
-    if (!page_token.empty()) request.url += "&pageToken=" + http::form_encode(page_token);
+        m_base + "/storage/v1/b/" + percent_encode(m_options.bucket) +
+        "/o?fields=items(name,size),nextPageToken&prefix=" + percent_encode(m_names.object_name(prefix));
+    if (!page_token.empty()) request.url += "&pageToken=" + percent_encode(page_token);
     const http::HttpResponse response = send(request, what);
     if (response.status == 404) {
       throw StorageError(what + ": bucket '" + m_options.bucket + "' does not exist", false);
@@ -368,15 +335,14 @@ std::vector<ObjectInfo> GcsStorage::list(const std::string& prefix) {
       for (const auto& item : doc["items"]) {
         if (!item.contains("name") || !item["name"].is_string()) continue;
         const std::string name = item["name"].get<std::string>();
-        if (!name.starts_with(base_prefix)) continue;
-        std::string key = name.substr(base_prefix.size());
-        if (!is_valid_object_key(key)) continue;  // not something walship could have written
+        std::optional<std::string> key = m_names.key_of(name);
+        if (!key || !is_valid_object_key(*key)) continue;  // not something walship could have written
         uint64_t size = 0;
         if (item.contains("size") && item["size"].is_string()) {
           const std::string text = item["size"].get<std::string>();
           std::from_chars(text.data(), text.data() + text.size(), size);
         }
-        out.push_back({std::move(key), size});
+        out.push_back({std::move(*key), size});
       }
     }
     if (!doc.contains("nextPageToken") || !doc["nextPageToken"].is_string()) break;
@@ -390,11 +356,11 @@ std::vector<ObjectInfo> GcsStorage::list(const std::string& prefix) {
 void GcsStorage::remove(const std::vector<std::string>& keys) {
   for (const std::string& key : keys) check_object_key(key, url());
   for (const std::string& key : keys) {
-    const std::string what = "unable to remove '" + object_url(key) + "'";
+    const std::string what = "unable to remove '" + m_names.object_url(key) + "'";
     http::HttpRequest request;
     request.method = "DELETE";
-    request.url = m_base + "/storage/v1/b/" + http::form_encode(m_options.bucket) + "/o/" +
-                  http::form_encode(object_name(key));
+    request.url = m_base + "/storage/v1/b/" + percent_encode(m_options.bucket) + "/o/" +
+                  percent_encode(m_names.object_name(key));
     const http::HttpResponse response = send(request, what);
     if (response.status == 200 || response.status == 204) continue;
     if (response.status == 404 && google_message(response).find("bucket") == std::string::npos) continue;

@@ -8,17 +8,19 @@
 //   endpoint             base URL of the API (default https://storage.googleapis.com)
 //   resumable-threshold  objects of at least this many bytes use a resumable upload (default 8 MiB)
 //   upload-chunk-size    bytes per resumable chunk, a multiple of 256 KiB (default 8 MiB)
+// No option takes an empty value.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "backends/gcs/gcs_auth.h"
 #include "backends/http/http_client.h"
-#include "backends/storage.h"
 #include "backends/url.h"
+#include "lib/storage/storage.h"
 
 namespace walship {
 
@@ -30,6 +32,9 @@ struct GcsOptions {
   uint64_t resumable_threshold = uint64_t{8} << 20;
   uint64_t upload_chunk_size = uint64_t{8} << 20;
 };
+
+// The options gs:// takes, with their kinds.
+std::span<const OptionSpec> gcs_option_specs();
 
 // Validates a parsed gs:// URL and its options. Throws UsageError naming the
 // (redacted) URL for a missing bucket, a user/port, an unknown option or a bad
@@ -80,10 +85,9 @@ class GcsStorage : public Storage {
   // Throws the StorageError for an unexpected status, classified.
   [[noreturn]] void fail(const http::HttpResponse& response, const std::string& what) const;
 
-  std::string object_name(const std::string& key) const;
-  std::string object_url(const std::string& key) const;
-
   GcsOptions m_options;
+  // From m_options: how the bucket, the prefix and the keys are named.
+  BucketNames m_names;
   std::string m_base;  // API base URL, no trailing '/'
   http::HttpClient m_http;
   gcs::Credentials m_credentials;

@@ -201,19 +201,4 @@ HttpResponse HttpClient::perform(const HttpRequest& request, TransportError& err
   return response;
 }
 
-std::string form_encode(const std::string& value) {
-  static constexpr char k_hex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char ch : value) {
-    if (std::isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == '~') {
-      out += static_cast<char>(ch);
-    } else {
-      out += '%';
-      out += k_hex[ch >> 4];
-      out += k_hex[ch & 0x0f];
-    }
-  }
-  return out;
-}
-
 }  // namespace walship::http

@@ -87,7 +87,4 @@ class HttpClient {
   std::vector<CurlPtr> m_idle;
 };
 
-// "application/x-www-form-urlencoded" / query string value encoding.
-std::string form_encode(const std::string& value);
-
 }  // namespace walship::http

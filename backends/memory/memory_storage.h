@@ -13,7 +13,7 @@
 #include <string_view>
 #include <vector>
 
-#include "backends/storage.h"
+#include "lib/storage/storage.h"
 
 namespace walship {
 

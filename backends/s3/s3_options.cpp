@@ -12,10 +12,19 @@ namespace walship::s3 {
 
 namespace {
 
-constexpr std::string_view k_options[] = {
-    "endpoint", "region",        "path-style",        "ca-file",       "insecure-skip-verify",
-    "profile",  "access-key-id", "secret-access-key", "session-token", "multipart-threshold",
-    "part-size"};
+constexpr OptionSpec k_options[] = {
+    {"endpoint", OptionKind::text},
+    {"region", OptionKind::text},
+    {"path-style", OptionKind::boolean},
+    {"ca-file", OptionKind::text},
+    {"insecure-skip-verify", OptionKind::boolean},
+    {"profile", OptionKind::text},
+    {"access-key-id", OptionKind::text},
+    {"secret-access-key", OptionKind::text},
+    {"session-token", OptionKind::text},
+    {"multipart-threshold", OptionKind::bytes},
+    {"part-size", OptionKind::bytes},
+};
 
 constexpr std::string_view k_option_list =
     "endpoint, region, path-style, ca-file, insecure-skip-verify, profile, access-key-id, "
@@ -32,24 +41,6 @@ std::string lower(std::string text) {
   std::transform(text.begin(), text.end(), text.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return text;
-}
-
-bool parse_bool(const std::string& name, const std::string& value, const std::string& shown) {
-  const std::string v = lower(value);
-  if (v == "true" || v == "1" || v == "yes" || v.empty()) return true;
-  if (v == "false" || v == "0" || v == "no") return false;
-  throw UsageError("invalid option " + name + "='" + value + "' for replica '" + shown +
-                   "': expected true or false");
-}
-
-uint64_t parse_size(const std::string& name, const std::string& value, const std::string& shown) {
-  uint64_t n = 0;
-  const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
-  if (ec != std::errc() || end != value.data() + value.size() || value.empty()) {
-    throw UsageError("invalid option " + name + "='" + value + "' for replica '" + shown +
-                     "': expected a number of bytes");
-  }
-  return n;
 }
 
 // Bucket names as S3 and its look-alikes accept them (AWS's rules are
@@ -109,6 +100,8 @@ std::string value_of(const std::map<std::string, std::string>* section, const st
 
 }  // namespace
 
+std::span<const OptionSpec> option_specs() { return k_options; }
+
 IniFile parse_ini(const std::string& text) {
   IniFile ini;
   std::string section;
@@ -157,22 +150,25 @@ Options parse_s3_url(const ParsedUrl& parsed, const std::string& url) {
   options.bucket = parsed.host;
   options.prefix = bucket_url_prefix(parsed, shown);
   for (const auto& [name, value] : parsed.query) {
-    if (std::find(std::begin(k_options), std::end(k_options), name) == std::end(k_options)) {
+    const auto spec = std::find_if(std::begin(k_options), std::end(k_options),
+                                   [&name](const OptionSpec& o) { return o.name == name; });
+    if (spec == std::end(k_options)) {
       throw UsageError("unknown option '" + name + "' for replica '" + shown + "': s3:// takes " +
                        std::string(k_option_list));
     }
+    check_option_value(name, value, spec->kind, shown);
     if (name == "endpoint") options.endpoint = normalize_endpoint(value, "for replica '" + shown + "'");
     if (name == "region") options.region = value;
-    if (name == "path-style") options.path_style = parse_bool(name, value, shown);
+    if (name == "path-style") options.path_style = parse_bool_option(name, value, shown);
     if (name == "ca-file") options.ca_file = value;
-    if (name == "insecure-skip-verify") options.insecure_skip_verify = parse_bool(name, value, shown);
+    if (name == "insecure-skip-verify") options.insecure_skip_verify = parse_bool_option(name, value, shown);
     if (name == "profile") options.profile = value;
     if (name == "access-key-id") options.credentials.access_key_id = value;
     if (name == "secret-access-key") options.credentials.secret_access_key = value;
     if (name == "session-token") options.credentials.session_token = value;
-    if (name == "multipart-threshold") options.multipart_threshold = parse_size(name, value, shown);
+    if (name == "multipart-threshold") options.multipart_threshold = parse_bytes_option(name, value, shown);
     if (name == "part-size") {
-      options.part_size = parse_size(name, value, shown);
+      options.part_size = parse_bytes_option(name, value, shown);
       if (options.part_size < k_min_part_size || options.part_size > k_max_part_size) {
         throw UsageError("invalid option part-size='" + value + "' for replica '" + shown +
                          "': S3 parts are 5 MiB (5242880) to 5 GiB");

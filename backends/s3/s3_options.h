@@ -15,6 +15,8 @@
 //                         host name label: dots, upper case, '_')
 //   ca-file               PEM bundle to verify the server with (default: the system's, or $AWS_CA_BUNDLE)
 //   insecure-skip-verify  true: do not verify the server's certificate (warned about)
+//                         Booleans are exactly true or false, and no option takes an empty
+//                         value (an unset ${VAR} must not turn verification off).
 //   profile               profile of ~/.aws/credentials and ~/.aws/config (default: $AWS_PROFILE, default)
 //   access-key-id, secret-access-key, session-token   keys for this replica only
 //   multipart-threshold   objects of at least this many bytes go in a multipart upload (default 16 MiB)
@@ -25,6 +27,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 
 #include "backends/s3/s3_signer.h"
@@ -49,6 +52,9 @@ struct Options {
   uint64_t multipart_threshold = uint64_t{16} << 20;
   uint64_t part_size = uint64_t{8} << 20;
 };
+
+// The options s3:// takes, with their kinds.
+std::span<const OptionSpec> option_specs();
 
 // Validates a parsed s3:// URL and its options. Throws UsageError naming the
 // (redacted) URL for a missing or malformed bucket, a user/port, an unknown

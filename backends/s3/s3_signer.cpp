@@ -9,23 +9,18 @@
 #include <map>
 
 #include "lib/util/error.h"
+#include "lib/util/percent_encode.h"
 
 namespace walship::s3 {
 
 namespace {
 
-constexpr char k_hex_upper[] = "0123456789ABCDEF";
 constexpr char k_hex_lower[] = "0123456789abcdef";
 
 const mbedtls_md_info_t* md_info(mbedtls_md_type_t type) {
   const mbedtls_md_info_t* info = mbedtls_md_info_from_type(type);
   if (info == nullptr) throw Failure("unable to sign an S3 request: mbedTLS lacks a hash it needs");
   return info;
-}
-
-bool is_unreserved(unsigned char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
-         c == '_' || c == '~';
 }
 
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
@@ -69,18 +64,7 @@ std::string date_of(const std::string& amz_date) { return amz_date.substr(0, 8);
 }  // namespace
 
 std::string uri_encode(std::string_view text, bool encode_slash) {
-  std::string out;
-  out.reserve(text.size());
-  for (unsigned char c : text) {
-    if (is_unreserved(c) || (c == '/' && !encode_slash)) {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += k_hex_upper[c >> 4];
-      out += k_hex_upper[c & 0x0f];
-    }
-  }
-  return out;
+  return percent_encode(text, encode_slash ? "" : "/");
 }
 
 std::string hex(std::string_view bytes) {

@@ -37,7 +37,8 @@ inline constexpr std::string_view k_empty_payload_hash =
     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 // AWS's UriEncode: unreserved bytes (A-Za-z0-9-._~) kept, every other byte
-// %XX in upper-case hex; '/' kept unless `encode_slash`.
+// %XX in upper-case hex; '/' kept unless `encode_slash`. The one encoder
+// (lib/util/percent_encode.h) under the name the SigV4 documents use.
 std::string uri_encode(std::string_view text, bool encode_slash);
 
 // The SigV4 canonical request:

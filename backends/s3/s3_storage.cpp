@@ -13,6 +13,7 @@
 #include "backends/s3/s3_xml.h"
 #include "lib/util/error.h"
 #include "lib/util/log.h"
+#include "lib/util/temp_name.h"
 
 namespace walship {
 
@@ -37,37 +38,6 @@ std::string amz_now() {
   std::strftime(buffer, sizeof buffer, "%Y%m%dT%H%M%SZ", &utc);
   return buffer;
 }
-
-std::string random_hex(size_t bytes) {
-  static constexpr char k_hex[] = "0123456789abcdef";
-  std::random_device device;
-  std::string out;
-  for (size_t i = 0; i < bytes; ++i) {
-    const unsigned v = device() & 0xff;
-    out += k_hex[v >> 4];
-    out += k_hex[v & 0x0f];
-  }
-  return out;
-}
-
-// Passes at most `limit` bytes on: a server that sent more than the range
-// asked for must not corrupt what the caller assembles.
-class LimitSink : public ByteSink {
- public:
-  LimitSink(ByteSink& out, std::optional<uint64_t> limit) : m_out(out), m_limit(limit) {}
-  void write(std::span<const std::byte> data) override {
-    if (m_limit)
-      data = data.first(static_cast<size_t>(std::min<uint64_t>(data.size(), *m_limit - m_written)));
-    if (data.empty()) return;
-    m_out.write(data);
-    m_written += data.size();
-  }
-
- private:
-  ByteSink& m_out;
-  std::optional<uint64_t> m_limit;
-  uint64_t m_written = 0;
-};
 
 std::string short_source(uint64_t got, uint64_t expected, const std::string& what) {
   return what + ": the source ended after " + std::to_string(got) + " bytes, expected " +
@@ -136,6 +106,7 @@ std::unique_ptr<Storage> open_s3_storage(const ParsedUrl& parsed, const std::str
 
 S3Storage::S3Storage(s3::Options options, s3::Resolved resolved)
     : m_options(std::move(options)),
+      m_names{"s3", m_options.bucket, m_options.prefix},
       m_resolved(std::move(resolved)),
       m_http(http::TlsOptions{m_resolved.ca_file, m_options.insecure_skip_verify}) {
   const ParsedUrl endpoint = parse_url(m_resolved.endpoint);
@@ -152,18 +123,7 @@ S3Storage::S3Storage(s3::Options options, s3::Resolved resolved)
 
 S3Storage::~S3Storage() = default;
 
-std::string S3Storage::url() const {
-  return "s3://" + m_options.bucket +
-         (m_options.prefix.empty() ? "" : "/" + percent_encode(m_options.prefix, true));
-}
-
-std::string S3Storage::object_name(const std::string& key) const {
-  return m_options.prefix.empty() ? key : m_options.prefix + "/" + key;
-}
-
-std::string S3Storage::object_url(const std::string& key) const {
-  return "s3://" + m_options.bucket + "/" + object_name(key);
-}
+std::string S3Storage::url() const { return m_names.url(); }
 
 http::HttpResponse S3Storage::send(const Request& request, const std::string& what) const {
   const std::string path = s3::uri_encode(request.object, false);
@@ -287,7 +247,7 @@ bool S3Storage::atomic_put_if_absent() const {
 bool S3Storage::conditional_writes_supported() const {
   std::lock_guard lock(m_conditional_mutex);
   if (m_conditional != Conditional::unknown) return m_conditional == Conditional::supported;
-  const std::string name = object_name(std::string(k_probe_prefix) + random_hex(8));
+  const std::string name = m_names.object_name(std::string(k_probe_prefix) + random_hex(8));
   const std::string what = "unable to learn whether '" + url() + "' honours conditional writes";
   const std::string body = "walship probe: safe to delete\n";
   Conditional learnt = Conditional::unknown;
@@ -335,8 +295,8 @@ bool S3Storage::conditional_writes_supported() const {
 
 bool S3Storage::upload(const std::string& key, ByteSource& data, bool if_absent) {
   check_object_key(key, url());
-  const std::string name = object_name(key);
-  const std::string what = "unable to write '" + object_url(key) + "'";
+  const std::string name = m_names.object_name(key);
+  const std::string what = "unable to write '" + m_names.object_url(key) + "'";
   bool conditional = false;
   if (if_absent) {
     conditional = conditional_writes_supported();
@@ -510,8 +470,8 @@ void S3Storage::abort_multipart(const std::string& name, const std::string& uplo
 
 bool S3Storage::get(const std::string& key, ByteSink& out, const ByteRange& range) {
   check_object_key(key, url());
-  const std::string name = object_name(key);
-  const std::string what = "unable to read '" + object_url(key) + "'";
+  const std::string name = m_names.object_name(key);
+  const std::string what = "unable to read '" + m_names.object_url(key) + "'";
   if (range.length && *range.length == 0) return exists(name, what);
   Request request;
   request.object = name;
@@ -532,13 +492,12 @@ bool S3Storage::get(const std::string& key, ByteSink& out, const ByteRange& rang
 }
 
 std::vector<ObjectInfo> S3Storage::list(const std::string& prefix) {
-  const std::string base = m_options.prefix.empty() ? "" : m_options.prefix + "/";
   const std::string what = "unable to list '" + url() + (prefix.empty() ? "" : "/" + prefix) + "'";
   std::vector<ObjectInfo> out;
   std::string token;
   for (;;) {
     Request request;
-    request.query = {{"list-type", "2"}, {"prefix", base + prefix}};
+    request.query = {{"list-type", "2"}, {"prefix", m_names.object_name(prefix)}};
     if (!token.empty()) request.query.emplace_back("continuation-token", token);
     // 1000 entries of keys up to 1 KiB each, with their metadata.
     request.max_body = size_t{16} << 20;
@@ -552,10 +511,9 @@ std::vector<ObjectInfo> S3Storage::list(const std::string& prefix) {
       throw StorageError(what + ": " + e.what(), true);
     }
     for (s3::ListPage::Entry& entry : page.entries) {
-      if (!entry.key.starts_with(base)) continue;
-      std::string key = entry.key.substr(base.size());
-      if (!is_valid_object_key(key) || key.starts_with(k_probe_prefix)) continue;
-      out.push_back({std::move(key), entry.size});
+      std::optional<std::string> key = m_names.key_of(entry.key);
+      if (!key || !is_valid_object_key(*key) || key->starts_with(k_probe_prefix)) continue;
+      out.push_back({std::move(*key), entry.size});
     }
     if (!page.truncated) break;
     if (page.next_continuation_token.empty() || page.next_continuation_token == token) {
@@ -572,7 +530,7 @@ void S3Storage::remove(const std::vector<std::string>& keys) {
   for (size_t start = 0; start < keys.size(); start += k_delete_batch) {
     const size_t end = std::min(keys.size(), start + k_delete_batch);
     std::vector<std::string> names;
-    for (size_t i = start; i < end; ++i) names.push_back(object_name(keys[i]));
+    for (size_t i = start; i < end; ++i) names.push_back(m_names.object_name(keys[i]));
     const std::string what = "unable to remove " + std::to_string(names.size()) + " objects from '" + url() +
                              "' (first '" + keys[start] + "')";
     const std::string body = s3::delete_request_body(names);

@@ -14,8 +14,8 @@
 #include "backends/http/http_client.h"
 #include "backends/s3/s3_options.h"
 #include "backends/s3/s3_signer.h"
-#include "backends/storage.h"
 #include "backends/url.h"
+#include "lib/storage/storage.h"
 
 namespace walship {
 
@@ -95,10 +95,9 @@ class S3Storage : public Storage {
   // Whether the object exists (HEAD).
   bool exists(const std::string& name, const std::string& what) const;
 
-  std::string object_name(const std::string& key) const;
-  std::string object_url(const std::string& key) const;
-
   s3::Options m_options;
+  // From m_options: how the bucket, the prefix and the keys are named.
+  BucketNames m_names;
   s3::Resolved m_resolved;
   std::string m_scheme;     // "https"
   std::string m_authority;  // "host[:port]" of the endpoint

@@ -4,7 +4,6 @@
 #include <libssh2.h>
 #include <libssh2_sftp.h>
 #include <poll.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -22,38 +21,19 @@
 #include "lib/util/error.h"
 #include "lib/util/fs.h"
 #include "lib/util/log.h"
+#include "lib/util/percent_encode.h"
+#include "lib/util/temp_name.h"
 #include "lib/util/user.h"
 
 namespace walship {
 
 namespace {
 
-constexpr std::string_view k_temp_marker = ".walship-tmp-";
 constexpr size_t k_io_size = size_t{1} << 20;  // bytes per read/write call (libssh2 pipelines them)
 constexpr long k_session_timeout_ms = 60'000;  // a blocking libssh2 call that waits longer fails
 constexpr int k_connect_timeout_ms = 10'000;
 
 std::once_flag g_libssh2_init;
-
-std::string random_suffix() {
-  unsigned char bytes[8] = {};
-  if (::getrandom(bytes, sizeof bytes, 0) != static_cast<ssize_t>(sizeof bytes)) {
-    const uint64_t fallback = static_cast<uint64_t>(::getpid()) * 0x9e3779b97f4a7c15ULL ^
-                              static_cast<uint64_t>(reinterpret_cast<uintptr_t>(&bytes));
-    std::memcpy(bytes, &fallback, sizeof bytes);
-  }
-  static constexpr char k_hex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char b : bytes) {
-    out += k_hex[b >> 4];
-    out += k_hex[b & 0x0f];
-  }
-  return out;
-}
-
-bool is_temp_name(std::string_view name) {
-  return name.starts_with('.') && name.find(k_temp_marker) != std::string_view::npos;
-}
 
 bool file_exists(const std::string& path) { return ::access(path.c_str(), R_OK) == 0; }
 
@@ -232,6 +212,11 @@ class KnownHosts {
 
 }  // namespace
 
+std::span<const OptionSpec> sftp_option_specs() {
+  static constexpr OptionSpec k_options[] = {{"key", OptionKind::text}, {"known-hosts", OptionKind::text}};
+  return k_options;
+}
+
 SftpOptions parse_sftp_url(const ParsedUrl& parsed, const std::string& url) {
   const std::string shown = redact_url(url);
   SftpOptions options;
@@ -260,6 +245,7 @@ SftpOptions parse_sftp_url(const ParsedUrl& parsed, const std::string& url) {
   }
   options.root = root;
   for (const auto& [name, value] : parsed.query) {
+    if (name == "key" || name == "known-hosts") check_option_value(name, value, OptionKind::text, shown);
     if (name == "key") {
       options.key_file = value;
     } else if (name == "known-hosts") {
@@ -290,8 +276,7 @@ std::string SftpStorage::url() const {
   std::string host =
       m_options.host.find(':') != std::string::npos ? "[" + m_options.host + "]" : m_options.host;
   if (m_options.port != 22) host += ":" + std::to_string(m_options.port);
-  return "sftp://" + percent_encode(m_options.user, false) + "@" + host +
-         percent_encode(m_options.root, true);
+  return "sftp://" + percent_encode(m_options.user) + "@" + host + percent_encode(m_options.root, "/");
 }
 
 SftpStorage::Connection& SftpStorage::connection() {
@@ -452,7 +437,7 @@ bool SftpStorage::write_object(const std::string& key, ByteSource& data, bool if
   Connection& c = connection();
   const std::string path = path_of(key);
   const std::string dir = dir_name(path);
-  const std::string temp = dir + "/." + base_name(path) + std::string(k_temp_marker) + random_suffix();
+  const std::string temp = temp_path_for(path);
 
   auto open_temp = [&]() {
     return libssh2_sftp_open_ex(c.sftp, temp.c_str(), static_cast<unsigned>(temp.size()),

@@ -17,11 +17,12 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
-#include "backends/storage.h"
 #include "backends/url.h"
+#include "lib/storage/storage.h"
 
 namespace walship {
 
@@ -42,6 +43,9 @@ struct SftpOptions {
 // (redacted) URL for a missing host, a relative path or an unknown option. Pure
 // except for looking up the local user name when the URL has none.
 SftpOptions parse_sftp_url(const ParsedUrl& parsed, const std::string& url);
+
+// The options sftp:// takes, with their kinds (key, known-hosts: never empty).
+std::span<const OptionSpec> sftp_option_specs();
 
 // The registry's entry point: parse_sftp_url(), then an SftpStorage.
 std::unique_ptr<Storage> open_sftp_storage(const ParsedUrl& parsed, const std::string& url);

@@ -19,6 +19,10 @@
 //   url = "s3://bucket/orders"
 //   region = "${AWS_REGION}"                    # ${NAME}: from the environment
 //
+// An option's value is the text the same flag takes: a string, or bare (an
+// integer such as checkpoint-pages = 500 or snapshot-interval = 3600, which
+// is seconds; a boolean). option_defs.h checks both the same way.
+//
 //   [[databases]]                    # followed, not replicated: a live local copy
 //   role = "serve-replica"           # default "replicate"
 //   path = "/data/replica.db"        # the follower database
@@ -50,7 +54,7 @@ struct ReplicaConfig {
 
 // Options every database has, from [defaults], the entry or the command line.
 struct DatabaseSettings {
-  int64_t sync_interval_ms = 1000;
+  int64_t sync_interval_ms = k_default_sync_interval_ms;
   ReplicatorOptions replicator;   // db_path unset here
   bool custom_retention = false;  // a keep-* key replaced the default policy
 };
@@ -81,20 +85,44 @@ struct ReplicateConfig {
   std::optional<int64_t> max_lag_ms;      // /healthz's lag limit
 };
 
-// "500ms", "1s", "5m", "1h", "7d", or a plain number of seconds. nullopt if
-// the text is none of these.
-std::optional<int64_t> parse_duration_ms(std::string_view text);
+// The setters both parsers use: `text` is the value as a flag or a
+// walship.toml key gives it, checked by parse_option_value() against
+// option_defs.h (errors name the option as `shown`: "--sync-interval" or
+// "sync-interval"). Each returns false when `key` is not one of its options.
+// Throws UsageError.
+//
+// Replicate's options (k_scope_replicate, and the keep-* rules: the first
+// one replaces the default retention policy, later ones add to it).
+bool apply_replicate_option(DatabaseSettings& settings, std::string_view key, std::string_view text,
+                            std::string_view shown);
+// serve-replica's options (k_scope_follow).
+bool apply_follow_option(FollowOptions& options, std::string_view key, std::string_view text,
+                         std::string_view shown);
+// One keep-* rule into `policy`.
+bool apply_retention_option(RetentionPolicy& policy, std::string_view key, std::string_view text,
+                            std::string_view shown);
 
 // Looks up environment variables for ${NAME} expansion (tests inject one).
 using EnvLookup = std::function<std::optional<std::string>(const std::string& name)>;
 EnvLookup process_env();
 
+// How a replica's setting is written in walship.toml: in quotes, or bare.
+enum class SettingKind { string, integer, boolean };
+
+// Checks one setting of a replica (the backends know their options; cmd/
+// passes their check). Throws UsageError with the cause; the parser adds the
+// file and line.
+using SettingCheck = std::function<void(const std::string& url, const std::string& name, SettingKind kind,
+                                        const std::string& value)>;
+
 // Parses walship.toml text. `name` (the file's path) prefixes every error:
 // "walship.toml:12: unknown key 'sync_interval' in [[databases]] (known: ...)".
-// Throws UsageError.
-ReplicateConfig parse_config(std::string_view text, const std::string& name, const EnvLookup& env);
+// A replica setting with an empty value is an error; with `check`, each
+// setting also passes it. Throws UsageError.
+ReplicateConfig parse_config(std::string_view text, const std::string& name, const EnvLookup& env,
+                             const SettingCheck& check = {});
 
 // Reads and parses the file. Throws UsageError (missing file, bad content).
-ReplicateConfig load_config(const std::string& path);
+ReplicateConfig load_config(const std::string& path, const SettingCheck& check = {});
 
 }  // namespace walship

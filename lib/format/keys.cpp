@@ -9,6 +9,7 @@ namespace {
 constexpr size_t k_txid_digits = 16;
 constexpr std::string_view k_snapshot_ext = ".snap";
 constexpr std::string_view k_delta_ext = ".delta";
+constexpr std::string_view k_fence_ext = ".fence";
 constexpr int k_max_level = 3;
 
 // Removes `prefix` from the front of `text`; false (text unchanged) if absent.
@@ -75,6 +76,27 @@ std::string delta_key(int level, uint64_t min_txid, uint64_t max_txid) {
   }
   return std::string(k_delta_prefix) + "L" + std::to_string(level) + "/" + txid_hex(min_txid) + "-" +
          txid_hex(max_txid) + std::string(k_delta_ext);
+}
+
+std::string fence_key(const FenceInfo& fence) {
+  return std::string(k_fence_prefix) + txid_hex(fence.after) + "-" + txid_hex(fence.fence) +
+         std::string(k_fence_ext);
+}
+
+std::optional<FenceInfo> parse_fence_key(std::string_view key) {
+  if (!consume(key, k_fence_prefix)) return std::nullopt;
+  const auto after = consume_txid(key);
+  if (!after || !consume(key, "-")) return std::nullopt;
+  const auto fence = consume_txid(key);
+  if (!fence || key != k_fence_ext || *fence <= *after) return std::nullopt;
+  return FenceInfo{*after, *fence};
+}
+
+std::string lease_key(uint64_t seq) { return std::string(k_lease_prefix) + txid_hex(seq); }
+
+std::optional<uint64_t> parse_lease_key(std::string_view key) {
+  if (!consume(key, k_lease_prefix)) return std::nullopt;
+  return parse_txid_hex(key);
 }
 
 std::optional<KeyInfo> parse_key(std::string_view key) {

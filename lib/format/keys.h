@@ -36,7 +36,27 @@ std::string delta_key(int level, uint64_t min_txid, uint64_t max_txid);
 // is ignored by planners, so stray files in a prefix do no harm).
 std::optional<KeyInfo> parse_key(std::string_view key);
 
+// fences/<after>-<fence>.fence (DESIGN.md, "Fencing"): written by a writer
+// that took the replica over from one that may still be alive. Objects of
+// TXIDs after `after` and before `fence` can only be the old writer's
+// (`after` is the newest TXID the new writer saw, `fence` its first), so
+// every reader ignores them.
+struct FenceInfo {
+  uint64_t after = 0;
+  uint64_t fence = 0;
+  bool operator==(const FenceInfo&) const = default;
+};
+std::string fence_key(const FenceInfo& fence);
+std::optional<FenceInfo> parse_fence_key(std::string_view key);
+
+// lease/<seq>: the replica's lease records, one per acquisition, renewal or
+// release, each written only if absent (DESIGN.md, "Fencing").
+std::string lease_key(uint64_t seq);
+std::optional<uint64_t> parse_lease_key(std::string_view key);
+
 inline constexpr std::string_view k_snapshot_prefix = "snapshots/";
 inline constexpr std::string_view k_delta_prefix = "deltas/";
+inline constexpr std::string_view k_fence_prefix = "fences/";
+inline constexpr std::string_view k_lease_prefix = "lease/";
 
 }  // namespace walship::format

@@ -163,6 +163,15 @@ FileHeader decode_header(std::span<const std::byte> bytes, const std::string& na
   return header;
 }
 
+std::optional<FileTrailer> decode_trailer(std::span<const std::byte> bytes) {
+  if (bytes.size() != k_trailer_size || !has_magic(bytes.data() + k_off_trailer_magic, k_trailer_magic))
+    return std::nullopt;
+  FileTrailer trailer;
+  trailer.post_checksum = get_be64(bytes.data() + k_off_post_sum);
+  trailer.page_count = get_be64(bytes.data() + k_off_pages);
+  return trailer;
+}
+
 // ---------------------------------------------------------------------------
 // Writer
 
@@ -502,9 +511,9 @@ struct ReplicaReader::Impl {
     std::array<std::byte, k_trailer_size> bytes{};
     read_exact(bytes, k_trailer_size - k_file_sum_size, Part::trailer);
     const std::byte* p = bytes.data();
-    if (!has_magic(p + k_off_trailer_magic, k_trailer_magic)) throw_corrupt(name, "bad trailer magic");
-    trailer.post_checksum = get_be64(p + k_off_post_sum);
-    trailer.page_count = get_be64(p + k_off_pages);
+    const std::optional<FileTrailer> decoded = decode_trailer(bytes);
+    if (!decoded) throw_corrupt(name, "bad trailer magic");
+    trailer = *decoded;
     if (trailer.page_count != page_count) {
       throw_corrupt(name, "the trailer counts " + std::to_string(trailer.page_count) +
                               " pages but the frames hold " + std::to_string(page_count));

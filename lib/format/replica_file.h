@@ -36,6 +36,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -82,6 +83,12 @@ std::array<std::byte, k_header_size> encode_header(const FileHeader& header);
 // inconsistency, and a distinct message for a version newer than this build
 // understands. Checks only what the header alone can prove.
 FileHeader decode_header(std::span<const std::byte> bytes, const std::string& name);
+
+// Decodes the fields of a trailer from its k_trailer_size bytes (a file's
+// last bytes, fetched with one ranged read): nullopt when `bytes` is not one
+// (wrong size or magic). The file checksum is not checked: it covers the
+// whole file, which only ReplicaReader reads.
+std::optional<FileTrailer> decode_trailer(std::span<const std::byte> bytes);
 
 // Pages a writer puts in each frame: about k_frame_target_content, at least 1.
 inline uint32_t pages_per_frame(uint32_t page_size) {

@@ -144,10 +144,7 @@ std::optional<int64_t> Compactor::run(Storage& storage, const ReplicatorOptions&
         if (storage.put_if_absent(out.key, file)) ++m_written;  // false: an earlier run wrote it
         if (log_enabled(LogLevel::debug)) {
           log(LogLevel::debug, "compacted",
-              {{"replica", storage.url()},
-               {"key", out.key},
-               {"inputs", std::to_string(inputs.size())},
-               {"bytes", std::to_string(size)}});
+              {{"replica", storage.url()}, {"key", out.key}, {"inputs", inputs.size()}, {"bytes", size}});
         }
       } catch (const StorageError&) {
         throw;  // storage trouble: try the same run again later

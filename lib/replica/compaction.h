@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "backends/storage.h"
 #include "lib/replica/replica_listing.h"
+#include "lib/storage/storage.h"
 
 namespace walship {
 

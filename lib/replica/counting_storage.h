@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <memory>
 
-#include "backends/storage.h"
+#include "lib/storage/storage.h"
 
 namespace walship {
 

@@ -14,25 +14,24 @@
 #include <cinttypes>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <map>
 #include <optional>
-#include <sstream>
 #include <vector>
 
 #include "lib/format/checksum.h"
 #include "lib/format/keys.h"
 #include "lib/format/replica_file.h"
 #include "lib/replica/counting_storage.h"
+#include "lib/replica/local_state.h"
 #include "lib/replica/object_stream.h"
 #include "lib/replica/replica_listing.h"
 #include "lib/replica/restore.h"
 #include "lib/replica/restore_plan.h"
 #include "lib/sqlite/sqlite.h"
-#include "lib/util/endian.h"
 #include "lib/util/error.h"
 #include "lib/util/fs.h"
 #include "lib/util/log.h"
+#include "lib/util/signals.h"
+#include "lib/util/state_file.h"
 #include "lib/util/time.h"
 
 namespace walship {
@@ -43,44 +42,17 @@ using format::txid_hex;
 
 // ---------------------------------------------------------------- signals
 
-int g_stop_pipe[2] = {-1, -1};
-
-void on_stop_signal(int sig) {
-  const int saved = errno;
-  const auto byte = static_cast<unsigned char>(sig);
-  [[maybe_unused]] const ssize_t n = ::write(g_stop_pipe[1], &byte, 1);
-  errno = saved;
-}
-
-// SIGTERM/SIGINT write to a pipe the loop polls, so a stop is noticed within
-// one poll and never in the middle of a transaction. A follower inside another
-// command (replicate --config) leaves the signals to it and stops once
-// `external_fd` is readable (it is never read here, so one byte stops all).
+// A stop (SIGTERM, SIGINT, SIGHUP) comes through lib/util/signals' pipe, so
+// it is noticed within one poll and never in the middle of a transaction;
+// one while the first restore writes its temp file removes it and ends the
+// process instead. A follower inside another command (replicate --config)
+// leaves the signals to it and stops once `external_fd` is readable (it is
+// never read here, so one byte stops all).
 class StopSignals {
  public:
   explicit StopSignals(int external_fd = -1) : m_external_fd(external_fd) {
-    if (m_external_fd >= 0) return;
-    if (::pipe2(g_stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
-      throw Failure(errno_message("unable to create a pipe", errno));
-    const struct sigaction sa = stop_action();
-    for (int sig : {SIGTERM, SIGINT}) ::sigaction(sig, &sa, &m_saved[sig == SIGTERM ? 0 : 1]);
+    if (m_external_fd < 0) m_pipe.emplace(k_stop_signals, TempFilesOnStop::remove_and_die);
   }
-  // Takes SIGTERM/SIGINT back after another handler had them.
-  void rearm() {
-    if (m_external_fd >= 0) return;
-    const struct sigaction sa = stop_action();
-    for (int sig : {SIGTERM, SIGINT}) ::sigaction(sig, &sa, nullptr);
-  }
-  ~StopSignals() {
-    if (m_external_fd >= 0) return;
-    ::sigaction(SIGTERM, &m_saved[0], nullptr);
-    ::sigaction(SIGINT, &m_saved[1], nullptr);
-    ::close(g_stop_pipe[0]);
-    ::close(g_stop_pipe[1]);
-    g_stop_pipe[0] = g_stop_pipe[1] = -1;
-  }
-  StopSignals(const StopSignals&) = delete;
-  StopSignals& operator=(const StopSignals&) = delete;
 
   bool stopped() {
     if (m_stopped) return true;
@@ -89,8 +61,7 @@ class StopSignals {
       m_stopped = ::poll(&fd, 1, 0) > 0;
       return m_stopped;
     }
-    unsigned char sig = 0;
-    if (::read(g_stop_pipe[0], &sig, 1) == 1) {
+    if (const int sig = m_pipe->next(); sig != 0) {
       m_stopped = true;
       log(LogLevel::info, "stopping", {{"signal", strsignal(sig)}});
     }
@@ -99,22 +70,14 @@ class StopSignals {
   // Sleeps up to `ms`; returns true (at once) when a stop signal arrives.
   bool wait(int64_t ms) {
     if (stopped()) return true;
-    pollfd fd{m_external_fd >= 0 ? m_external_fd : g_stop_pipe[0], POLLIN, 0};
+    pollfd fd{m_external_fd >= 0 ? m_external_fd : m_pipe->fd(), POLLIN, 0};
     ::poll(&fd, 1, static_cast<int>(std::max<int64_t>(0, ms)));
     return stopped();
   }
 
  private:
-  static struct sigaction stop_action() {
-    struct sigaction sa {};
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
-    return sa;
-  }
-
   int m_external_fd;
-  struct sigaction m_saved[2]{};
+  std::optional<SignalPipe> m_pipe;
   bool m_stopped = false;
 };
 
@@ -140,58 +103,37 @@ struct FollowState {
 constexpr std::string_view k_follow_magic = "walship-follow 1";
 
 std::optional<FollowState> load_follow_state(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return std::nullopt;
-  std::string line;
-  if (!std::getline(in, line) || line != k_follow_magic) return std::nullopt;
-  std::map<std::string, std::string> fields;
-  while (std::getline(in, line)) {
-    const size_t space = line.find(' ');
-    if (space == std::string::npos) return std::nullopt;
-    fields[line.substr(0, space)] = line.substr(space + 1);
-  }
-  FollowState state;
-  try {
-    state.replica = fields.at("replica");
-    state.txid = std::stoull(fields.at("txid"), nullptr, 16);
-    state.checksum = std::stoull(fields.at("checksum"), nullptr, 16);
-    state.commit_ms = std::stoull(fields.at("commit_ms"));
-    state.db_pages = static_cast<uint32_t>(std::stoul(fields.at("db_pages")));
-    state.page_size = static_cast<uint32_t>(std::stoul(fields.at("page_size")));
-    state.pending_txid = std::stoull(fields.at("pending_txid"), nullptr, 16);
-    state.pending_checksum = std::stoull(fields.at("pending_checksum"), nullptr, 16);
-    state.pending_commit_ms = std::stoull(fields.at("pending_commit_ms"));
-    state.pending_db_pages = static_cast<uint32_t>(std::stoul(fields.at("pending_db_pages")));
-  } catch (const std::exception&) {
+  const std::optional<StateFields> fields = read_state_file(path, k_follow_magic);
+  if (!fields) return std::nullopt;
+  const auto replica = fields->text("replica");
+  const auto txid = fields->hex("txid"), checksum = fields->hex("checksum"),
+             commit_ms = fields->dec("commit_ms"), pending_txid = fields->hex("pending_txid"),
+             pending_checksum = fields->hex("pending_checksum"),
+             pending_commit_ms = fields->dec("pending_commit_ms");
+  const auto db_pages = fields->dec32("db_pages"), page_size = fields->dec32("page_size"),
+             pending_db_pages = fields->dec32("pending_db_pages");
+  if (!replica || !txid || !checksum || !commit_ms || !db_pages || !page_size || !pending_txid ||
+      !pending_checksum || !pending_commit_ms || !pending_db_pages) {
     return std::nullopt;
   }
-  return state;
+  return FollowState{*replica,   *txid,         *checksum,         *commit_ms,         *db_pages,
+                     *page_size, *pending_txid, *pending_checksum, *pending_commit_ms, *pending_db_pages};
 }
 
+// Durable like every state file (lib/util/state_file.h).
 void save_follow_state(const std::string& path, const FollowState& state) {
-  std::ostringstream out;
-  out << k_follow_magic << "\n"
-      << "replica " << state.replica << "\n"
-      << "txid " << txid_hex(state.txid) << "\n"
-      << "checksum " << txid_hex(state.checksum) << "\n"
-      << "commit_ms " << state.commit_ms << "\n"
-      << "db_pages " << state.db_pages << "\n"
-      << "page_size " << state.page_size << "\n"
-      << "pending_txid " << txid_hex(state.pending_txid) << "\n"
-      << "pending_checksum " << txid_hex(state.pending_checksum) << "\n"
-      << "pending_commit_ms " << state.pending_commit_ms << "\n"
-      << "pending_db_pages " << state.pending_db_pages << "\n";
-  const std::string text = out.str();
-  const std::string tmp = path + ".tmp";
-  {
-    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    if (!fd) throw Failure(errno_message("unable to write '" + tmp + "'", errno));
-    // No fsync: the rename keeps the file whole, and start-up rehashes PATH
-    // anyway, using this file only to name the TXID a checksum belongs to.
-    pwrite_all(fd.get(), std::as_bytes(std::span(text)), 0, tmp);
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0)
-    throw Failure(errno_message("unable to rename '" + tmp + "' to '" + path + "'", errno));
+  StateFields fields;
+  fields.set("replica", state.replica);
+  fields.set_hex("txid", state.txid);
+  fields.set_hex("checksum", state.checksum);
+  fields.set_dec("commit_ms", state.commit_ms);
+  fields.set_dec("db_pages", state.db_pages);
+  fields.set_dec("page_size", state.page_size);
+  fields.set_hex("pending_txid", state.pending_txid);
+  fields.set_hex("pending_checksum", state.pending_checksum);
+  fields.set_dec("pending_commit_ms", state.pending_commit_ms);
+  fields.set_dec("pending_db_pages", state.pending_db_pages);
+  write_state_file(path, k_follow_magic, fields, 0644);
 }
 
 // ---------------------------------------------------------------- exclusivity
@@ -439,23 +381,24 @@ class Follower {
       : m_options(options),
         m_storage(storage, monitor.storage_counters()),
         m_monitor(monitor),
-        m_state_dir(options.db_path + "-walship"),
+        m_state_dir(local_state_dir(options.db_path)),
         m_state_path(m_state_dir + "/follow") {}
 
   int run() {
+    // First: from here on, a stop is one of the two outcomes below, never
+    // the signal's default action (test_serve_replica_stop.py).
+    StopSignals signals(m_options.stop_fd);
     m_lock = take_follow_lock(m_options.db_path, m_state_dir);
     m_monitor.update([&](FollowStatus& s) {
       s.db_path = m_options.db_path;
       s.replica = m_storage.url();
       s.backend = storage_backend_of(m_storage.url());
     });
-    StopSignals signals(m_options.stop_fd);
     std::optional<DbState> restored;
     if (!path_exists(m_options.db_path)) {
       // A stop while the restore writes its temp file removes it and ends the
-      // process; one after the rename stops below, with PATH whole (exit 0).
-      // Inside another command (stop_fd), a stop waits for the restore instead.
-      if (m_options.stop_fd < 0) install_cleanup_signal_handlers(on_stop_signal);
+      // process; one before or after stops below, with PATH whole (exit 0).
+      // Inside another command (stop_fd), a stop waits for the restore.
       try {
         restored = restore();
       } catch (...) {
@@ -464,7 +407,6 @@ class Follower {
         ::rmdir(m_state_dir.c_str());
         throw;
       }
-      signals.rearm();
     }
     m_applier = std::make_unique<Applier>(m_options.db_path, m_options.checkpoint_pages);
     m_state = restored ? *restored : resume();
@@ -513,6 +455,9 @@ class Follower {
     restore.output_path = m_options.db_path;
     restore.parallelism = m_options.parallelism;
     restore.quiet = m_options.quiet;
+    // A follower starts from the newest point it can reach, as it always has
+    // (restore warns when that is not the replica's newest), then follows.
+    restore.target.allow_older = true;
     const ReplicaListing listing = list_replica(m_storage);
     if (listing.empty()) {
       throw Failure("no replica at '" + m_storage.url() +
@@ -563,9 +508,9 @@ class Follower {
         sink.data().size() != format::k_trailer_size) {
       return std::nullopt;
     }
-    const std::byte* trailer = sink.data().data();
-    if (std::memcmp(trailer + 16, "WALSHIPE", 8) != 0) return std::nullopt;
-    return get_be64(trailer);
+    const std::optional<format::FileTrailer> trailer = format::decode_trailer(sink.data());
+    if (!trailer) return std::nullopt;
+    return trailer->post_checksum;
   }
 
   // A TXID of the replica whose whole-database checksum equals `actual`, for

@@ -10,9 +10,9 @@
 #include <memory>
 #include <string>
 
-#include "backends/storage.h"
 #include "lib/replica/follow_metrics.h"
 #include "lib/replica/follower_options.h"
+#include "lib/storage/storage.h"
 
 namespace walship {
 

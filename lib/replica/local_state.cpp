@@ -6,9 +6,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <map>
-#include <sstream>
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -18,6 +15,7 @@
 #include "lib/util/endian.h"
 #include "lib/util/error.h"
 #include "lib/util/log.h"
+#include "lib/util/state_file.h"
 
 namespace walship {
 
@@ -25,33 +23,49 @@ namespace {
 
 constexpr std::string_view k_state_magic = "walship-state 1";
 
-std::string hex32(uint32_t v) {
-  char buf[9];
-  std::snprintf(buf, sizeof buf, "%08x", v);
-  return buf;
+// The state file's fields (its pages are in the pages file).
+StateFields state_fields(const ShippedState& state, const std::string& replica_url) {
+  StateFields fields;
+  fields.set("replica", replica_url);
+  fields.set_hex("page_size", state.page_size, 8);
+  fields.set_hex("txid", state.txid);
+  fields.set_hex("checksum", state.checksum);
+  fields.set_hex("db_pages", state.db_pages, 8);
+  fields.set_hex("wal_salt1", state.wal.salt1, 8);
+  fields.set_hex("wal_salt2", state.wal.salt2, 8);
+  fields.set_hex("wal_checkpoint_seq", state.wal.checkpoint_seq, 8);
+  fields.set_hex("wal_offset", state.wal.offset);
+  fields.set_hex("wal_checksum0", state.wal.checksum.s0, 8);
+  fields.set_hex("wal_checksum1", state.wal.checksum.s1, 8);
+  if (!state.writer.empty()) fields.set("writer", state.writer);
+  return fields;
 }
 
-std::optional<uint64_t> parse_hex(const std::string& text) {
-  if (text.empty() || text.size() > 16) return std::nullopt;
-  uint64_t v = 0;
-  for (char c : text) {
-    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-    if (d < 0) return std::nullopt;
-    v = v << 4 | static_cast<uint64_t>(d);
+// The state `fields` hold, without its page hashes; nullopt when a field is
+// missing or malformed, or the state is another replica's.
+std::optional<ShippedState> parse_state(const StateFields& fields, const std::string& replica_url) {
+  const auto page_size = fields.hex32("page_size"), db_pages = fields.hex32("db_pages"),
+             salt1 = fields.hex32("wal_salt1"), salt2 = fields.hex32("wal_salt2"),
+             seq = fields.hex32("wal_checkpoint_seq"), sum0 = fields.hex32("wal_checksum0"),
+             sum1 = fields.hex32("wal_checksum1");
+  const auto txid = fields.hex("txid"), checksum = fields.hex("checksum"), offset = fields.hex("wal_offset");
+  if (fields.text("replica").value_or("") != replica_url || !page_size || !txid || !checksum || !db_pages ||
+      !salt1 || !salt2 || !seq || !offset || !sum0 || !sum1) {
+    return std::nullopt;
   }
-  return v;
-}
-
-void write_file_atomically(const std::string& path, const std::string& content) {
-  const std::string tmp = path + ".tmp";
-  {
-    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-    if (!fd) throw Failure("unable to write '" + tmp + "': " + std::strerror(errno));
-    pwrite_all(fd.get(), as_bytes(content), 0, tmp);
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    throw Failure("unable to rename '" + tmp + "' to '" + path + "': " + std::strerror(errno));
-  }
+  ShippedState state;
+  state.page_size = *page_size;
+  state.txid = *txid;
+  state.checksum = *checksum;
+  state.db_pages = *db_pages;
+  state.wal.salt1 = *salt1;
+  state.wal.salt2 = *salt2;
+  state.wal.checkpoint_seq = *seq;
+  state.wal.page_size = state.page_size;
+  state.wal.offset = *offset;
+  state.wal.checksum = {*sum0, *sum1};
+  state.writer = fields.text("writer").value_or("");
+  return state;
 }
 
 }  // namespace
@@ -63,6 +77,21 @@ bool ShippedState::consistent() const {
   return sum == checksum;
 }
 
+ShippedState::Difference ShippedState::difference(const std::vector<uint64_t>& hashes) const {
+  Difference diff;
+  diff.checksum = checksum;
+  const auto pages = static_cast<uint32_t>(hashes.size());
+  for (uint32_t pgno = 1; pgno <= pages; ++pgno) {
+    const uint64_t old = pgno <= db_pages ? page_hashes[pgno - 1] : 0;
+    if (old != hashes[pgno - 1]) {
+      diff.changed.push_back(pgno);
+      diff.checksum ^= old ^ hashes[pgno - 1];
+    }
+  }
+  for (uint32_t pgno = pages + 1; pgno <= db_pages; ++pgno) diff.checksum ^= page_hashes[pgno - 1];
+  return diff;
+}
+
 LocalStateStore::LocalStateStore(std::string dir, const std::string& replica_url) : m_dir(std::move(dir)) {
   m_replica_url = replica_url;
   const std::string id = format::txid_hex(XXH3_64bits(replica_url.data(), replica_url.size()));
@@ -71,36 +100,11 @@ LocalStateStore::LocalStateStore(std::string dir, const std::string& replica_url
 }
 
 std::optional<ShippedState> LocalStateStore::load() const {
-  std::ifstream in(m_state_path);
-  if (!in) return std::nullopt;
-  std::string line;
-  if (!std::getline(in, line) || line != k_state_magic) return std::nullopt;
-  std::map<std::string, std::string> fields;
-  while (std::getline(in, line)) {
-    const size_t space = line.find(' ');
-    if (space == std::string::npos) return std::nullopt;
-    fields[line.substr(0, space)] = line.substr(space + 1);
-  }
-  auto hex = [&](const char* name) { return parse_hex(fields[name]); };
-  ShippedState state;
-  const auto page_size = hex("page_size"), txid = hex("txid"), checksum = hex("checksum"),
-             db_pages = hex("db_pages"), salt1 = hex("wal_salt1"), salt2 = hex("wal_salt2"),
-             seq = hex("wal_checkpoint_seq"), offset = hex("wal_offset"), sum0 = hex("wal_checksum0"),
-             sum1 = hex("wal_checksum1");
-  if (fields["replica"] != m_replica_url || !page_size || !txid || !checksum || !db_pages || !salt1 ||
-      !salt2 || !seq || !offset || !sum0 || !sum1) {
-    return std::nullopt;
-  }
-  state.page_size = static_cast<uint32_t>(*page_size);
-  state.txid = *txid;
-  state.checksum = *checksum;
-  state.db_pages = static_cast<uint32_t>(*db_pages);
-  state.wal.salt1 = static_cast<uint32_t>(*salt1);
-  state.wal.salt2 = static_cast<uint32_t>(*salt2);
-  state.wal.checkpoint_seq = static_cast<uint32_t>(*seq);
-  state.wal.page_size = state.page_size;
-  state.wal.offset = *offset;
-  state.wal.checksum = {static_cast<uint32_t>(*sum0), static_cast<uint32_t>(*sum1)};
+  const std::optional<StateFields> fields = read_state_file(m_state_path, k_state_magic);
+  if (!fields) return std::nullopt;
+  std::optional<ShippedState> parsed = parse_state(*fields, m_replica_url);
+  if (!parsed) return std::nullopt;
+  ShippedState& state = *parsed;
 
   UniqueFd fd(::open(m_pages_path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) return std::nullopt;
@@ -113,7 +117,7 @@ std::optional<ShippedState> LocalStateStore::load() const {
     log(LogLevel::debug, "local state does not match its page hashes; rehashing", {{"state", m_state_path}});
     return std::nullopt;
   }
-  return state;
+  return parsed;
 }
 
 void LocalStateStore::ensure_dir() {
@@ -145,20 +149,7 @@ void LocalStateStore::save(const ShippedState& state, const std::vector<uint32_t
   if (::ftruncate(m_pages_fd.get(), static_cast<off_t>(uint64_t{state.db_pages} * 8)) != 0) {
     throw Failure("unable to truncate '" + m_pages_path + "': " + std::strerror(errno));
   }
-  std::ostringstream out;
-  out << k_state_magic << "\n"
-      << "replica " << m_replica_url << "\n"
-      << "page_size " << hex32(state.page_size) << "\n"
-      << "txid " << format::txid_hex(state.txid) << "\n"
-      << "checksum " << format::txid_hex(state.checksum) << "\n"
-      << "db_pages " << hex32(state.db_pages) << "\n"
-      << "wal_salt1 " << hex32(state.wal.salt1) << "\n"
-      << "wal_salt2 " << hex32(state.wal.salt2) << "\n"
-      << "wal_checkpoint_seq " << hex32(state.wal.checkpoint_seq) << "\n"
-      << "wal_offset " << format::txid_hex(state.wal.offset) << "\n"
-      << "wal_checksum0 " << hex32(state.wal.checksum.s0) << "\n"
-      << "wal_checksum1 " << hex32(state.wal.checksum.s1) << "\n";
-  write_file_atomically(m_state_path, out.str());
+  write_state_file(m_state_path, k_state_magic, state_fields(state, m_replica_url), 0600);
 }
 
 void LocalStateStore::remove() {

@@ -25,13 +25,29 @@ struct ShippedState {
   wal::WalPosition wal;  // the WAL position this state corresponds to
   // page_hashes[pgno - 1]: format::page_hash of the page; 0 for the lock page.
   std::vector<uint64_t> page_hashes;
+  // The lease writer id of the process that shipped it (lease.h): tells a
+  // node whose replica moved on without it from one that shipped last.
+  std::string writer;
 
   // XOR of the page hashes equals the checksum, and there is one per page.
   bool consistent() const;
+
+  // How the database whose page hashes are `hashes` (one per page, 0 for
+  // the lock page) differs from this state: the pages whose hash differs
+  // (ascending, within `hashes`) and its whole-database checksum, computed
+  // from this state's in O(pages).
+  struct Difference {
+    std::vector<uint32_t> changed;
+    uint64_t checksum = 0;
+  };
+  Difference difference(const std::vector<uint64_t>& hashes) const;
 };
 
 // The state of one (database, replica) pair: files "<id>.state" and
 // "<id>.pages" in `dir`, where <id> is derived from the replica URL.
+// Where replicate keeps a database's shipped state: "DB-walship".
+inline std::string local_state_dir(const std::string& db_path) { return db_path + "-walship"; }
+
 class LocalStateStore {
  public:
   LocalStateStore(std::string dir, const std::string& replica_url);

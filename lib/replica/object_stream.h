@@ -12,7 +12,7 @@
 #include <thread>
 #include <vector>
 
-#include "backends/storage.h"
+#include "lib/storage/storage.h"
 
 namespace walship {
 

@@ -54,12 +54,23 @@ int level_rank(const std::string& key) {
   return 3 - info->level;
 }
 
+// The kill-safe deletion order (see the top of this file): newest end
+// point first, at equal end points higher levels first, the snapshot last.
+void sort_for_deletion(std::vector<PruneObject>& objects) {
+  std::sort(objects.begin(), objects.end(), [](const PruneObject& a, const PruneObject& b) {
+    if (a.end_txid != b.end_txid) return a.end_txid > b.end_txid;
+    const int ra = level_rank(a.key);
+    const int rb = level_rank(b.key);
+    return ra != rb ? ra < rb : a.key < b.key;
+  });
+}
+
 }  // namespace
 
 PrunePlan plan_prune(const ReplicaListing& listing, HeaderCache& headers, const RetentionPolicy& policy,
                      const std::string& replica) {
   PrunePlan plan;
-  if (listing.empty()) return plan;
+  if (listing.empty() && listing.superseded.empty()) return plan;
 
   // Every object, with the point it ends at.
   std::vector<PruneObject> objects;
@@ -129,32 +140,38 @@ PrunePlan plan_prune(const ReplicaListing& listing, HeaderCache& headers, const 
       plan.remove.push_back(o);
     }
   }
+  for (const SupersededEntry& o : listing.superseded) {
+    plan.remove_bytes += o.size;
+    plan.remove.push_back({o.key, o.size, o.min_txid,
+                           "written by a fenced writer after the takeover at TXID " +
+                               format::txid_hex(o.fence.after) + "; no point uses it"});
+  }
   std::sort(plan.keep.begin(), plan.keep.end(),
             [](const PruneObject& a, const PruneObject& b) { return a.key < b.key; });
-  std::sort(plan.remove.begin(), plan.remove.end(), [](const PruneObject& a, const PruneObject& b) {
-    if (a.end_txid != b.end_txid) return a.end_txid > b.end_txid;
-    const int ra = level_rank(a.key);
-    const int rb = level_rank(b.key);
-    return ra != rb ? ra < rb : a.key < b.key;
-  });
+  sort_for_deletion(plan.remove);
   return plan;
 }
 
-PruneResult run_prune(const PruneOptions& options, Storage& storage) {
+PruneResult prune_replica(const PruneOptions& options, Storage& storage) {
   if (options.policy.empty()) {
     throw UsageError(
         "no retention rule given: pass at least one --keep-* option (or none for the default policy)");
   }
   PruneResult result;
   const ReplicaListing listing = list_replica(storage);
-  if (listing.empty()) {
-    throw Failure("no replica at '" + storage.url() + "' (nothing found there): check the URL");
-  }
   HeaderCache headers(storage);
   std::vector<std::string> keys;
   for (const SnapshotEntry& s : listing.snapshots) keys.push_back(s.key);
   for (const DeltaEntry& d : listing.deltas) keys.push_back(d.key);
   headers.prefetch(keys, options.parallelism);
+  if (options.only_at_newest) {
+    result.newest = newest_txid(listing, headers);
+    result.skipped = result.newest != *options.only_at_newest;
+    if (result.skipped) return result;
+  }
+  if (listing.empty()) {
+    throw Failure("no replica at '" + storage.url() + "' (nothing found there): check the URL");
+  }
   result.plan = plan_prune(listing, headers, options.policy, storage.url());
   if (options.dry_run) return result;
   // One object per call, in plan order: a batch delete may apply in any
@@ -162,14 +179,20 @@ PruneResult run_prune(const PruneOptions& options, Storage& storage) {
   for (const PruneObject& o : result.plan.remove) {
     storage.remove({o.key});
     ++result.deleted;
+    if (options.on_deleted) options.on_deleted(o);
   }
-  if (log_enabled(LogLevel::info)) {
+  return result;
+}
+
+PruneResult run_prune(const PruneOptions& options, Storage& storage) {
+  PruneResult result = prune_replica(options, storage);
+  if (!options.dry_run && log_enabled(LogLevel::info)) {
     log(LogLevel::info, "pruned",
         {{"replica", storage.url()},
-         {"points_kept", std::to_string(result.plan.points.keep.size())},
-         {"points_removed", std::to_string(result.plan.points.remove.size())},
-         {"objects_deleted", std::to_string(result.deleted)},
-         {"bytes_deleted", std::to_string(result.plan.remove_bytes)}});
+         {"points_kept", result.plan.points.keep.size()},
+         {"points_removed", result.plan.points.remove.size()},
+         {"objects_deleted", result.deleted},
+         {"bytes_deleted", result.plan.remove_bytes}});
   }
   return result;
 }

@@ -4,13 +4,15 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
-#include "backends/storage.h"
 #include "lib/replica/replica_listing.h"
 #include "lib/replica/retention.h"
+#include "lib/storage/storage.h"
 
 namespace walship {
 
@@ -43,15 +45,29 @@ struct PruneOptions {
   RetentionPolicy policy = default_retention_policy();
   bool dry_run = false;  // plan and report, delete nothing
   int parallelism = 8;   // header reads in flight
+  // Prune only while the replica's newest TXID is this one: the replicator
+  // thins only a chain whose tip it holds (no other writer extends it).
+  // nullopt: whatever the newest TXID.
+  std::optional<uint64_t> only_at_newest;
+  // Called after each object deleted (the replicator counts them).
+  std::function<void(const PruneObject&)> on_deleted;
 };
 
 struct PruneResult {
   PrunePlan plan;
-  size_t deleted = 0;  // objects deleted (0 on a dry run)
+  size_t deleted = 0;    // objects deleted (0 on a dry run)
+  uint64_t newest = 0;   // the replica's newest TXID
+  bool skipped = false;  // only_at_newest did not hold: nothing planned or deleted
 };
 
-// One LIST, one header read per object, then deletions one object at a
-// time in plan order. Safe to kill at any moment (see prune.cpp).
+// The one prune routine, of `walship prune` and of the replicator's
+// retention: one LIST, one header read per object, plan_prune, then
+// deletions one object at a time in plan order. Safe to kill at any moment
+// (see prune.cpp). Logs nothing; throws UsageError for an empty policy and
+// Failure for an empty replica or one plan_prune refuses.
+PruneResult prune_replica(const PruneOptions& options, Storage& storage);
+
+// prune_replica(), then one log line saying what went.
 PruneResult run_prune(const PruneOptions& options, Storage& storage);
 
 // What --dry-run prints (and, past tense, what a real run prints): the

@@ -1,24 +1,43 @@
 #include "lib/replica/replica_listing.h"
 
 #include <algorithm>
-#include <atomic>
-#include <thread>
 
 #include "lib/format/keys.h"
+#include "lib/format/replica_file.h"
+#include "lib/util/byte_stream.h"
+#include "lib/util/parallel.h"
 
 namespace walship {
 
 ReplicaListing parse_listing(const std::vector<ObjectInfo>& objects) {
   ReplicaListing listing;
   for (const ObjectInfo& object : objects) {
+    if (const auto fence = format::parse_fence_key(object.key)) listing.fences.push_back(*fence);
+  }
+  std::sort(listing.fences.begin(), listing.fences.end(),
+            [](const format::FenceInfo& a, const format::FenceInfo& b) { return a.after < b.after; });
+  auto fenced_off = [&](uint64_t min, uint64_t max) -> const format::FenceInfo* {
+    for (const format::FenceInfo& f : listing.fences) {
+      if (max > f.after && min < f.fence) return &f;
+    }
+    return nullptr;
+  };
+  for (const ObjectInfo& object : objects) {
     const auto info = format::parse_key(object.key);
     if (!info) continue;
+    const uint64_t last = info->max_txid != 0 ? info->max_txid : info->min_txid;
+    if (const format::FenceInfo* f = fenced_off(info->min_txid, last)) {
+      listing.superseded.push_back({object.key, object.size, info->min_txid, *f});
+      continue;
+    }
     if (info->kind == format::ObjectKind::snapshot) {
       listing.snapshots.push_back({object.key, info->min_txid, object.size});
     } else {
       listing.deltas.push_back({object.key, info->level, info->min_txid, info->max_txid, object.size});
     }
   }
+  std::sort(listing.superseded.begin(), listing.superseded.end(),
+            [](const SupersededEntry& a, const SupersededEntry& b) { return a.key < b.key; });
   std::sort(listing.snapshots.begin(), listing.snapshots.end(),
             [](const SnapshotEntry& a, const SnapshotEntry& b) { return a.txid < b.txid; });
   std::sort(listing.deltas.begin(), listing.deltas.end(), [](const DeltaEntry& a, const DeltaEntry& b) {
@@ -42,6 +61,19 @@ format::FileHeader fetch_header(Storage& storage, const std::string& key) {
   return format::decode_header(sink.data(), storage.url() + "/" + key);
 }
 
+ReplicaListing exclude_objects(const ReplicaListing& listing, const std::set<std::string>& excluded) {
+  ReplicaListing kept;
+  kept.fences = listing.fences;
+  kept.superseded = listing.superseded;
+  for (const SnapshotEntry& s : listing.snapshots) {
+    if (!excluded.contains(s.key)) kept.snapshots.push_back(s);
+  }
+  for (const DeltaEntry& d : listing.deltas) {
+    if (!excluded.contains(d.key)) kept.deltas.push_back(d);
+  }
+  return kept;
+}
+
 HeaderCache::HeaderCache(Storage& storage)
     : m_fetch([&storage](const std::string& key) { return fetch_header(storage, key); }) {}
 
@@ -51,7 +83,16 @@ const format::FileHeader& HeaderCache::get(const std::string& key) {
     const auto it = m_headers.find(key);
     if (it != m_headers.end()) return it->second;
   }
-  format::FileHeader header = m_fetch(key);
+  format::FileHeader header;
+  try {
+    header = m_fetch(key);
+  } catch (const StorageError&) {
+    throw;
+  } catch (const BadObjectError&) {
+    throw;
+  } catch (const Failure& e) {
+    throw BadObjectError(key, e.what());
+  }
   std::lock_guard<std::mutex> lock(m_mutex);
   return m_headers.emplace(key, header).first->second;
 }
@@ -60,34 +101,15 @@ uint64_t HeaderCache::max_txid(const DeltaEntry& delta) {
   if (delta.max_txid != 0) return delta.max_txid;
   const format::FileHeader& header = get(delta.key);
   if (header.min_txid != delta.min_txid) {
-    throw Failure("replica object '" + delta.key + "' says it starts at TXID " +
-                  format::txid_hex(header.min_txid) +
-                  ": the object was renamed or corrupted; run walship verify");
+    throw BadObjectError(delta.key, "replica object '" + delta.key + "' says it starts at TXID " +
+                                        format::txid_hex(header.min_txid) +
+                                        ": the object was renamed or corrupted; run walship verify");
   }
   return header.max_txid;
 }
 
 void HeaderCache::prefetch(const std::vector<std::string>& keys, int parallelism) {
-  std::atomic<size_t> next{0};
-  std::exception_ptr error;
-  std::mutex error_mutex;
-  auto worker = [&] {
-    for (size_t i = next++; i < keys.size(); i = next++) {
-      try {
-        get(keys[i]);
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(error_mutex);
-        if (!error) error = std::current_exception();
-        next = keys.size();
-      }
-    }
-  };
-  const int threads = std::clamp(parallelism, 1, static_cast<int>(std::max<size_t>(keys.size(), 1)));
-  std::vector<std::thread> pool;
-  for (int i = 1; i < threads; ++i) pool.emplace_back(worker);
-  worker();
-  for (auto& t : pool) t.join();
-  if (error) std::rethrow_exception(error);
+  parallel_for(keys.size(), parallelism, [&](size_t i) { get(keys[i]); });
 }
 
 uint64_t newest_txid(const ReplicaListing& listing, HeaderCache& headers) {
@@ -100,6 +122,31 @@ uint64_t newest_txid(const ReplicaListing& listing, HeaderCache& headers) {
                                     [](const DeltaEntry& d) { return d.level == 0; });
   if (last_l0 != listing.deltas.rend()) newest = std::max(newest, headers.max_txid(*last_l0));
   return newest;
+}
+
+std::optional<std::pair<std::string, uint64_t>> object_ending_at(const ReplicaListing& listing,
+                                                                 HeaderCache& headers, uint64_t txid) {
+  for (const SnapshotEntry& s : listing.snapshots) {
+    if (s.txid == txid) return std::make_pair(s.key, s.size);
+  }
+  for (auto d = listing.deltas.rbegin(); d != listing.deltas.rend(); ++d) {
+    if (headers.max_txid(*d) == txid) return std::make_pair(d->key, d->size);
+  }
+  return std::nullopt;
+}
+
+uint64_t fetch_post_checksum(Storage& storage, const std::string& key, uint64_t size) {
+  MemorySink sink;
+  std::optional<format::FileTrailer> trailer;
+  if (size >= format::k_header_size + format::k_trailer_size &&
+      storage.get(key, sink, ByteRange{size - format::k_trailer_size, format::k_trailer_size})) {
+    trailer = format::decode_trailer(sink.data());
+  }
+  if (!trailer) {
+    throw Failure("corrupt replica file '" + storage.url() + "/" + key +
+                  "': no valid trailer; run walship verify on the replica");
+  }
+  return trailer->post_checksum;
 }
 
 }  // namespace walship

@@ -8,11 +8,14 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
-#include "backends/storage.h"
+#include "lib/format/keys.h"
 #include "lib/format/replica_file.h"
+#include "lib/storage/storage.h"
 
 namespace walship {
 
@@ -30,13 +33,44 @@ struct DeltaEntry {
   uint64_t size = 0;
 };
 
+// An object a fenced writer wrote after another writer took the replica
+// over (DESIGN.md, "Fencing"): no planner sees it, prune deletes it.
+struct SupersededEntry {
+  std::string key;
+  uint64_t size = 0;
+  uint64_t min_txid = 0;
+  format::FenceInfo fence;  // the fence it lies behind
+};
+
 struct ReplicaListing {
-  std::vector<SnapshotEntry> snapshots;  // ascending TXID
-  std::vector<DeltaEntry> deltas;        // ascending (min_txid, level, max_txid)
+  std::vector<SnapshotEntry> snapshots;     // ascending TXID
+  std::vector<DeltaEntry> deltas;           // ascending (min_txid, level, max_txid)
+  std::vector<format::FenceInfo> fences;    // ascending `after`
+  std::vector<SupersededEntry> superseded;  // ascending key
   bool empty() const { return snapshots.empty() && deltas.empty(); }
 };
 
-// Pure: sorts the replica's objects out of a LIST result; unknown keys are ignored.
+// A replica object that cannot be used (bad magic, checksum mismatch, decode
+// failure, wrong TXIDs for its name, chain mismatch): restore plans around it.
+// Storage errors (network, permissions) are StorageError, never this.
+class BadObjectError : public Failure {
+ public:
+  BadObjectError(std::string key, const std::string& message) : Failure(message), m_key(std::move(key)) {}
+  const std::string& key() const { return m_key; }
+
+ private:
+  std::string m_key;
+};
+
+// Pure: `listing` without the objects whose keys are in `excluded`.
+ReplicaListing exclude_objects(const ReplicaListing& listing, const std::set<std::string>& excluded);
+
+// Pure: sorts the replica's objects out of a LIST result; unknown keys are
+// ignored. An object with any TXID after a fence's `after` and before its
+// `fence` goes to `superseded`, never to `snapshots` or `deltas`: only the
+// fenced writer can have written it, after the takeover. (An L0 delta's
+// key names its first TXID only; one that began at or before `after` was
+// already there when the new writer looked, so its first TXID decides.)
 ReplicaListing parse_listing(const std::vector<ObjectInfo>& objects);
 
 // One LIST of the whole prefix.
@@ -50,6 +84,7 @@ class HeaderCache {
   explicit HeaderCache(Storage& storage);
   explicit HeaderCache(Fetch fetch) : m_fetch(std::move(fetch)) {}
 
+  // Throws BadObjectError naming the key when the header does not decode.
   const format::FileHeader& get(const std::string& key);
   // The max TXID of a delta: from its key (L1+) or its header (L0).
   uint64_t max_txid(const DeltaEntry& delta);
@@ -67,5 +102,16 @@ format::FileHeader fetch_header(Storage& storage, const std::string& key);
 
 // The newest TXID the replica reaches (0 for an empty replica).
 uint64_t newest_txid(const ReplicaListing& listing, HeaderCache& headers);
+
+// The object that ends at `txid` (a snapshot at it, or a delta ending
+// there), as (key, size); nullopt when none does. Searched from the newest
+// end: an L0 delta's end is in its header, and a replica holds thousands of
+// them, so a search from the oldest would GET each header.
+std::optional<std::pair<std::string, uint64_t>> object_ending_at(const ReplicaListing& listing,
+                                                                 HeaderCache& headers, uint64_t txid);
+
+// The whole-database checksum after an object (from its trailer: one range
+// GET). Throws Failure naming the object when the trailer is corrupt.
+uint64_t fetch_post_checksum(Storage& storage, const std::string& key, uint64_t size);
 
 }  // namespace walship

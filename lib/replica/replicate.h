@@ -12,19 +12,26 @@
 #include <string>
 #include <vector>
 
-#include "backends/storage.h"
 #include "lib/config/config.h"
+#include "lib/config/option_defs.h"
 #include "lib/replica/status_board.h"
+#include "lib/storage/storage.h"
 
 namespace walship {
 
 struct ReplicateRun {
   ReplicateConfig config;
   std::vector<std::string> exec_argv;  // --exec: the app to run as a child; empty: none
-  int workers = 4;                     // steps (and uploads) running at once
+  int workers = k_default_workers;     // steps (and uploads) running at once
   // A configured database that does not exist yet is waited for (its
   // directory watched) instead of being an error.
   bool wait_for_databases = false;
+  // --take-over: every database's replica lease is taken even from a live
+  // writer (lease.h).
+  bool take_over = false;
+  // How long the --exec app has to exit after a forwarded stop (or a
+  // fence's SIGTERM) before SIGKILL.
+  int64_t shutdown_timeout_ms = k_default_shutdown_timeout_ms;
   // Where every database's status goes (for --http); null: nowhere to read it.
   StatusBoard* board = nullptr;
 };
@@ -34,7 +41,9 @@ using OpenStorageFn = std::function<std::unique_ptr<Storage>(
 
 // Runs until SIGTERM/SIGINT (or the --exec child's exit), then ships what is
 // committed and returns the exit code: 0, the child's, or 1 if the final
-// ship failed. Throws UsageError for a configuration problem found at start
+// ship failed. Throws FencedError (exit 4) when another writer holds a
+// configured database's replica, takes it over, or this node's data is
+// behind it (the app is stopped first). Throws UsageError for a configuration problem found at start
 // (a database that is missing (unless waited for), not SQLite, not in WAL
 // mode; a bad URL; a follower database another process writes). Followers start once the
 // replicated databases did (so one may follow a replica the same process

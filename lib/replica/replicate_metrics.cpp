@@ -38,6 +38,8 @@ DatabaseHealth replicate_health(const ReplicateStatus& status, uint64_t now_ms, 
   const ReplicateLag lag = replicate_lag(status, now_ms);
   DatabaseHealth h =
       database_health(status.db_path, "replicate", status.started, status.last_error, lag, max_lag_ms);
+  if (status.fenced) h.status = "fenced";
+  h.warnings = status.warnings;
 
   for (const ReplicaShipped& r : status.replicas) {
     h.txid = h.replicas.empty() ? r.txid : std::min(h.txid, r.txid);
@@ -54,6 +56,9 @@ void add_replicate_metrics(PrometheusText& out, const ReplicateStatus& status, u
               {{"db", status.db_path}, {"replica", r.url}}, r.txid);
   }
   out.gauge("walship_lag_transactions", k_help_lag_transactions, db, lag.transactions);
+  out.gauge_seconds("walship_last_ship_timestamp_seconds",
+                    "When a delta or snapshot of the database last became durable in a replica (0: never).",
+                    db, static_cast<double>(status.last_ship_ms) / 1000.0);
   out.gauge_seconds("walship_lag_seconds", k_help_lag_seconds, db, lag.seconds);
   out.histogram(
       "walship_commit_to_durable_seconds",

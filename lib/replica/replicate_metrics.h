@@ -17,6 +17,7 @@
 #include "lib/replica/counting_storage.h"
 #include "lib/replica/status_report.h"
 #include "lib/util/prometheus_text.h"
+#include "lib/util/time.h"
 
 namespace walship {
 
@@ -47,6 +48,7 @@ struct ReplicateStatus {
   std::optional<uint32_t> wal_change;
   uint64_t oldest_unshipped_ms = 0;   // when walship noticed the oldest WAL change not yet shipped (0: none)
   uint64_t last_ok_ms = 0;            // when the last successful step ended
+  uint64_t last_ship_ms = 0;          // when a delta or snapshot last became durable (0: never)
   uint64_t shipped_deltas = 0;        // L0 deltas (one TXID each)
   uint64_t shipped_transactions = 0;  // SQLite transactions in them
   uint64_t shipped_pages = 0;
@@ -57,7 +59,9 @@ struct ReplicateStatus {
   uint64_t pruned_objects = 0;
   uint64_t lost_continuity = 0;  // rehashes that shipped a difference or a new snapshot
   uint64_t step_errors = 0;
-  std::string last_error;  // of the last step; empty when it succeeded
+  std::string last_error;             // of the last step; empty when it succeeded
+  bool fenced = false;                // another writer has the replica: never stepped again
+  std::vector<std::string> warnings;  // shown on /healthz (DatabaseHealth::warnings)
   DurationHistogram commit_to_durable;
 };
 
@@ -78,6 +82,16 @@ void add_replicate_metrics(PrometheusText& out, const ReplicateStatus& status, u
 class ReplicateMonitor : public StatusMonitor<ReplicateStatus> {
  public:
   explicit ReplicateMonitor(const std::string& db_path);
+
+  // As StatusMonitor::update, and stamps last_ship_ms when `f` counted a
+  // shipped delta or snapshot (so no caller has to).
+  template <typename F>
+  void update(F&& f) {
+    std::lock_guard lock(m_mutex);
+    const uint64_t shipped_before = m_status.shipped_deltas + m_status.snapshots;
+    f(m_status);
+    if (m_status.shipped_deltas + m_status.snapshots != shipped_before) m_status.last_ship_ms = now_ms();
+  }
 
   // The counters for the replicas on `backend` ("file", "s3"...); the same
   // object for every call with that backend.

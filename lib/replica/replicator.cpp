@@ -6,8 +6,9 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <chrono>
 #include <cstring>
+#include <functional>
+#include <utility>
 
 #include "lib/format/checksum.h"
 #include "lib/format/keys.h"
@@ -15,10 +16,10 @@
 #include "lib/replica/compaction.h"
 #include "lib/replica/db_file.h"
 #include "lib/replica/follower.h"
+#include "lib/replica/lease.h"
 #include "lib/replica/prune.h"
 #include "lib/replica/replica_listing.h"
 #include "lib/replica/snapshot.h"
-#include "lib/util/endian.h"
 #include "lib/util/error.h"
 #include "lib/util/log.h"
 #include "lib/util/time.h"
@@ -61,18 +62,6 @@ uint64_t inode_of(const std::string& path) {
 
 // The whole-database checksum after an object: the post_sum of its trailer,
 // read with one small range GET.
-uint64_t fetch_post_checksum(Storage& storage, const std::string& key, uint64_t size) {
-  MemorySink sink;
-  if (size < format::k_header_size + format::k_trailer_size ||
-      !storage.get(key, sink, ByteRange{size - format::k_trailer_size, format::k_trailer_size}) ||
-      sink.data().size() != format::k_trailer_size ||
-      std::memcmp(sink.data().data() + 16, "WALSHIPE", 8) != 0) {
-    throw Failure("corrupt replica file '" + storage.url() + "/" + key +
-                  "': no valid trailer; run walship verify on the replica");
-  }
-  return get_be64(sink.data().data());
-}
-
 std::vector<uint64_t> hash_database(sqlite::Database& db, uint32_t page_size) {
   std::vector<uint64_t> hashes(static_cast<size_t>(db.query_int("PRAGMA main.page_count")), 0);
   for_each_db_page(db, page_size, [&](uint32_t pgno, std::span<const std::byte> page) {
@@ -82,10 +71,6 @@ std::vector<uint64_t> hash_database(sqlite::Database& db, uint32_t page_size) {
     hashes[pgno - 1] = format::page_hash(pgno, page);
   });
   return hashes;
-}
-
-int64_t ms_between(std::chrono::steady_clock::time_point from, std::chrono::steady_clock::time_point to) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(to - from).count();
 }
 
 // A PASSIVE checkpoint. The app's own (automatic) checkpoints, which fail
@@ -127,11 +112,24 @@ uint64_t xor_all(const std::vector<uint64_t>& hashes) {
 // One replica of the database: its storage, what was shipped to it, and the
 // deltas not yet compacted.
 struct ReplicaTarget {
-  ReplicaTarget(std::unique_ptr<Storage> s, const std::string& state_dir)
-      : storage(std::move(s)), store(state_dir, storage->url()) {}
+  ReplicaTarget(std::unique_ptr<Storage> s, const std::string& state_dir, const ReplicatorOptions& options,
+                const Replicator::Clock& clock)
+      : storage(std::move(s)),
+        store(state_dir, storage->url()),
+        lease(*storage, options.lease_ttl_ms, options.take_over, clock) {}
 
   std::unique_ptr<Storage> storage;
   LocalStateStore store;
+  Lease lease;
+  // The writer id of the lease's previous holder ("": none or unknown).
+  std::string previous_writer;
+  // The TXID this replicator's first object must have: a fence (lease.h)
+  // after a takeover, written as a snapshot. nullopt: continue the chain.
+  std::optional<uint64_t> fence_at;
+  bool new_fence = false;  // fence_at is ours to announce with a fence object
+  // The local state shipped an older TXID than the replica's newest, which
+  // another writer wrote: this node came back with old data.
+  std::optional<uint64_t> behind;     // then: the TXID it last shipped
   std::optional<ShippedState> state;  // trusted shipped state; nullopt: none yet
   // The WAL position in `state` cannot be trusted: rehash and ship the
   // difference (or, without a state, compare with the replica) before shipping.
@@ -147,16 +145,26 @@ struct ReplicaTarget {
   size_t slot = 0;                // its index in ReplicateStatus::replicas
 
   std::string name() const { return storage->url(); }
+
+  // Takes `shipped` as what the replica holds from now on: saved whole (page
+  // hashes and all), continuity restored.
+  void trust(ShippedState shipped) {
+    state = std::move(shipped);
+    state->writer = this_process().writer;
+    store.save(*state, {}, true);
+    lost = false;
+  }
 };
 
 Replicator::Replicator(ReplicatorOptions options, std::vector<std::unique_ptr<Storage>> replicas,
-                       ReplicateMonitor* monitor)
-    : m_options(std::move(options)), m_monitor(monitor) {
+                       ReplicateMonitor* monitor, Clock clock)
+    : m_options(std::move(options)), m_monitor(monitor), m_clock(std::move(clock)) {
+  if (!m_clock) m_clock = [] { return static_cast<int64_t>(now_ms()); };
   m_wal_path = m_options.db_path + "-wal";
   m_shm_path = m_options.db_path + "-shm";
-  m_state_dir = m_options.db_path + "-walship";
+  m_state_dir = local_state_dir(m_options.db_path);
   for (auto& storage : replicas) {
-    m_targets.push_back(std::make_unique<ReplicaTarget>(std::move(storage), m_state_dir));
+    m_targets.push_back(std::make_unique<ReplicaTarget>(std::move(storage), m_state_dir, m_options, m_clock));
     m_targets.back()->slot = m_targets.size() - 1;
     report([&](ReplicateStatus& s) { s.replicas.push_back({m_targets.back()->name(), 0}); });
   }
@@ -166,7 +174,27 @@ void Replicator::report_txid(const ReplicaTarget& target) {
   report([&](ReplicateStatus& s) { s.replicas[target.slot].txid = target.state ? target.state->txid : 0; });
 }
 
-Replicator::~Replicator() { close_database(); }
+Replicator::~Replicator() {
+  close_database();
+  for (auto& target : m_targets) target->lease.release();
+}
+
+// Before anything is read or written: the lease of the replica (lease.h).
+void Replicator::take_lease(ReplicaTarget& target) {
+  if (target.lease.held()) return;
+  const Lease::Taken taken = target.lease.acquire();
+  target.previous_writer = taken.previous ? taken.previous->holder.writer : "";
+  target.new_fence = taken.fence;
+  if (!target.lease.enforced()) {
+    const std::string warning = "fencing is advisory on replica '" + target.name() +
+                                "': the store ignores conditional writes, so nothing stops a second writer";
+    log(LogLevel::warn, warning, {{"db", m_options.db_path}});
+    report([&](ReplicateStatus& s) {
+      if (std::find(s.warnings.begin(), s.warnings.end(), warning) == s.warnings.end())
+        s.warnings.push_back(warning);
+    });
+  }
+}
 
 void Replicator::open_database() {
   check_db_file(m_options.db_path);
@@ -257,21 +285,14 @@ void Replicator::reconcile(ReplicaTarget& target) {
   const ReplicaListing listing = list_replica(*target.storage);
   target.lost = true;
   target.state.reset();
+  target.behind.reset();
   target.replica_empty = listing.empty();
-  if (target.replica_empty) return;
   HeaderCache headers(*target.storage);
-  target.replica_newest = newest_txid(listing, headers);
-  // The newest object: a snapshot at that TXID, or a delta ending there.
-  // Searched from the newest end: an L0 delta's end is in its header, and a
-  // replica holds thousands of them (an hour of 1 s syncs), so a search from
-  // the oldest would GET each header on every start of a rescheduled node.
-  std::optional<std::pair<std::string, uint64_t>> newest;
-  for (const SnapshotEntry& s : listing.snapshots) {
-    if (s.txid == target.replica_newest) newest = {s.key, s.size};
-  }
-  for (auto d = listing.deltas.rbegin(); !newest && d != listing.deltas.rend(); ++d) {
-    if (headers.max_txid(*d) == target.replica_newest) newest = {d->key, d->size};
-  }
+  target.replica_newest = target.replica_empty ? 0 : newest_txid(listing, headers);
+  target.fence_at =
+      first_txid_fence(listing.fences, target.replica_newest, target.new_fence, target.lease.generation());
+  if (target.replica_empty) return;
+  const auto newest = object_ending_at(listing, headers, target.replica_newest);
   if (!newest) throw Failure("replica '" + target.name() + "' lists no object for its newest TXID");
   target.replica_post = fetch_post_checksum(*target.storage, newest->first, newest->second);
   // The compactor reads the headers of the deltas it has yet to compact:
@@ -283,6 +304,8 @@ void Replicator::reconcile(ReplicaTarget& target) {
   }
 
   std::optional<ShippedState> local = target.store.load();
+  target.behind = behind_replica(local, target.replica_newest, target.previous_writer);
+  if (target.fence_at) return;  // the first object is a snapshot at the fence
   if (local && local->txid == target.replica_newest && local->checksum == target.replica_post &&
       local->page_size == m_page_size) {
     target.state = std::move(local);
@@ -293,78 +316,29 @@ void Replicator::reconcile(ReplicaTarget& target) {
   }
 }
 
-std::optional<wal::WalPosition> Replicator::wal_end() {
-  if (!m_wal_fd) return std::nullopt;
-  const std::optional<wal::WalHeader> header = wal::read_wal_header(m_wal_fd.get(), m_wal_path);
-  if (!header) return std::nullopt;
-  const std::optional<wal::WalIndexHeader> index = wal::read_wal_index_header(m_shm_fd.get(), m_shm_path);
-  if (!index || !wal::wal_index_matches(*index, *header)) return wal::WalPosition::start_of(*header);
-  return wal::scan_wal(m_wal_fd.get(), m_wal_path, *header, wal::WalPosition::start_of(*header),
-                       index->max_frame)
-      .end;
-}
-
-namespace {
-
-// Checks that the WAL still holds `position`: the same generation, and the
-// frame ending at it carries the checksum recorded when it was shipped.
-bool wal_holds(int fd, const std::string& path, const wal::WalPosition& position) {
-  if (position.offset == 0) return false;
-  const std::optional<wal::WalHeader> header = wal::read_wal_header(fd, path);
-  if (!header || !position.same_generation(*header)) return false;
-  if (position.offset == wal::k_wal_header_size) return header->checksum == position.checksum;
-  const uint64_t frame_size = wal::k_frame_header_size + position.page_size;
-  std::array<std::byte, wal::k_frame_header_size> bytes{};
-  if (position.offset < wal::k_wal_header_size + frame_size ||
-      pread_full(fd, bytes, position.offset - frame_size, path) != bytes.size()) {
-    return false;
-  }
-  const wal::FrameHeader frame = wal::parse_frame_header(bytes);
-  return frame.salt1 == position.salt1 && frame.salt2 == position.salt2 && frame.commit_db_pages != 0 &&
-         frame.checksum == position.checksum;
-}
-
-}  // namespace
-
 // Records in m_pin where the read transaction m_reader holds sees the WAL
-// end. The snapshot header has the wal-index header's layout.
+// end: its sqlite3_snapshot is a copy of the wal-index header it read.
 void Replicator::record_pin() {
-  wal::WalPosition pin;
-  pin.page_size = m_page_size;
-  pin.offset = wal::k_wal_header_size;
+  wal::WalIndexHeader seen;
   sqlite3_snapshot* snapshot = nullptr;
   const int rc = sqlite3_snapshot_get(m_reader->handle(), "main", &snapshot);
   if (rc == SQLITE_OK) {
-    std::array<std::byte, 48> bytes{};
+    std::array<std::byte, wal::k_wal_index_header_size> bytes{};
+    static_assert(sizeof(sqlite3_snapshot) == bytes.size());
     std::memcpy(bytes.data(), snapshot, bytes.size());
     sqlite3_snapshot_free(snapshot);
-    uint32_t max_frame = 0;
-    std::memcpy(&max_frame, bytes.data() + 16, 4);
-    pin.salt1 = get_be32(bytes.data() + 32);
-    pin.salt2 = get_be32(bytes.data() + 36);
-    pin.offset += uint64_t{max_frame} * (wal::k_frame_header_size + m_page_size);
-    std::memcpy(&pin.checksum.s0, bytes.data() + 24, 4);
-    std::memcpy(&pin.checksum.s1, bytes.data() + 28, 4);
+    seen = wal::decode_wal_index_header(bytes);
   } else if (rc == SQLITE_ERROR) {
     // SQLite gives no snapshot of a WAL no transaction was written to yet:
     // the read sees no frames. Its generation is the index's now (a later
     // restart makes replicas rehash rather than guess).
-    if (const auto index = wal::read_wal_index_header(m_shm_fd.get(), m_shm_path)) {
-      pin.salt1 = get_be32(index->salt.data());
-      pin.salt2 = get_be32(index->salt.data() + 4);
-    }
+    if (const auto index = wal::read_wal_index_header(m_shm_fd.get(), m_shm_path)) seen.salt = index->salt;
   } else {
     m_reader->fail("unable to read the WAL position of the read transaction", rc);
   }
-  const uint64_t max_frame = pin.frame_index();
-  if (m_wal_fd) {
-    if (const auto header = wal::read_wal_header(m_wal_fd.get(), m_wal_path);
-        header && pin.same_generation(*header)) {
-      pin.checkpoint_seq = header->checkpoint_seq;
-      if (max_frame == 0) pin.checksum = header->checksum;
-    }
-  }
-  m_pin = pin;
+  const std::optional<wal::WalHeader> header =
+      m_wal_fd ? wal::read_wal_header(m_wal_fd.get(), m_wal_path) : std::nullopt;
+  m_pin = wal::read_position(seen, m_page_size, header);
 }
 
 // Ends the held read transaction and starts a new one. Only for callers that
@@ -416,7 +390,10 @@ void Replicator::start() {
       throw;
     }
   }
-  for (auto& target : m_targets) reconcile(*target);
+  for (auto& target : m_targets) {
+    take_lease(*target);
+    reconcile(*target);
+  }
   // pin() ships from trusted positions while a read still holds the WAL, so
   // no restart of the WAL can slip in between the check and the shipping.
   const wal::WalPosition pinned = pin();
@@ -464,7 +441,7 @@ format::FileHeader Replicator::next_delta_header(const ShippedState& state, uint
   file.min_txid = state.txid + 1;
   file.max_txid = state.txid + 1;
   file.db_pages = db_pages;
-  file.commit_time_ms = static_cast<uint64_t>(now_ms());
+  file.commit_time_ms = static_cast<uint64_t>(m_clock());
   file.pre_checksum = state.checksum;
   return file;
 }
@@ -477,29 +454,57 @@ FdSink Replicator::reset_spool() {
   return FdSink(m_spool.get(), "delta spool in '" + m_state_dir + "'");
 }
 
-void Replicator::ship_new_frames(ReplicaTarget& target, uint64_t frame_cap) {
-  if (target.lost) return;
+// The one way a delta reaches a replica, for WAL frames and for a resync
+// alike: the header chaining onto the target's state, the pages (write()
+// returns the whole-database checksum after them), the upload as the next
+// TXID and the record of it (compactor, metrics). The caller then moves the
+// target's state on. nullopt when another process took that TXID (upload()
+// reconciled the target again: its state is gone).
+std::optional<Replicator::ShippedDelta> Replicator::ship_delta(ReplicaTarget& target, uint32_t db_pages,
+                                                               const DeltaPages& pages) {
+  const format::FileHeader file = next_delta_header(*target.state, db_pages);
+  FdSink sink = reset_spool();
+  format::ReplicaWriter writer(sink, file, m_options.delta_zstd_level);
+  const uint64_t checksum = pages.write(writer);
+  writer.finish(checksum);
+  const std::string key = format::l0_delta_key(file.min_txid);
+  if (!upload(target, key, writer.bytes_written())) return std::nullopt;
+  target.compactor.add(DeltaRecord{key, 0, file.min_txid, file.max_txid, file.commit_time_ms});
+  report([&](ReplicateStatus& s) {
+    ++s.shipped_deltas;
+    s.shipped_transactions += pages.commits;
+    s.shipped_pages += pages.count;
+    s.replicas[target.slot].txid = file.max_txid;
+  });
+  return ShippedDelta{file.max_txid, checksum, writer.bytes_written()};
+}
+
+// The whole transactions the target has not shipped yet, up to `frame_cap`;
+// nullopt when there are none, or when the target's position turns out to be
+// lost (target.lost is then set and the caller rehashes).
+std::optional<wal::CommittedFrames> Replicator::unshipped_frames(ReplicaTarget& target, uint64_t frame_cap) {
+  if (target.lost) return std::nullopt;
   if (!m_wal_fd && target.verify_position) {
     target.lost = true;  // the WAL that held the saved position is gone
-    return;
+    return std::nullopt;
   }
-  if (!m_wal_fd) return;
+  if (!m_wal_fd) return std::nullopt;
   ShippedState& state = *target.state;
   if (target.verify_position) {
     // A position from the local state: the WAL must still hold it.
     target.verify_position = false;
-    if (!wal_holds(m_wal_fd.get(), m_wal_path, state.wal)) {
+    if (!wal::wal_holds(m_wal_fd.get(), m_wal_path, state.wal)) {
       log(LogLevel::info, "the WAL moved on while walship was not running; rehashing the database",
           {{"db", m_options.db_path}, {"replica", target.name()}});
       target.lost = true;
-      return;
+      return std::nullopt;
     }
   }
   const std::optional<wal::WalHeader> header = wal::read_wal_header(m_wal_fd.get(), m_wal_path);
-  if (!header) return;  // no frames since the WAL was truncated, or none yet
+  if (!header) return std::nullopt;  // no frames since the WAL was truncated, or none yet
   if (header->page_size != state.page_size) {
     target.lost = true;
-    return;
+    return std::nullopt;
   }
   if (!state.wal.same_generation(*header)) {
     // SQLite restarted the WAL. Only the frames the held read transaction
@@ -511,52 +516,43 @@ void Replicator::ship_new_frames(ReplicaTarget& target, uint64_t frame_cap) {
       log(LogLevel::warn, "the WAL was restarted before walship read all of it; rehashing the database",
           {{"db", m_options.db_path}, {"replica", target.name()}});
       target.lost = true;
-      return;
+      return std::nullopt;
     }
     state.wal = wal::WalPosition::start_of(*header);
   }
   const std::optional<wal::WalIndexHeader> index = read_index();
-  if (!index || !wal::wal_index_matches(*index, *header)) return;  // a restart is under way; next time
+  if (!index || !wal::wal_index_matches(*index, *header)) return std::nullopt;  // a restart is under way
   const uint64_t max_frame = std::min<uint64_t>(index->max_frame, frame_cap);
-  if (max_frame <= state.wal.frame_index()) return;
-  const wal::CommittedFrames frames =
-      wal::scan_wal(m_wal_fd.get(), m_wal_path, *header, state.wal, max_frame);
+  if (max_frame <= state.wal.frame_index()) return std::nullopt;
+  wal::CommittedFrames frames = wal::scan_wal(m_wal_fd.get(), m_wal_path, *header, state.wal, max_frame);
   if (frames.end.frame_index() != max_frame) {
     // Frames SQLite counts as committed do not chain on: the WAL was
     // restarted over them while being read.
     log(LogLevel::warn, "the WAL changed while walship read it; rehashing the database",
         {{"db", m_options.db_path}, {"replica", target.name()}});
     target.lost = true;
-    return;
+    return std::nullopt;
   }
+  return frames;
+}
 
-  const uint32_t page_size = state.page_size;
-  const uint32_t lock_page = format::lock_page(page_size);
-  const format::FileHeader file = next_delta_header(state, frames.db_pages);
-  FdSink sink = reset_spool();
-  format::ReplicaWriter writer(sink, file, m_options.delta_zstd_level);
-  std::vector<std::byte> page(page_size);
-  std::vector<std::pair<uint32_t, uint64_t>> changes;
-  uint64_t checksum = state.checksum;
+void Replicator::ship_new_frames(ReplicaTarget& target, uint64_t frame_cap) {
+  const std::optional<wal::CommittedFrames> frames = unshipped_frames(target, frame_cap);
+  if (!frames) return;
+  ShippedState& state = *target.state;
+  const uint32_t lock_page = format::lock_page(state.page_size);
+  // The pages the delta holds: every page the frames wrote, but past the
+  // database's end or the lock page.
+  std::vector<std::pair<uint32_t, uint64_t>> pages;  // (pgno, offset in the WAL)
   uint64_t new_pages_written = 0;
-  for (const auto& [pgno, offset] : frames.pages) {
-    if (pgno > frames.db_pages || pgno == lock_page) continue;
-    if (pread_full(m_wal_fd.get(), page, offset, m_wal_path) != page.size()) {
-      throw Failure("WAL '" + m_wal_path + "' ended inside a committed frame");
-    }
-    const uint64_t hash = format::page_hash(pgno, page);
-    if (pgno <= state.db_pages) {
-      checksum ^= state.page_hashes[pgno - 1];
-    } else {
-      ++new_pages_written;
-    }
-    checksum ^= hash;
-    writer.add_page(pgno, page);
-    changes.emplace_back(pgno, hash);
+  for (const auto& [pgno, offset] : frames->pages) {
+    if (pgno > frames->db_pages || pgno == lock_page) continue;
+    pages.emplace_back(pgno, offset);
+    if (pgno > state.db_pages) ++new_pages_written;
   }
-  if (frames.db_pages > state.db_pages) {
-    uint64_t new_pages = frames.db_pages - state.db_pages;
-    if (lock_page > state.db_pages && lock_page <= frames.db_pages) --new_pages;
+  if (frames->db_pages > state.db_pages) {
+    uint64_t new_pages = frames->db_pages - state.db_pages;
+    if (lock_page > state.db_pages && lock_page <= frames->db_pages) --new_pages;
     if (new_pages_written != new_pages) {
       // The database grew by pages no frame holds: not something SQLite
       // does; rehash rather than ship a delta that would restore zeros.
@@ -566,47 +562,55 @@ void Replicator::ship_new_frames(ReplicaTarget& target, uint64_t frame_cap) {
       return;
     }
   }
-  for (uint32_t pgno = frames.db_pages + 1; pgno <= state.db_pages; ++pgno)
-    checksum ^= state.page_hashes[pgno - 1];
-  writer.finish(checksum);
 
-  const std::string key = format::l0_delta_key(file.min_txid);
-  if (!upload(target, key, writer.bytes_written())) return;
+  std::vector<uint64_t> hashes;  // hashes[i]: the new hash of pages[i]
+  const DeltaPages delta{pages.size(), frames->commits, [&](format::ReplicaWriter& writer) {
+                           std::vector<std::byte> page(state.page_size);
+                           uint64_t checksum = state.checksum;
+                           for (const auto& [pgno, offset] : pages) {
+                             if (pread_full(m_wal_fd.get(), page, offset, m_wal_path) != page.size())
+                               throw Failure("WAL '" + m_wal_path + "' ended inside a committed frame");
+                             const uint64_t hash = format::page_hash(pgno, page);
+                             checksum ^= (pgno <= state.db_pages ? state.page_hashes[pgno - 1] : 0) ^ hash;
+                             writer.add_page(pgno, page);
+                             hashes.push_back(hash);
+                           }
+                           for (uint32_t pgno = frames->db_pages + 1; pgno <= state.db_pages; ++pgno)
+                             checksum ^= state.page_hashes[pgno - 1];
+                           return checksum;
+                         }};
+  const std::optional<ShippedDelta> shipped = ship_delta(target, frames->db_pages, delta);
+  if (!shipped) return;
 
+  // The state moves on in place: only the changed pages' hashes are saved.
   std::vector<uint32_t> changed;
-  changed.reserve(changes.size());
-  state.page_hashes.resize(frames.db_pages, 0);
-  for (const auto& [pgno, hash] : changes) {
-    state.page_hashes[pgno - 1] = hash;
-    changed.push_back(pgno);
+  changed.reserve(pages.size());
+  state.page_hashes.resize(frames->db_pages, 0);
+  for (size_t i = 0; i < pages.size(); ++i) {
+    state.page_hashes[pages[i].first - 1] = hashes[i];
+    changed.push_back(pages[i].first);
   }
-  state.txid = file.max_txid;
-  state.checksum = checksum;
-  state.db_pages = frames.db_pages;
-  state.wal = frames.end;
+  state.txid = shipped->txid;
+  state.checksum = shipped->checksum;
+  state.db_pages = frames->db_pages;
+  state.wal = frames->end;
   target.store.save(state, changed, false);
-  target.compactor.add(DeltaRecord{key, 0, file.min_txid, file.max_txid, file.commit_time_ms});
-  m_shipped_pages += changes.size();
-  report([&](ReplicateStatus& s) {
-    ++s.shipped_deltas;
-    s.shipped_transactions += frames.commits;
-    s.shipped_pages += changes.size();
-    s.replicas[target.slot].txid = state.txid;
-  });
+  m_shipped_pages += pages.size();
   if (log_enabled(LogLevel::debug)) {
     log(LogLevel::debug, "shipped",
         {{"db", m_options.db_path},
          {"replica", target.name()},
          {"txid", format::txid_hex(state.txid)},
-         {"commits", std::to_string(frames.commits)},
-         {"pages", std::to_string(changes.size())},
-         {"bytes", std::to_string(writer.bytes_written())}});
+         {"commits", frames->commits},
+         {"pages", pages.size()},
+         {"bytes", shipped->bytes}});
   }
 }
 
 bool Replicator::upload(ReplicaTarget& target, const std::string& key, uint64_t size) {
   FdSource source(m_spool.get(), size, "spool in '" + m_state_dir + "'");
   if (target.storage->put_if_absent(key, source)) return true;
+  target.lease.renew_if_due(INT64_MAX);  // taken over? then fenced: FencedError
   log(LogLevel::error,
       "another process wrote the next TXID of this replica: is a second replicate running on it? "
       "walship will check the replica again and write a new snapshot",
@@ -617,92 +621,122 @@ bool Replicator::upload(ReplicaTarget& target, const std::string& key, uint64_t 
 
 void Replicator::resync(ReplicaTarget& target, const wal::WalPosition& pinned) {
   if (!target.state) {
-    if (target.replica_empty) {
-      write_snapshot(target, 1, pinned, false);
-      return;
-    }
-    std::vector<uint64_t> hashes = hash_database(*m_reader, m_page_size);
-    const uint64_t checksum = xor_all(hashes);
-    if (checksum != target.replica_post) {
-      report([](ReplicateStatus& s) { ++s.lost_continuity; });
-      log(LogLevel::info, "the database differs from the replica's newest state; writing a new snapshot",
-          {{"db", m_options.db_path}, {"replica", target.name()}});
-      write_snapshot(target, target.replica_newest + 1, pinned, false);
-      return;
-    }
-    ShippedState state;
-    state.page_size = m_page_size;
-    state.txid = target.replica_newest;
-    state.checksum = checksum;
-    state.db_pages = static_cast<uint32_t>(hashes.size());
-    state.page_hashes = std::move(hashes);
-    state.wal = pinned;
-    target.state = std::move(state);
-    target.store.save(*target.state, {}, true);
-    target.lost = false;
-    report_txid(target);
+    adopt_replica(target, pinned);
     return;
   }
   report([](ReplicateStatus& s) { ++s.lost_continuity; });
-  ShippedState& state = *target.state;
-  if (state.page_size != m_page_size) {
-    write_snapshot(target, state.txid + 1, pinned, false);
+  if (target.state->page_size != m_page_size) {
+    write_snapshot(target, target.state->txid + 1, pinned, false);
     return;
   }
-  // Ship exactly the pages that differ from the shipped state.
-  const std::vector<uint64_t> hashes = hash_database(*m_reader, m_page_size);
-  const auto db_pages = static_cast<uint32_t>(hashes.size());
-  std::vector<uint32_t> changed;
-  uint64_t checksum = state.checksum;
-  for (uint32_t pgno = 1; pgno <= db_pages; ++pgno) {
-    const uint64_t old = pgno <= state.db_pages ? state.page_hashes[pgno - 1] : 0;
-    if (old != hashes[pgno - 1]) {
-      changed.push_back(pgno);
-      checksum ^= old ^ hashes[pgno - 1];
+  ship_difference(target, pinned);
+}
+
+// A target without a shipped state: a first snapshot for an empty replica;
+// else the database rehashed and compared with the replica's newest state,
+// continuing its TXID sequence when equal (a restored database) and starting
+// a new one with a snapshot when not.
+void Replicator::adopt_replica(ReplicaTarget& target, const wal::WalPosition& pinned) {
+  std::vector<uint64_t> hashes;
+  uint64_t checksum = 0;
+  if (!target.replica_empty) {
+    hashes = hash_database(*m_reader, m_page_size);
+    checksum = xor_all(hashes);
+    if (checksum != target.replica_post && target.behind && !m_options.take_over) {
+      target.lease.release();
+      throw behind_error(m_options.db_path, target.name(), *target.behind, target.replica_newest,
+                         ", or pass --take-over to make this node's data the replica's newest");
     }
   }
-  for (uint32_t pgno = db_pages + 1; pgno <= state.db_pages; ++pgno) checksum ^= state.page_hashes[pgno - 1];
-  if (!changed.empty() || db_pages != state.db_pages) {
-    const format::FileHeader file = next_delta_header(state, db_pages);
-    FdSink sink = reset_spool();
-    format::ReplicaWriter writer(sink, file, m_options.delta_zstd_level);
-    sqlite::Statement read(*m_reader, "SELECT data FROM sqlite_dbpage('main') WHERE pgno = ?1");
-    for (uint32_t pgno : changed) {
-      read.reset();
-      read.bind_int64(1, pgno);
-      if (!read.step())
-        throw Failure("database '" + m_options.db_path + "' has no page " + std::to_string(pgno));
-      writer.add_page(pgno, read.column_blob(0));
-    }
-    writer.finish(checksum);
-    const std::string key = format::l0_delta_key(file.min_txid);
-    if (!upload(target, key, writer.bytes_written())) return;
-    target.compactor.add(DeltaRecord{key, 0, file.min_txid, file.max_txid, file.commit_time_ms});
-    state.txid = file.max_txid;
-    report([&](ReplicateStatus& s) {
-      ++s.shipped_deltas;
-      s.shipped_pages += changed.size();
-      s.replicas[target.slot].txid = state.txid;
-    });
+  if (target.fence_at) {
+    write_fence(target);
+    write_snapshot(target, *target.fence_at, pinned, false);
+    target.fence_at.reset();
+    return;
+  }
+  if (target.replica_empty) {
+    write_snapshot(target, 1, pinned, false);
+    return;
+  }
+  if (checksum != target.replica_post) {
+    report([](ReplicateStatus& s) { ++s.lost_continuity; });
+    log(LogLevel::info, "the database differs from the replica's newest state; writing a new snapshot",
+        {{"db", m_options.db_path}, {"replica", target.name()}});
+    write_snapshot(target, target.replica_newest + 1, pinned, false);
+    return;
+  }
+  ShippedState state;
+  state.page_size = m_page_size;
+  state.txid = target.replica_newest;
+  state.checksum = checksum;
+  state.db_pages = static_cast<uint32_t>(hashes.size());
+  state.page_hashes = std::move(hashes);
+  state.wal = pinned;
+  target.trust(std::move(state));
+  report_txid(target);
+}
+
+// Announces a takeover's fence before its snapshot: from then on every
+// reader ignores what the previous writer still writes between the newest
+// TXID seen and the fence (replica_listing.h).
+void Replicator::write_fence(ReplicaTarget& target) {
+  if (!target.new_fence) return;
+  const format::FenceInfo fence{target.replica_newest, *target.fence_at};
+  walship::write_fence(*target.storage, fence);
+  target.new_fence = false;
+  log(LogLevel::warn, "fenced off the previous writer: restore points go on from a new snapshot",
+      {{"db", m_options.db_path},
+       {"replica", target.name()},
+       {"after", format::txid_hex(fence.after)},
+       {"fence", format::txid_hex(fence.fence)}});
+}
+
+// After lost continuity: the database rehashed, and exactly the pages that
+// differ from the shipped state shipped as one delta (none when nothing
+// differs), so the chain goes on without a snapshot.
+void Replicator::ship_difference(ReplicaTarget& target, const wal::WalPosition& pinned) {
+  const ShippedState& state = *target.state;
+  std::vector<uint64_t> hashes = hash_database(*m_reader, m_page_size);
+  const auto db_pages = static_cast<uint32_t>(hashes.size());
+  const ShippedState::Difference diff = state.difference(hashes);
+  uint64_t txid = state.txid;
+  if (!diff.changed.empty() || db_pages != state.db_pages) {
+    const DeltaPages delta{
+        diff.changed.size(), 0, [&](format::ReplicaWriter& writer) {
+          sqlite::Statement read(*m_reader, "SELECT data FROM sqlite_dbpage('main') WHERE pgno = ?1");
+          for (uint32_t pgno : diff.changed) {
+            read.reset();
+            read.bind_int64(1, pgno);
+            if (!read.step())
+              throw Failure("database '" + m_options.db_path + "' has no page " + std::to_string(pgno));
+            writer.add_page(pgno, read.column_blob(0));
+          }
+          return diff.checksum;
+        }};
+    const std::optional<ShippedDelta> shipped = ship_delta(target, db_pages, delta);
+    if (!shipped) return;
+    txid = shipped->txid;
     log(LogLevel::info, "shipped the pages that changed while continuity was lost",
         {{"db", m_options.db_path},
          {"replica", target.name()},
-         {"txid", format::txid_hex(state.txid)},
-         {"pages", std::to_string(changed.size())}});
+         {"txid", format::txid_hex(txid)},
+         {"pages", diff.changed.size()}});
   }
-  state.checksum = checksum;
-  state.db_pages = db_pages;
-  state.page_hashes = hashes;
-  state.wal = pinned;
-  target.store.save(state, {}, true);
-  target.lost = false;
+  ShippedState next;
+  next.page_size = m_page_size;
+  next.txid = txid;
+  next.checksum = diff.checksum;
+  next.db_pages = db_pages;
+  next.page_hashes = std::move(hashes);
+  next.wal = pinned;
+  target.trust(std::move(next));
 }
 
 void Replicator::write_snapshot(ReplicaTarget& target, uint64_t txid, const wal::WalPosition& pinned,
                                 bool check) {
   std::vector<uint64_t> hashes;
-  SpooledSnapshot spool =
-      spool_snapshot(*m_reader, txid, m_options.snapshot_zstd_level, false, m_state_dir, &hashes);
+  SpooledSnapshot spool = spool_snapshot(*m_reader, txid, m_options.snapshot_zstd_level, false, m_state_dir,
+                                         &hashes, static_cast<uint64_t>(m_clock()));
   if (check && spool.checksum != target.state->checksum) {
     log(LogLevel::error,
         "the database does not match the state walship shipped (was it changed without SQLite?); writing "
@@ -726,9 +760,7 @@ void Replicator::write_snapshot(ReplicaTarget& target, uint64_t txid, const wal:
   state.db_pages = spool.header.db_pages;
   state.page_hashes = std::move(hashes);
   state.wal = pinned;
-  target.state = std::move(state);
-  target.store.save(*target.state, {}, true);
-  target.lost = false;
+  target.trust(std::move(state));
   target.replica_empty = false;
   target.last_snapshot_ms = static_cast<int64_t>(spool.header.commit_time_ms);
   report([&](ReplicateStatus& s) {
@@ -740,8 +772,8 @@ void Replicator::write_snapshot(ReplicaTarget& target, uint64_t txid, const wal:
         {{"db", m_options.db_path},
          {"replica", target.name()},
          {"txid", format::txid_hex(txid)},
-         {"pages", std::to_string(spool.header.db_pages)},
-         {"bytes", std::to_string(spool.size)}});
+         {"pages", spool.header.db_pages},
+         {"bytes", spool.size}});
   }
 }
 
@@ -765,15 +797,13 @@ void Replicator::ship_all(uint64_t frame_cap) {
   }
 }
 
+// walship's checkpointing (see replicator.h): once the WAL holds
+// checkpoint_pages frames not yet backfilled, PASSIVE rounds without the
+// writer lock, then, when a restart is due, one under it.
 void Replicator::checkpoint_if_due(int64_t now) {
   const std::optional<wal::WalIndexHeader> index = wal::read_wal_index_header(m_shm_fd.get(), m_shm_path);
   if (!index || index->max_frame < m_options.checkpoint_pages) return;
-  uint32_t backfilled = 0;
-  std::array<std::byte, 4> bytes{};
-  // nBackfill: the first field of the checkpoint info after the two headers.
-  if (pread_full(m_shm_fd.get(), bytes, 96, m_shm_path) == bytes.size())
-    std::memcpy(&backfilled, bytes.data(), 4);
-  if (backfilled >= index->max_frame) return;
+  if (wal::read_wal_backfilled(m_shm_fd.get(), m_shm_path) >= index->max_frame) return;
   const bool restart_due =
       now >= m_last_restart_ms + k_restart_interval_ms || index->max_frame >= m_options.truncate_pages / 4;
 
@@ -794,10 +824,15 @@ void Replicator::checkpoint_if_due(int64_t now) {
     return;
   }
   m_last_restart_ms = now;
+  checkpoint_locked();
+}
 
+// The checkpoint under the writer lock, after which the app's next commit
+// restarts the WAL; past truncate_pages, a TRUNCATE.
+void Replicator::checkpoint_locked() {
   // The writer lock keeps the app from committing between the last ship and
   // the new read; an app that holds the lock all the time just postpones this.
-  const auto wait_start = std::chrono::steady_clock::now();
+  const int64_t wait_start = m_clock();
   const int lock_rc = sqlite3_exec(writer().handle(), "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
   if (lock_rc == SQLITE_BUSY) {
     log(LogLevel::debug, "checkpoint postponed: the app holds the writer lock", {{"db", m_options.db_path}});
@@ -805,8 +840,9 @@ void Replicator::checkpoint_if_due(int64_t now) {
     return;
   }
   if (lock_rc != SQLITE_OK) m_writer->fail("unable to take the writer lock", lock_rc);
-  const auto lock_start = std::chrono::steady_clock::now();
-  const int64_t waited_ms = ms_between(wait_start, lock_start);
+  const int64_t lock_start = m_clock();
+  int wal_frames = -1;
+  int checkpointed = -1;
   try {
     ship_all();
     m_reader->exec("COMMIT");
@@ -820,7 +856,6 @@ void Replicator::checkpoint_if_due(int64_t now) {
   }
   m_writer->exec("ROLLBACK");
   m_writer.reset();
-  const int64_t held_ms = ms_between(lock_start, std::chrono::steady_clock::now());
   if (wal_frames < 0) {
     // Locked out: the app's own checkpoint (a RESTART waiting for walship's
     // read, say) holds the checkpoint lock. Try again next step; giving up
@@ -834,12 +869,12 @@ void Replicator::checkpoint_if_due(int64_t now) {
     log(LogLevel::debug, "checkpoint",
         {{"db", m_options.db_path},
          {"mode", "passive"},
-         {"wal_frames", std::to_string(wal_frames)},
-         {"checkpointed", std::to_string(checkpointed)},
-         {"writer_lock_wait_ms", std::to_string(waited_ms)},
-         {"writer_lock_ms", std::to_string(held_ms)}});
+         {"wal_frames", wal_frames},
+         {"checkpointed", checkpointed},
+         {"writer_lock_wait_ms", lock_start - wait_start},
+         {"writer_lock_ms", m_clock() - lock_start}});
   }
-  if (wal_frames >= 0 && checkpointed >= wal_frames) {
+  if (checkpointed >= wal_frames) {
     // Everything is checkpointed, so the new read got read mark 0, which
     // keeps the app's own checkpoints from copying anything; SQLite sorts
     // every new frame for each of them (one per commit past its threshold)
@@ -848,12 +883,16 @@ void Replicator::checkpoint_if_due(int64_t now) {
     m_read_mark_zero = true;
     return;
   }
-  if (static_cast<uint32_t>(wal_frames) < m_options.truncate_pages) return;
+  if (static_cast<uint32_t>(wal_frames) >= m_options.truncate_pages) truncate_wal();
+}
 
-  // Readers of the app keep the WAL from being checkpointed to the end and it
-  // is past the hard limit: TRUNCATE waits for them (at most the busy
-  // timeout). The app may commit between releasing the writer lock and the
-  // checkpoint taking it, so every replica rehashes afterwards.
+// Readers of the app keep the WAL from being checkpointed to the end and it
+// is past the hard limit: TRUNCATE waits for them (at most the busy
+// timeout). The app may commit between releasing the writer lock and the
+// checkpoint taking it, so every replica rehashes afterwards.
+void Replicator::truncate_wal() {
+  int wal_frames = 0;
+  int checkpointed = 0;
   m_reader->exec("COMMIT");
   m_reader->set_busy_timeout(k_truncate_busy_timeout_ms);
   const int rc = sqlite3_wal_checkpoint_v2(m_reader->handle(), "main", SQLITE_CHECKPOINT_TRUNCATE,
@@ -864,27 +903,75 @@ void Replicator::checkpoint_if_due(int64_t now) {
   log(rc == SQLITE_OK ? LogLevel::info : LogLevel::warn,
       rc == SQLITE_OK ? "WAL truncated past the hard limit"
                       : "TRUNCATE checkpoint past the hard limit was busy",
-      {{"db", m_options.db_path}, {"wal_frames", std::to_string(wal_frames)}});
+      {{"db", m_options.db_path}, {"wal_frames", wal_frames}});
   for (auto& target : m_targets) target->lost = true;
 }
 
-void Replicator::scheduled_snapshot(ReplicaTarget& target, int64_t now) {
-  if (m_options.snapshot_interval_ms <= 0 || target.lost || !target.state) return;
-  if (now < target.last_snapshot_ms + m_options.snapshot_interval_ms) return;
+// A snapshot every snapshot-interval, or now when `requested`; true when
+// written.
+bool Replicator::scheduled_snapshot(ReplicaTarget& target, int64_t now, bool requested) {
+  if (target.lost || !target.state) return false;
+  if (!requested &&
+      (m_options.snapshot_interval_ms <= 0 || now < target.last_snapshot_ms + m_options.snapshot_interval_ms))
+    return false;
   const wal::WalPosition pinned = pin();
   // The snapshot is of the pinned state: the replica ships exactly up to it.
   ship_new_frames(target, pinned.frame_index());
   if (target.lost || !target.state || target.state->wal.frame_index() != pinned.frame_index() ||
-      !target.state->wal.same_generation(
-          wal::WalHeader{false, m_page_size, 0, pinned.salt1, pinned.salt2, {}})) {
-    return;  // not at the pin after all (a restart slipped in); next time
+      !target.state->wal.same_generation(pinned)) {
+    return false;  // not at the pin after all (a restart slipped in); next time
   }
   write_snapshot(target, target.state->txid, pinned, true);
   target.last_snapshot_ms = now;
+  return true;
+}
+
+void Replicator::request_snapshot(const std::string& replica_url) {
+  std::lock_guard lock(m_request_mutex);
+  m_snapshot_request = replica_url;
+}
+
+std::optional<std::string> Replicator::take_snapshot_answer() {
+  std::lock_guard lock(m_request_mutex);
+  return std::exchange(m_snapshot_answer, std::nullopt);
+}
+
+// Serves a request_snapshot(): a snapshot of the asked replica now, answered
+// with its TXID. A request that arrived after this step's check waits for
+// the next step.
+void Replicator::answer_snapshot_request(int64_t now) {
+  std::optional<std::string> url;
+  {
+    std::lock_guard lock(m_request_mutex);
+    url = std::exchange(m_snapshot_request, std::nullopt);
+  }
+  if (!url) return;
+  std::string answer = "error replicate ships '" + m_options.db_path + "' to no replica '" + *url + "'";
+  const auto set_answer = [&] {
+    std::lock_guard lock(m_request_mutex);
+    m_snapshot_answer = answer;
+  };
+  try {
+    for (auto& target : m_targets) {
+      if (!url->empty() && target->storage->url() != *url) continue;
+      if (!scheduled_snapshot(*target, now, true)) {
+        answer = "error replica '" + target->name() + "' is being resynchronised; try again in a moment";
+        break;
+      }
+      answer = "ok " + format::txid_hex(target->state->txid);
+    }
+  } catch (const std::exception& e) {
+    answer = std::string("error ") + e.what();
+    set_answer();
+    throw;
+  }
+  set_answer();
 }
 
 std::optional<int64_t> Replicator::step(int64_t now) {
   if (!m_started) start();
+  // Nothing is written under a lease that may have passed to another writer.
+  for (auto& target : m_targets) target->lease.renew_if_due(now);
   // Every commit SQLite counted by now is shipped once this step succeeds.
   const std::optional<wal::WalIndexHeader> index_at_start =
       m_shm_fd ? wal::read_wal_index_header(m_shm_fd.get(), m_shm_path) : std::nullopt;
@@ -920,11 +1007,13 @@ std::optional<int64_t> Replicator::step(int64_t now) {
   checkpoint_if_due(now);
   std::optional<int64_t> next;
   auto sooner = [&](int64_t t) { next = next ? std::min(*next, t) : t; };
-  if (m_read_mark_zero) sooner(static_cast<int64_t>(now_ms()) + k_repin_ms);
+  if (m_read_mark_zero) sooner(now + k_repin_ms);
+  for (auto& target : m_targets) sooner(target->lease.renew_due_ms());
   // Pages are not read again soon: hand the page cache back.
   sqlite3_db_release_memory(m_reader->handle());
+  answer_snapshot_request(now);
   for (auto& target : m_targets) {
-    scheduled_snapshot(*target, now);
+    scheduled_snapshot(*target, now, false);
     if (m_options.snapshot_interval_ms > 0) sooner(target->last_snapshot_ms + m_options.snapshot_interval_ms);
     const uint64_t compacted = target->compactor.written();
     if (auto due = target->compactor.run(*target->storage, m_options, now, m_state_dir)) sooner(*due);
@@ -941,9 +1030,9 @@ std::optional<int64_t> Replicator::step(int64_t now) {
 }
 
 // Prunes the replica with the configured policy once per interval, after
-// compaction (whose fresh files let older ones go). Only the replicator that
-// holds the replica's tip prunes: it knows no other writer is extending the
-// chain it is about to thin.
+// compaction (whose fresh files let older ones go), with the routine of
+// walship prune. Only the replicator that holds the replica's tip prunes:
+// it knows no other writer is extending the chain it is about to thin.
 std::optional<int64_t> Replicator::retention(ReplicaTarget& target, int64_t now) {
   if (!m_options.retention_enabled || m_options.retention.empty()) return std::nullopt;
   if (target.next_retention_ms == 0)
@@ -951,42 +1040,36 @@ std::optional<int64_t> Replicator::retention(ReplicaTarget& target, int64_t now)
   if (now < target.next_retention_ms) return target.next_retention_ms;
   if (target.lost || !target.state) return now + m_options.retention_interval_ms;
   target.next_retention_ms = now + m_options.retention_interval_ms;
-  const ReplicaListing listing = list_replica(*target.storage);
-  HeaderCache headers(*target.storage);
-  std::vector<std::string> keys;
-  for (const SnapshotEntry& s : listing.snapshots) keys.push_back(s.key);
-  for (const DeltaEntry& d : listing.deltas) keys.push_back(d.key);
-  headers.prefetch(keys, 8);
-  const uint64_t newest = newest_txid(listing, headers);
-  if (newest != target.state->txid) {
-    log(LogLevel::warn, "not pruning: the replica's newest TXID is not the one this replicator shipped",
-        {{"db", m_options.db_path},
-         {"replica", target.name()},
-         {"newest", format::txid_hex(newest)},
-         {"shipped", format::txid_hex(target.state->txid)}});
-    return target.next_retention_ms;
-  }
+  PruneOptions prune;
+  prune.policy = m_options.retention;
+  prune.only_at_newest = target.state->txid;
+  prune.on_deleted = [&](const PruneObject&) { report([](ReplicateStatus& s) { ++s.pruned_objects; }); };
+  PruneResult result;
   try {
-    const PrunePlan plan = plan_prune(listing, headers, m_options.retention, target.name());
-    for (const PruneObject& o : plan.remove) {
-      target.storage->remove({o.key});
-      report([](ReplicateStatus& s) { ++s.pruned_objects; });
-    }
-    if (!plan.remove.empty() && log_enabled(LogLevel::info)) {
-      log(LogLevel::info, "pruned",
-          {{"db", m_options.db_path},
-           {"replica", target.name()},
-           {"points_kept", std::to_string(plan.points.keep.size())},
-           {"objects_deleted", std::to_string(plan.remove.size())},
-           {"bytes_deleted", std::to_string(plan.remove_bytes)}});
-    }
-    if (plan.remove.empty()) return target.next_retention_ms;
+    result = prune_replica(prune, *target.storage);
   } catch (const StorageError&) {
     throw;
   } catch (const Error& e) {
     log(LogLevel::error, "unable to apply retention; nothing deleted, will try again",
         {{"db", m_options.db_path}, {"replica", target.name()}, {"error", e.what()}});
     return target.next_retention_ms;
+  }
+  if (result.skipped) {
+    log(LogLevel::warn, "not pruning: the replica's newest TXID is not the one this replicator shipped",
+        {{"db", m_options.db_path},
+         {"replica", target.name()},
+         {"newest", format::txid_hex(result.newest)},
+         {"shipped", format::txid_hex(target.state->txid)}});
+    return target.next_retention_ms;
+  }
+  if (result.deleted == 0) return target.next_retention_ms;
+  if (log_enabled(LogLevel::info)) {
+    log(LogLevel::info, "pruned",
+        {{"db", m_options.db_path},
+         {"replica", target.name()},
+         {"points_kept", result.plan.points.keep.size()},
+         {"objects_deleted", result.deleted},
+         {"bytes_deleted", result.plan.remove_bytes}});
   }
   // Compaction must not try to merge what was just deleted.
   const ReplicaListing after = list_replica(*target.storage);
@@ -999,8 +1082,10 @@ void Replicator::finish() {
   // Never started (created just before the app exited, or its start failed):
   // what is committed ships all the same.
   if (!m_started) start();
-  if (files_replaced()) return;
-  ship_all();
+  if (!files_replaced()) ship_all();
+  // Released whether or not the last ship succeeded: this writer writes
+  // nothing more, so the next one starts at once and without a fence.
+  for (auto& target : m_targets) target->lease.release();
 }
 
 }  // namespace walship

@@ -32,17 +32,19 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "backends/storage.h"
 #include "lib/format/replica_file.h"
 #include "lib/replica/local_state.h"
 #include "lib/replica/replicate_metrics.h"
 #include "lib/replica/replicator_options.h"
 #include "lib/sqlite/sqlite.h"
+#include "lib/storage/storage.h"
 #include "lib/wal/wal_scan.h"
 
 namespace walship {
@@ -51,11 +53,17 @@ struct ReplicaTarget;
 
 class Replicator {
  public:
+  // Milliseconds since the Unix epoch.
+  using Clock = std::function<int64_t()>;
+
   // `replicas`: the storage of each replica of this database (owned).
   // `monitor`, if any, is told what was shipped, checkpointed, compacted...
-  // (for /metrics) and must outlive the Replicator.
+  // (for /metrics) and must outlive the Replicator. `clock` stamps what is
+  // written (the commit time of deltas and snapshots) and times the writer
+  // lock; empty: the wall clock (now_ms()). Scheduling uses the `now` that
+  // step() is given, so a test drives both and no real clock is read.
   Replicator(ReplicatorOptions options, std::vector<std::unique_ptr<Storage>> replicas,
-             ReplicateMonitor* monitor = nullptr);
+             ReplicateMonitor* monitor = nullptr, Clock clock = {});
   ~Replicator();
   Replicator(const Replicator&) = delete;
   Replicator& operator=(const Replicator&) = delete;
@@ -82,22 +90,51 @@ class Replicator {
   // The last call before exiting: ships everything committed, no timed work.
   void finish();
 
+  // `walship snapshot` asks the running replicate (control_socket.h): the
+  // next step writes a snapshot of the replica whose URL is `replica_url`
+  // (every replica when empty), of the state it shipped up to. Any thread.
+  void request_snapshot(const std::string& replica_url);
+  // After a step, once per request it served: "ok TXID" or "error ...".
+  std::optional<std::string> take_snapshot_answer();
+
  private:
   void open_database();
   void close_database();
   sqlite::Database& writer();
   bool files_replaced();
+  void take_lease(ReplicaTarget& target);
   void reconcile(ReplicaTarget& target);
+  void write_fence(ReplicaTarget& target);
   wal::WalPosition pin();
   void record_pin();
   void pin_read_locked();
-  std::optional<wal::WalPosition> wal_end();
+
+  // The pages of one delta: `count` pages (and `commits` SQLite
+  // transactions, 0 for a resync) that write() adds to the writer, in
+  // ascending order, returning the whole-database checksum after them.
+  struct DeltaPages {
+    size_t count = 0;
+    uint64_t commits = 0;
+    std::function<uint64_t(format::ReplicaWriter&)> write;
+  };
+  struct ShippedDelta {
+    uint64_t txid = 0;
+    uint64_t checksum = 0;
+    uint64_t bytes = 0;
+  };
+  std::optional<ShippedDelta> ship_delta(ReplicaTarget& target, uint32_t db_pages, const DeltaPages& pages);
+  std::optional<wal::CommittedFrames> unshipped_frames(ReplicaTarget& target, uint64_t frame_cap);
   void ship_new_frames(ReplicaTarget& target, uint64_t frame_cap = UINT64_MAX);
   std::optional<wal::WalIndexHeader> read_index();
   void resync(ReplicaTarget& target, const wal::WalPosition& pinned);
+  void adopt_replica(ReplicaTarget& target, const wal::WalPosition& pinned);
+  void ship_difference(ReplicaTarget& target, const wal::WalPosition& pinned);
   void write_snapshot(ReplicaTarget& target, uint64_t txid, const wal::WalPosition& pinned, bool check);
   void checkpoint_if_due(int64_t now);
-  void scheduled_snapshot(ReplicaTarget& target, int64_t now);
+  void checkpoint_locked();
+  void truncate_wal();
+  bool scheduled_snapshot(ReplicaTarget& target, int64_t now, bool requested);
+  void answer_snapshot_request(int64_t now);
   std::optional<int64_t> retention(ReplicaTarget& target, int64_t now);
   void ship_all(uint64_t frame_cap = UINT64_MAX);
   bool upload(ReplicaTarget& target, const std::string& key, uint64_t size);
@@ -109,8 +146,12 @@ class Replicator {
   }
   void report_txid(const ReplicaTarget& target);
 
+  std::mutex m_request_mutex;  // guards the two below (request_snapshot() is called from any thread)
+  std::optional<std::string> m_snapshot_request;  // the replica URL asked for ("": every replica)
+  std::optional<std::string> m_snapshot_answer;
   ReplicatorOptions m_options;
   ReplicateMonitor* m_monitor = nullptr;
+  Clock m_clock;
   std::vector<std::unique_ptr<ReplicaTarget>> m_targets;
   std::string m_wal_path;
   std::string m_shm_path;

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <memory>
+#include <set>
 
 #include "lib/format/keys.h"
 #include "lib/format/replica_file.h"
@@ -131,11 +133,123 @@ bool check_output(const RestoreOptions& options) {
   return true;
 }
 
+// Logs the object restore leaves out and why.
+void warn_skipped(const BadObjectError& e, const std::string& replica) {
+  log(LogLevel::warn, "skipping a bad replica object: restoring by another path",
+      {{"object", replica + "/" + e.key()}, {"why", e.what()}});
+}
+
+// plan_restore over the listing without `excluded`; an object whose header
+// does not decode while planning joins `excluded` and planning starts over.
+// Bounded: each round excludes one more object of the listing.
+// When no plan is left, the error names the bad objects that were skipped
+// (the reason there is no path); an unreachable newest TXID names them itself.
+RestorePlan plan_avoiding(const ReplicaListing& listing, const RestoreTarget& target, HeaderCache& headers,
+                          const std::string& replica, std::set<std::string>& excluded,
+                          std::vector<std::string>& skipped) {
+  while (true) {
+    try {
+      return plan_restore(listing, target, headers, replica, excluded);
+    } catch (const BadObjectError& e) {
+      if (!excluded.insert(e.key()).second) throw;
+      warn_skipped(e, replica);
+      skipped.push_back(e.what());
+    } catch (const StorageError&) {
+      throw;
+    } catch (const UnreachableNewestError&) {
+      throw;
+    } catch (const Failure& e) {
+      if (skipped.empty()) throw;
+      std::string message = std::string(e.what()) + "; skipped bad objects:";
+      for (const std::string& why : skipped) message += " " + why + ";";
+      message.pop_back();
+      throw Failure(message);
+    }
+  }
+}
+
+// An --allow-older plan short of the replica's newest TXID is news on stderr
+// too, for logs that do not keep stdout.
+void warn_if_older(const RestorePlan& plan, const std::string& replica) {
+  if (plan.txid >= plan.newest_txid) return;
+  log(LogLevel::warn, "the newest TXID is not reachable: restoring the newest reachable one",
+      {{"replica", replica},
+       {"newest", format::txid_hex(plan.newest_txid)},
+       {"restoring", format::txid_hex(plan.txid)}});
+}
+
+// A plan downloaded and applied into a temp file, not yet synced.
+struct AppliedPlan {
+  std::unique_ptr<TempFile> temp;
+  std::unique_ptr<PageImage> image;
+  std::vector<ObjectInfo> objects;
+  uint64_t total = 0;
+};
+
+// Downloads and applies `plan` into a fresh temp file. An object that does
+// not decode or does not chain throws BadObjectError naming it; storage
+// errors pass through as they are.
+AppliedPlan apply_plan(const RestorePlan& plan, const RestoreOptions& options, Storage& storage) {
+  AppliedPlan applied;
+  applied.objects.push_back({plan.snapshot.key, plan.snapshot.size});
+  for (const DeltaEntry& delta : plan.deltas) applied.objects.push_back({delta.key, delta.size});
+  for (const ObjectInfo& object : applied.objects) applied.total += object.size;
+
+  applied.temp = std::make_unique<TempFile>(options.output_path);
+  applied.image = std::make_unique<PageImage>(applied.temp->fd(), applied.temp->path());
+  PageImage& image = *applied.image;
+  Progress progress("restore", applied.total, !options.quiet);
+  PlanStreams streams(storage, applied.objects, options.parallelism);
+  for (size_t i = 0; i < applied.objects.size(); ++i) {
+    const std::string name = storage.url() + "/" + applied.objects[i].key;
+    try {
+      CountingSource source(streams.open(i), progress);
+      format::ReplicaReader reader(source, name);
+      if (i == 0) {
+        image.apply_snapshot(reader, name);
+      } else {
+        image.apply_delta(reader, name);
+      }
+    } catch (const StorageError&) {
+      throw;
+    } catch (const Failure& e) {
+      // Decoding and chaining errors. A local write error (disk full) lands
+      // here too: it then fails each replan the same way, bounded, and the
+      // final error still carries its message.
+      throw BadObjectError(applied.objects[i].key, e.what());
+    }
+    streams.close(i);
+  }
+  progress.finish();
+  image.finish();
+  return applied;
+}
+
+// Applies `plan`; when an object on it is bad, excludes it, plans again
+// (other levels, an older snapshot forward; `plan` becomes the new plan) and
+// starts over in a fresh temp file. Restarting the whole apply re-downloads what was already applied:
+// wasteful, but simple and correct, and bad objects are rare. Bounded by the
+// number of objects in the listing.
+AppliedPlan apply_avoiding(const ReplicaListing& listing, RestorePlan& plan, const RestoreOptions& options,
+                           Storage& storage, HeaderCache& headers, std::set<std::string>& excluded,
+                           std::vector<std::string>& skipped) {
+  while (true) {
+    try {
+      return apply_plan(plan, options, storage);
+    } catch (const BadObjectError& e) {
+      if (!excluded.insert(e.key()).second) throw;
+      warn_skipped(e, storage.url());
+      skipped.push_back(e.what());
+    }
+    plan = plan_avoiding(listing, options.target, headers, storage.url(), excluded, skipped);
+  }
+}
+
 }  // namespace
 
 RestoreResult run_restore(const RestoreOptions& options, Storage& storage) {
   RestoreResult result;
-  if (!check_output(options)) {
+  if (!options.dry_run && !check_output(options)) {
     result.skipped = true;
     result.skip_reason = "output '" + options.output_path + "' exists";
     return result;
@@ -154,40 +268,29 @@ RestoreResult run_restore(const RestoreOptions& options, Storage& storage) {
     }
   }
   HeaderCache headers(storage);
-  const RestorePlan plan = plan_restore(listing, options.target, headers, storage.url());
-  if (!options.target.txid && !options.target.time_ms) {
-    const uint64_t newest = newest_txid(listing, headers);
-    if (plan.txid < newest) {
-      log(LogLevel::warn,
-          "the newest TXID is not reachable from any snapshot: restoring the newest reachable one",
-          {{"replica", storage.url()},
-           {"newest", format::txid_hex(newest)},
-           {"restoring", format::txid_hex(plan.txid)}});
-    }
+  std::set<std::string> excluded;
+  std::vector<std::string> skipped;  // why each excluded object is bad, for the final error
+  RestorePlan plan = plan_avoiding(listing, options.target, headers, storage.url(), excluded, skipped);
+
+  if (options.dry_run) {
+    warn_if_older(plan, storage.url());
+    result.dry_run = true;
+    result.newest_txid = plan.newest_txid;
+    result.txid = plan.txid;
+    result.commit_time_ms = plan.commit_time_ms;
+    result.objects = 1 + plan.deltas.size();
+    result.downloaded_bytes = plan.snapshot.size;
+    for (const DeltaEntry& delta : plan.deltas) result.downloaded_bytes += delta.size;
+    return result;
   }
 
-  std::vector<ObjectInfo> objects{{plan.snapshot.key, plan.snapshot.size}};
-  for (const DeltaEntry& delta : plan.deltas) objects.push_back({delta.key, delta.size});
-  uint64_t total = 0;
-  for (const ObjectInfo& object : objects) total += object.size;
-
-  TempFile temp(options.output_path);
-  PageImage image(temp.fd(), temp.path());
-  Progress progress("restore", total, !options.quiet);
-  PlanStreams streams(storage, objects, options.parallelism);
-  for (size_t i = 0; i < objects.size(); ++i) {
-    const std::string name = storage.url() + "/" + objects[i].key;
-    CountingSource source(streams.open(i), progress);
-    format::ReplicaReader reader(source, name);
-    if (i == 0) {
-      image.apply_snapshot(reader, name);
-    } else {
-      image.apply_delta(reader, name);
-    }
-    streams.close(i);
-  }
-  progress.finish();
-  image.finish();
+  AppliedPlan applied = apply_avoiding(listing, plan, options, storage, headers, excluded, skipped);
+  warn_if_older(plan, storage.url());
+  result.newest_txid = plan.newest_txid;
+  TempFile& temp = *applied.temp;
+  const PageImage& image = *applied.image;
+  const std::vector<ObjectInfo>& objects = applied.objects;
+  const uint64_t total = applied.total;
   fsync_fd(temp.fd(), temp.path());
   temp.close();
   check_integrity(temp.path(), options.full_integrity_check);
@@ -206,9 +309,9 @@ RestoreResult run_restore(const RestoreOptions& options, Storage& storage) {
         {{"db", options.output_path},
          {"replica", storage.url()},
          {"txid", format::txid_hex(result.txid)},
-         {"time", format_rfc3339(result.commit_time_ms)},
-         {"objects", std::to_string(result.objects)},
-         {"bytes", std::to_string(total)}});
+         {"point_time", format_rfc3339(result.commit_time_ms)},
+         {"objects", result.objects},
+         {"bytes", total}});
   }
   return result;
 }

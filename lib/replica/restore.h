@@ -5,8 +5,9 @@
 #include <cstdint>
 #include <string>
 
-#include "backends/storage.h"
+#include "lib/config/option_defs.h"
 #include "lib/replica/restore_plan.h"
+#include "lib/storage/storage.h"
 
 namespace walship {
 
@@ -17,14 +18,17 @@ struct RestoreOptions {
   bool if_db_not_exists = false;      // PATH exists: succeed without doing anything
   bool force = false;                 // replace an existing PATH
   bool full_integrity_check = false;  // integrity_check instead of quick_check
-  int parallelism = 4;
+  int parallelism = k_default_parallelism;
   bool quiet = false;
+  bool dry_run = false;  // plan only: fill txid, commit time, objects and bytes; write nothing
 };
 
 struct RestoreResult {
+  bool dry_run = false;  // planned only: downloaded_bytes is what the restore would fetch
   bool skipped = false;
   std::string skip_reason;
   uint64_t txid = 0;
+  uint64_t newest_txid = 0;  // the latest point: the replica's newest (> txid only with allow_older)
   uint64_t commit_time_ms = 0;
   uint64_t checksum = 0;  // whole-database checksum of the restored state
   uint32_t db_pages = 0;

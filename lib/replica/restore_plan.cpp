@@ -41,7 +41,77 @@ RestorePlan chain_from(const ReplicaListing& listing, const SnapshotEntry& snaps
   return plan;
 }
 
+// The latest point's plan: from the newest snapshot, else (its chain falls
+// short of `newest`) from older snapshots in turn, newest first, until one
+// reaches `newest`. Only a replica with a gap pays for the extra header
+// reads. The plan reaching furthest wins; on a tie, the newer snapshot's.
+RestorePlan furthest_plan(const ReplicaListing& listing, const SnapshotEntry& newest_snapshot,
+                          const RestoreTarget& target, uint64_t newest, HeaderCache& headers) {
+  RestorePlan best = chain_from(listing, newest_snapshot, target, newest, headers);
+  for (auto it = listing.snapshots.rbegin(); it != listing.snapshots.rend() && best.txid < newest; ++it) {
+    if (it->txid >= newest_snapshot.txid) continue;
+    RestorePlan plan = chain_from(listing, *it, target, newest, headers);
+    if (plan.txid > best.txid) best = std::move(plan);
+  }
+  return best;
+}
+
+// The last TXID a bad delta claims: its key's (L1+), else its header's when
+// that decodes (the object's body is what is bad), else its key's first TXID.
+uint64_t claimed_txid(const DeltaEntry& delta, HeaderCache& headers) {
+  if (delta.level > 0) return delta.max_txid;
+  try {
+    return std::max(delta.min_txid, headers.max_txid(delta));
+  } catch (const BadObjectError&) {
+    return delta.min_txid;
+  }
+}
+
+// Why no path goes past `reached`: the excluded (broken) objects whose keys
+// name a later TXID, else the missing delta right after it.
+std::string describe_gap(const ReplicaListing& listing, const std::set<std::string>& excluded,
+                         uint64_t reached, HeaderCache& headers) {
+  std::vector<std::string> broken;
+  for (const SnapshotEntry& s : listing.snapshots) {
+    if (s.txid > reached && excluded.contains(s.key)) broken.push_back(s.key);
+  }
+  for (const DeltaEntry& d : listing.deltas) {
+    if (!excluded.contains(d.key)) continue;
+    if (d.min_txid > reached || claimed_txid(d, headers) > reached) broken.push_back(d.key);
+  }
+  if (broken.empty()) return "no delta starts at TXID " + format::txid_hex(reached + 1) + " (missing)";
+  constexpr size_t k_named = 3;
+  std::string text;
+  for (size_t i = 0; i < broken.size() && i < k_named; ++i) text += (i ? ", " : "") + broken[i];
+  if (broken.size() > k_named) text += " and " + std::to_string(broken.size() - k_named) + " more";
+  return text + (broken.size() == 1 ? " is broken" : " are broken");
+}
+
+UnreachableNewestError unreachable_newest(const ReplicaListing& listing,
+                                          const std::set<std::string>& excluded, const RestorePlan& plan,
+                                          const std::string& replica, HeaderCache& headers) {
+  const uint64_t newest = plan.newest_txid;
+  return UnreachableNewestError("the newest TXID " + format::txid_hex(newest) + " of replica '" + replica +
+                                "' is not reachable: " + describe_gap(listing, excluded, plan.txid, headers) +
+                                "; the newest reachable is " + format::txid_hex(plan.txid) + " (" +
+                                format_rfc3339(plan.commit_time_ms) +
+                                "): pass --allow-older to restore it, or run walship verify " + replica);
+}
+
 }  // namespace
+
+uint64_t claimed_newest_txid(const ReplicaListing& listing, const std::set<std::string>& excluded,
+                             HeaderCache& headers) {
+  if (excluded.empty()) return newest_txid(listing, headers);
+  uint64_t newest = newest_txid(exclude_objects(listing, excluded), headers);
+  for (const SnapshotEntry& s : listing.snapshots) {
+    if (excluded.contains(s.key)) newest = std::max(newest, s.txid);
+  }
+  for (const DeltaEntry& d : listing.deltas) {
+    if (excluded.contains(d.key)) newest = std::max(newest, claimed_txid(d, headers));
+  }
+  return newest;
+}
 
 DeltaChain chain_deltas(const ReplicaListing& listing, uint64_t from_txid, uint64_t target_txid,
                         std::optional<uint64_t> target_time_ms, HeaderCache& headers) {
@@ -71,13 +141,19 @@ DeltaChain chain_deltas(const ReplicaListing& listing, uint64_t from_txid, uint6
   return chain;
 }
 
-RestorePlan plan_restore(const ReplicaListing& listing, const RestoreTarget& target, HeaderCache& headers,
-                         const std::string& replica) {
+RestorePlan plan_restore(const ReplicaListing& full, const RestoreTarget& target, HeaderCache& headers,
+                         const std::string& replica, const std::set<std::string>& excluded) {
+  ReplicaListing kept;
+  if (!excluded.empty()) kept = exclude_objects(full, excluded);
+  const ReplicaListing& listing = excluded.empty() ? full : kept;
   if (listing.snapshots.empty()) {
     throw Failure("replica '" + replica +
                   "' has no snapshot to restore from: run walship snapshot or replicate first");
   }
-  const uint64_t target_txid = target.txid ? *target.txid : newest_txid(listing, headers);
+  const bool latest = !target.txid && !target.time_ms;
+  const uint64_t target_txid = target.txid ? *target.txid
+                               : latest    ? claimed_newest_txid(full, excluded, headers)
+                                           : newest_txid(listing, headers);
   if (target.time_ms) {
     std::vector<std::string> keys;
     for (const SnapshotEntry& s : listing.snapshots) keys.push_back(s.key);
@@ -92,11 +168,17 @@ RestorePlan plan_restore(const ReplicaListing& listing, const RestoreTarget& tar
                   "; run walship ls to see them all");
   }
 
-  RestorePlan plan = chain_from(listing, *snapshot, target, target_txid, headers);
+  RestorePlan plan = latest ? furthest_plan(listing, *snapshot, target, target_txid, headers)
+                            : chain_from(listing, *snapshot, target, target_txid, headers);
   if (target.txid && plan.txid != *target.txid) {
     throw Failure("TXID " + format::txid_hex(*target.txid) + " is not a restore point of replica '" +
                   replica + "': the nearest earlier one is " + format::txid_hex(plan.txid) +
                   "; run walship ls to see them all");
+  }
+  if (latest) {
+    plan.newest_txid = target_txid;
+    if (plan.txid < target_txid && !target.allow_older)
+      throw unreachable_newest(full, excluded, plan, replica, headers);
   }
   return plan;
 }

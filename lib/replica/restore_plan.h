@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,9 @@ namespace walship {
 struct RestoreTarget {
   std::optional<uint64_t> txid;
   std::optional<uint64_t> time_ms;
+  // The latest point only: when no path reaches the replica's newest TXID,
+  // plan the newest reachable one instead of failing (--allow-older).
+  bool allow_older = false;
 };
 
 struct RestorePlan {
@@ -24,6 +28,7 @@ struct RestorePlan {
   std::vector<DeltaEntry> deltas;  // in apply order, max_txid filled in
   uint64_t txid = 0;               // the TXID the restore reaches
   uint64_t commit_time_ms = 0;     // commit time of that TXID
+  uint64_t newest_txid = 0;        // the latest target: the replica's newest (> txid with allow_older)
 };
 
 // The fewest deltas (highest levels first) that chain from `from_txid` towards
@@ -37,10 +42,28 @@ struct DeltaChain {
 DeltaChain chain_deltas(const ReplicaListing& listing, uint64_t from_txid, uint64_t target_txid,
                         std::optional<uint64_t> target_time_ms, HeaderCache& headers);
 
-// Throws Failure naming the target when no kept restore point matches it.
+// The latest restore point is not reachable: every path to the replica's
+// newest TXID needs a missing or broken object.
+class UnreachableNewestError : public Failure {
+ public:
+  using Failure::Failure;
+};
+
+// The newest TXID the replica's objects claim: newest_txid of those not in
+// `excluded`, and for the excluded (bad) ones the TXID their keys name (an
+// L0 delta's first, since its header is what is bad).
+uint64_t claimed_newest_txid(const ReplicaListing& listing, const std::set<std::string>& excluded,
+                             HeaderCache& headers);
+
+// Plans over `listing` without the `excluded` (bad) objects. Throws Failure
+// naming the target when no kept restore point matches it. For the latest
+// point, when the newest snapshot's chain falls short of the replica's newest
+// TXID (claimed_newest_txid), older snapshots are tried; when none reaches
+// it, throws UnreachableNewestError naming both TXIDs and the broken or
+// missing objects, unless target.allow_older (then the newest reachable).
 // `replica` is the (redacted) URL for messages.
 RestorePlan plan_restore(const ReplicaListing& listing, const RestoreTarget& target, HeaderCache& headers,
-                         const std::string& replica);
+                         const std::string& replica, const std::set<std::string>& excluded = {});
 
 // The chain plan_restore would take toward `target_txid`, as far as it
 // reaches (plan.txid <= target_txid), without the errors: for verify, which

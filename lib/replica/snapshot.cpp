@@ -10,6 +10,8 @@
 #include "lib/format/keys.h"
 #include "lib/format/replica_file.h"
 #include "lib/replica/db_file.h"
+#include "lib/replica/lease.h"
+#include "lib/replica/local_state.h"
 #include "lib/replica/replica_listing.h"
 #include "lib/sqlite/sqlite.h"
 #include "lib/util/fs.h"
@@ -35,14 +37,45 @@ UniqueFd open_spool(const std::string& dir) {
   }
 }
 
+// The identity the snapshot's lease records carry. A database this node's
+// replicate ships to the replica carries on that replicate's writer id (its
+// lineage), so the next replicate does not take the snapshot for another
+// node's writes and itself for a node that came back stale.
+LeaseIdentity snapshot_identity(const std::optional<ShippedState>& local) {
+  LeaseIdentity me = this_process();
+  if (local && !local->writer.empty()) me.writer = local->writer;
+  return me;
+}
+
 }  // namespace
 
 SnapshotResult run_snapshot(const SnapshotOptions& options, Storage& storage) {
   check_db_file(options.db_path);
+  // Like replicate, a snapshot writes only under the replica's lease: never
+  // beside a running replicate (whose chain it would break), and after a
+  // writer that vanished only above a fence.
+  const std::optional<ShippedState> local =
+      LocalStateStore(local_state_dir(options.db_path), storage.url()).load();
+  Lease lease(storage, options.lease_ttl_ms, false, {}, {}, snapshot_identity(local));
+  const Lease::Taken taken = lease.acquire(false,
+                                           "A running replicate writes snapshots itself (snapshot-interval): "
+                                           "run walship snapshot only on a replica "
+                                           "no replicate ships to");
+  const std::string previous_writer = taken.previous ? taken.previous->holder.writer : "";
+  bool new_fence = taken.fence;
   for (int attempt = 1;; ++attempt) {
     const ReplicaListing listing = list_replica(storage);
     HeaderCache headers(storage);
-    const uint64_t txid = newest_txid(listing, headers) + 1;
+    const uint64_t newest = listing.empty() ? 0 : newest_txid(listing, headers);
+    if (const auto shipped = behind_replica(local, newest, previous_writer))
+      throw behind_error(options.db_path, storage.url(), *shipped, newest);
+    const std::optional<uint64_t> fence =
+        first_txid_fence(listing.fences, newest, new_fence, lease.generation());
+    if (fence && new_fence) {
+      write_fence(storage, {newest, *fence});
+      new_fence = false;
+    }
+    const uint64_t txid = fence ? *fence : newest + 1;
     sqlite::Database db(options.db_path, SQLITE_OPEN_READONLY);
     db.set_busy_timeout(k_busy_timeout_ms);
     // The first read starts the read transaction: every page comes from this
@@ -68,10 +101,10 @@ SnapshotResult run_snapshot(const SnapshotOptions& options, Storage& storage) {
             {{"db", options.db_path},
              {"replica", storage.url()},
              {"txid", format::txid_hex(txid)},
-             {"pages", std::to_string(result.db_pages)},
-             {"bytes", std::to_string(result.object_bytes)}});
+             {"pages", result.db_pages},
+             {"bytes", result.object_bytes}});
       }
-      return result;
+      return result;  // ~Lease releases the lease
     }
     if (attempt == k_txid_race_attempts) {
       throw Failure("another process keeps writing snapshots to '" + storage.url() + "' (TXID " +
@@ -102,14 +135,15 @@ void for_each_db_page(sqlite::Database& db, uint32_t page_size,
 }
 
 SpooledSnapshot spool_snapshot(sqlite::Database& db, uint64_t txid, int zstd_level, bool progress_bar,
-                               const std::string& spool_dir, std::vector<uint64_t>* page_hashes) {
+                               const std::string& spool_dir, std::vector<uint64_t>* page_hashes,
+                               std::optional<uint64_t> commit_time_ms) {
   SpooledSnapshot spool;
   spool.header.kind = format::FileKind::snapshot;
   spool.header.page_size = static_cast<uint32_t>(db.query_int("PRAGMA main.page_size"));
   spool.header.db_pages = static_cast<uint32_t>(db.query_int("PRAGMA main.page_count"));
   spool.header.min_txid = txid;
   spool.header.max_txid = txid;
-  spool.header.commit_time_ms = now_ms();
+  spool.header.commit_time_ms = commit_time_ms.value_or(now_ms());
   if (page_hashes) page_hashes->assign(spool.header.db_pages, 0);
 
   spool.fd = open_spool(spool_dir);

@@ -4,13 +4,15 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
-#include "backends/storage.h"
+#include "lib/config/option_defs.h"
 #include "lib/format/replica_file.h"
 #include "lib/sqlite/sqlite.h"
+#include "lib/storage/storage.h"
 #include "lib/util/fs.h"
 
 namespace walship {
@@ -19,6 +21,7 @@ struct SnapshotOptions {
   std::string db_path;
   int zstd_level = 3;
   bool quiet = false;  // no progress bar
+  int64_t lease_ttl_ms = k_default_lease_ttl_ms;
 };
 
 struct SnapshotResult {
@@ -55,8 +58,10 @@ struct SpooledSnapshot {
 // Spools a snapshot of the state `db`'s open read transaction sees (the
 // caller began it) as TXID `txid`. The spool lives in `spool_dir`. If
 // `page_hashes` is not null it receives every page's hash (index pgno - 1,
-// 0 for the lock page), which is what replicate keeps.
+// 0 for the lock page), which is what replicate keeps. `commit_time_ms`:
+// the snapshot's time (the clock of a caller that injects one), else now.
 SpooledSnapshot spool_snapshot(sqlite::Database& db, uint64_t txid, int zstd_level, bool progress,
-                               const std::string& spool_dir, std::vector<uint64_t>* page_hashes);
+                               const std::string& spool_dir, std::vector<uint64_t>* page_hashes,
+                               std::optional<uint64_t> commit_time_ms = std::nullopt);
 
 }  // namespace walship

@@ -2,6 +2,8 @@
 
 #include <vector>
 
+#include "lib/replica/process_metrics.h"
+
 namespace walship {
 
 ReplicateMonitor& StatusBoard::add_replicate(const std::string& db_path) {
@@ -21,6 +23,7 @@ void StatusBoard::set_ready() {
 
 std::string StatusBoard::metrics(uint64_t now_ms) const {
   PrometheusText out;
+  add_process_metrics(out, read_process_stats(), WALSHIP_VERSION);
   std::lock_guard lock(m_mutex);
   for (const ReplicateMonitor& m : m_replicate) add_replicate_metrics(out, m.snapshot(), now_ms);
   for (const FollowMonitor& m : m_follow) add_follow_metrics(out, m.snapshot(), now_ms);

@@ -1,6 +1,7 @@
 // Every database one process replicates or follows, for its HTTP listener
 // (`replicate --http`, `serve-replica --http`): /metrics is the Prometheus
-// text of all of them, /healthz one JSON body with an entry each.
+// text of all of them (and the process_* samples), /healthz and /readyz one
+// JSON body with an entry each.
 // Thread-safe: databases are added while the listener serves (a directory's
 // new databases), and each monitor is updated by its own thread.
 #pragma once

@@ -42,6 +42,7 @@ std::string render_health(const std::vector<DatabaseHealth>& databases, bool& he
                     {"lag_transactions", d.lag_transactions},
                     {"last_error", d.last_error.empty() ? nlohmann::json() : nlohmann::json(d.last_error)},
                     {"replicas", replicas}});
+    if (!d.warnings.empty()) list.back()["warnings"] = d.warnings;
   }
   const nlohmann::json body = {{"status", healthy ? "ok" : "unhealthy"}, {"databases", list}};
   return body.dump() + "\n";

@@ -28,13 +28,14 @@ inline constexpr const char* k_help_checkpoints = "Checkpoints of the database's
 struct DatabaseHealth {
   std::string db;
   std::string role;    // "replicate" or "serve-replica"
-  std::string status;  // "ok", "starting", "lagging" or "failing"
+  std::string status;  // "ok", "starting", "lagging", "failing" or (replicate) "fenced"
   uint64_t txid = 0;   // replicate: the lowest TXID its replicas have; follower: the TXID it is at
   double lag_seconds = 0;
   uint64_t lag_transactions = 0;
   std::string last_error;  // empty: none
   // replicate: (replica URL, newest TXID shipped there); serve-replica: the replica and its newest TXID.
   std::vector<std::pair<std::string, uint64_t>> replicas;
+  std::vector<std::string> warnings;  // what an operator should know though it is not a failure
 
   bool healthy() const { return status == "ok"; }
 };

@@ -3,12 +3,9 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstdlib>
 #include <map>
-#include <mutex>
 #include <nlohmann/json.hpp>
-#include <thread>
 
 #include "lib/format/checksum.h"
 #include "lib/format/keys.h"
@@ -21,6 +18,7 @@
 #include "lib/replica/snapshot.h"
 #include "lib/sqlite/sqlite.h"
 #include "lib/util/fs.h"
+#include "lib/util/parallel.h"
 #include "lib/util/progress.h"
 #include "lib/util/time.h"
 
@@ -122,6 +120,26 @@ uint64_t live_checksum(const std::string& path) {
   return sum.value();
 }
 
+// A point with no snapshot at or before it: one problem for all such points,
+// naming the snapshot the oldest deltas start from (missing, as it is not
+// listed), not one per point.
+template <typename Blame>
+void blame_no_snapshot(const ReplicaListing& listing, Blame& blame) {
+  const uint64_t first = listing.deltas.empty() ? 0 : listing.deltas.front().min_txid - 1;
+  const std::string oldest = listing.snapshots.empty()
+                                 ? "there is no snapshot"
+                                 : "the oldest is " + format::txid_hex(listing.snapshots.front().txid);
+  if (first == 0) {
+    blame("snapshots/ (none)", "no snapshot to restore from: " + oldest);
+    return;
+  }
+  blame(format::snapshot_key(first) + " (missing)",
+        "snapshot " + format::txid_hex(first) +
+            " is missing: the oldest deltas start from it, so no point before the "
+            "oldest kept snapshot restores (" +
+            oldest + ")");
+}
+
 }  // namespace
 
 size_t VerifyReport::broken_points() const {
@@ -156,28 +174,10 @@ VerifyReport run_verify(const VerifyOptions& options, Storage& storage) {
   {
     std::vector<ObjectCheck> results(items.size());
     Progress progress("verify", report.bytes, !options.quiet);
-    std::atomic<size_t> next{0};
-    std::exception_ptr error;
-    std::mutex mutex;
-    auto worker = [&] {
-      for (size_t i = next++; i < items.size(); i = next++) {
-        try {
-          results[i] = check_object(storage, items[i].key, items[i].size, items[i].info);
-          progress.add(items[i].size);
-        } catch (...) {
-          std::lock_guard<std::mutex> lock(mutex);
-          if (!error) error = std::current_exception();
-          next = items.size();
-        }
-      }
-    };
-    std::vector<std::thread> pool;
-    const int threads =
-        std::clamp(options.parallelism, 1, static_cast<int>(std::max<size_t>(items.size(), 1)));
-    for (int i = 1; i < threads; ++i) pool.emplace_back(worker);
-    worker();
-    for (std::thread& t : pool) t.join();
-    if (error) std::rethrow_exception(error);
+    parallel_for(items.size(), options.parallelism, [&](size_t i) {
+      results[i] = check_object(storage, items[i].key, items[i].size, items[i].info);
+      progress.add(items[i].size);
+    });
     progress.finish();
     for (size_t i = 0; i < items.size(); ++i) checks.emplace(items[i].key, std::move(results[i]));
   }
@@ -231,8 +231,7 @@ VerifyReport run_verify(const VerifyOptions& options, Storage& storage) {
       refused.clear();
       const std::optional<RestorePlan> plan = plan_partial(listing, txid, headers);
       if (!plan) {
-        blame("snapshots/ (none at or before " + format::txid_hex(txid) + ")",
-              "no snapshot at or before TXID " + format::txid_hex(txid) + " to restore from");
+        blame_no_snapshot(listing, blame);
       } else if (plan->txid != txid) {
         // The chain stops short: the next link is missing (or cannot land
         // exactly on this point).

@@ -20,17 +20,18 @@
 #include <string>
 #include <vector>
 
-#include "backends/storage.h"
+#include "lib/config/option_defs.h"
+#include "lib/storage/storage.h"
 
 namespace walship {
 
 struct VerifyOptions {
-  std::optional<uint64_t> point;  // only this restore point; nullopt: all of them
-  bool full = false;              // restore each point and run integrity_check
-  std::string db_path;            // compare this live database with the newest point
-  std::string temp_dir;           // for --full; empty: $TMPDIR or /tmp
-  int parallelism = 4;            // objects read at once
-  bool quiet = false;             // no progress bar
+  std::optional<uint64_t> point;            // only this restore point; nullopt: all of them
+  bool full = false;                        // restore each point and run integrity_check
+  std::string db_path;                      // compare this live database with the newest point
+  std::string temp_dir;                     // for --full; empty: $TMPDIR or /tmp
+  int parallelism = k_default_parallelism;  // objects read at once
+  bool quiet = false;                       // no progress bar
 };
 
 struct VerifyPoint {

@@ -14,6 +14,7 @@ namespace walship {
 
 size_t MemorySource::read(std::span<std::byte> out) {
   const size_t n = std::min(out.size(), m_data.size() - m_pos);
+  if (n == 0) return 0;  // an empty source has no data pointer to copy from
   std::memcpy(out.data(), m_data.data() + m_pos, n);
   m_pos += n;
   return n;
@@ -66,6 +67,13 @@ void FdSink::write(std::span<const std::byte> data) {
     if (n < 0) throw Failure(errno_message("unable to write '" + m_path + "'", errno));
     data = data.subspan(static_cast<size_t>(n));
   }
+}
+
+void LimitSink::write(std::span<const std::byte> data) {
+  if (m_limit) data = data.first(static_cast<size_t>(std::min<uint64_t>(data.size(), *m_limit - m_written)));
+  if (data.empty()) return;
+  m_out.write(data);
+  m_written += data.size();
 }
 
 }  // namespace walship

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <utility>
@@ -94,6 +95,20 @@ class FdSink : public ByteSink {
  private:
   int m_fd;
   std::string m_path;
+};
+
+// Passes at most `limit` bytes on to `out` (all of them without a limit) and
+// drops the rest: a server that sent more than the range asked for must not
+// corrupt what the caller assembles.
+class LimitSink : public ByteSink {
+ public:
+  LimitSink(ByteSink& out, std::optional<uint64_t> limit) : m_out(out), m_limit(limit) {}
+  void write(std::span<const std::byte> data) override;
+
+ private:
+  ByteSink& m_out;
+  std::optional<uint64_t> m_limit;
+  uint64_t m_written = 0;
 };
 
 inline std::span<const std::byte> as_bytes(const std::string& s) {

@@ -12,6 +12,7 @@ enum class ExitCode : int {
   failure = 1,
   usage = 2,
   verify_problem = 3,
+  fenced = 4,
 };
 
 class Error : public std::runtime_error {
@@ -44,6 +45,13 @@ class StorageError : public Failure {
 
  private:
   bool m_transient;
+};
+
+// The replica belongs to another writer, this writer lost it, or the local
+// database holds writes the replica never got (DESIGN.md, "Fencing"): exit 4.
+class FencedError : public Error {
+ public:
+  explicit FencedError(const std::string& message) : Error(ExitCode::fenced, message) {}
 };
 
 // "<what>: <strerror(errno)>", for messages about a failed system call.

@@ -4,14 +4,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <array>
-#include <atomic>
 #include <cerrno>
-#include <csignal>
 #include <cstring>
 #include <random>
 
 #include "lib/util/error.h"
+#include "lib/util/signals.h"
 
 namespace walship {
 
@@ -82,46 +80,6 @@ size_t pread_full(int fd, std::span<std::byte> data, uint64_t offset, const std:
 
 namespace {
 
-// Paths the signal handler unlinks. Fixed storage: a handler may not allocate.
-constexpr int k_cleanup_slots = 64;
-constexpr size_t k_cleanup_path_max = 4096;
-std::array<std::atomic<bool>, k_cleanup_slots> g_slot_used{};
-std::array<std::array<char, k_cleanup_path_max>, k_cleanup_slots> g_slot_path{};
-
-int register_cleanup(const std::string& path) {
-  if (path.size() >= k_cleanup_path_max) return -1;
-  for (int i = 0; i < k_cleanup_slots; ++i) {
-    bool expected = false;
-    if (g_slot_used[i].compare_exchange_strong(expected, true)) {
-      std::memcpy(g_slot_path[i].data(), path.c_str(), path.size() + 1);
-      return i;
-    }
-  }
-  return -1;
-}
-
-void unregister_cleanup(int slot) {
-  if (slot >= 0) g_slot_used[slot] = false;
-}
-
-std::atomic<void (*)(int)> g_when_none{nullptr};
-
-extern "C" void cleanup_and_die(int sig) {
-  bool any = false;
-  for (int i = 0; i < k_cleanup_slots; ++i) {
-    if (g_slot_used[i].load()) {
-      ::unlink(g_slot_path[i].data());
-      any = true;
-    }
-  }
-  if (void (*when_none)(int) = g_when_none.load(); !any && when_none) {
-    when_none(sig);
-    return;
-  }
-  std::signal(sig, SIG_DFL);
-  ::raise(sig);
-}
-
 std::string random_suffix() {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   static const char k_chars[] = "abcdefghijklmnopqrstuvwxyz0123456789";
@@ -137,11 +95,11 @@ TempFile::TempFile(const std::string& final_path) : m_final_path(final_path) {
   for (int attempt = 0; attempt < 100; ++attempt) {
     m_path = dir + "/." + base_name(final_path) + ".walship-tmp-" + random_suffix();
     // Register before creating so a signal in between cannot leak the file.
-    m_cleanup_slot = register_cleanup(m_path);
+    m_cleanup_slot = register_temp_file(m_path);
     m_fd.reset(::open(m_path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
     if (m_fd) return;
     const int err = errno;
-    unregister_cleanup(m_cleanup_slot);
+    unregister_temp_file(m_cleanup_slot);
     m_cleanup_slot = -1;
     if (err != EEXIST) throw Failure(errno_message("unable to create a temp file in '" + dir + "'", err));
   }
@@ -151,7 +109,7 @@ TempFile::TempFile(const std::string& final_path) : m_final_path(final_path) {
 TempFile::~TempFile() {
   m_fd.reset();
   if (!m_committed) ::unlink(m_path.c_str());
-  unregister_cleanup(m_cleanup_slot);
+  unregister_temp_file(m_cleanup_slot);
 }
 
 void TempFile::close() {
@@ -161,21 +119,22 @@ void TempFile::close() {
 
 void TempFile::commit() {
   close();
-  // A stop signal waits until the rename and the cleanup slot agree, so its
-  // handler sees either the temp file or the committed one, never a mix.
-  sigset_t stops;
-  sigset_t saved;
-  sigemptyset(&stops);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&stops, sig);
-  ::pthread_sigmask(SIG_BLOCK, &stops, &saved);
-  const int renamed = ::rename(m_path.c_str(), m_final_path.c_str());
-  const int rename_errno = errno;
-  if (renamed == 0) {
-    m_committed = true;
-    unregister_cleanup(m_cleanup_slot);
-    m_cleanup_slot = -1;
+  // A stop signal on this thread waits until the rename and the cleanup slot
+  // agree, so the handler sees either the temp file or the committed one,
+  // never a mix (one handled on another thread meanwhile finds no temp file
+  // to remove once the rename is done: signals.cpp).
+  int renamed;
+  int rename_errno;
+  {
+    const StopSignalsBlocked blocked;
+    renamed = ::rename(m_path.c_str(), m_final_path.c_str());
+    rename_errno = errno;
+    if (renamed == 0) {
+      m_committed = true;
+      unregister_temp_file(m_cleanup_slot);
+      m_cleanup_slot = -1;
+    }
   }
-  ::pthread_sigmask(SIG_SETMASK, &saved, nullptr);
   if (renamed != 0) {
     throw Failure(errno_message("unable to rename '" + m_path + "' to '" + m_final_path + "'", rename_errno));
   }
@@ -196,14 +155,6 @@ UniqueFd anonymous_file(const std::string& dir) {
     if (errno != EEXIST) break;
   }
   throw Failure(errno_message("unable to create a temp file in '" + dir + "'", errno));
-}
-
-void install_cleanup_signal_handlers(void (*when_none)(int)) {
-  g_when_none.store(when_none);
-  struct sigaction sa {};
-  sa.sa_handler = cleanup_and_die;
-  sigemptyset(&sa.sa_mask);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(sig, &sa, nullptr);
 }
 
 }  // namespace walship

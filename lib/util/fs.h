@@ -41,8 +41,8 @@ void pwrite_all(int fd, std::span<const std::byte> data, uint64_t offset, const 
 size_t pread_full(int fd, std::span<std::byte> data, uint64_t offset, const std::string& path);
 
 // A named temp file ".<base>.walship-tmp-XXXXXX" beside `final_path`. It is
-// removed by the destructor, and by SIGINT/SIGTERM/SIGHUP through
-// install_cleanup_signal_handlers(), unless commit() renamed it into place.
+// removed by the destructor, and by a stop signal of a command that asked
+// for that (lib/util/signals.h), unless commit() renamed it into place.
 class TempFile {
  public:
   explicit TempFile(const std::string& final_path);
@@ -68,11 +68,5 @@ class TempFile {
 // An anonymous file (O_TMPFILE, or created and unlinked at once) in `dir`:
 // nothing is left on disk whatever happens to the process.
 UniqueFd anonymous_file(const std::string& dir);
-
-// On SIGINT/SIGTERM/SIGHUP, unlink every live TempFile, then die of the signal.
-// With `when_none`, a signal that finds no live TempFile calls it instead (a
-// command that restores, then keeps running, stops gracefully after the
-// rename). Commands that keep running on signals install their own handling.
-void install_cleanup_signal_handlers(void (*when_none)(int) = nullptr);
 
 }  // namespace walship

@@ -71,6 +71,11 @@ void PrometheusText::gauge_seconds(std::string_view name, std::string_view help,
   sample(family(name, "gauge", help), "", labels, seconds_text(value));
 }
 
+void PrometheusText::counter_seconds(std::string_view name, std::string_view help, const MetricLabels& labels,
+                                     double value) {
+  sample(family(name, "counter", help), "", labels, seconds_text(value));
+}
+
 void PrometheusText::histogram(std::string_view name, std::string_view help, const MetricLabels& labels,
                                std::span<const double> bounds, std::span<const uint64_t> counts, double sum) {
   Family& f = family(name, "histogram", help);

@@ -20,6 +20,9 @@ class PrometheusText {
   void gauge(std::string_view name, std::string_view help, const MetricLabels& labels, uint64_t value);
   // Seconds, with millisecond precision ("1.250").
   void gauge_seconds(std::string_view name, std::string_view help, const MetricLabels& labels, double value);
+  // A counter of seconds (process_cpu_seconds_total), millisecond precision.
+  void counter_seconds(std::string_view name, std::string_view help, const MetricLabels& labels,
+                       double value);
   // A histogram: `counts[i]` observations at most `bounds[i]` (cumulative is
   // computed here), `counts.back()` past the last bound (+Inf), and their sum.
   void histogram(std::string_view name, std::string_view help, const MetricLabels& labels,

@@ -19,6 +19,21 @@ uint32_t load_le32(const std::byte* p) {
 
 }  // namespace
 
+WalPosition WalPosition::start_of(const WalHeader& header) {
+  WalPosition position;
+  position.salt1 = header.salt1;
+  position.salt2 = header.salt2;
+  position.checkpoint_seq = header.checkpoint_seq;
+  position.page_size = header.page_size;
+  position.offset = k_wal_header_size;
+  position.checksum = header.checksum;
+  return position;
+}
+
+uint64_t WalPosition::frame_index() const {
+  return (offset - k_wal_header_size) / (k_frame_header_size + page_size);
+}
+
 Checksum wal_checksum(std::span<const std::byte> data, bool big_endian, Checksum seed) {
   uint32_t s0 = seed.s0;
   uint32_t s1 = seed.s1;

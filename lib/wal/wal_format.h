@@ -44,6 +44,28 @@ struct FrameHeader {
   Checksum checksum;
 };
 
+// Where reading a WAL stands: just after a commit frame (or the header).
+struct WalPosition {
+  uint32_t salt1 = 0;
+  uint32_t salt2 = 0;
+  uint32_t checkpoint_seq = 0;
+  uint32_t page_size = 0;
+  uint64_t offset = 0;  // bytes; k_wal_header_size when no frame was read
+  Checksum checksum;    // the running checksum at `offset`
+  bool operator==(const WalPosition&) const = default;
+
+  // The position of a WAL with no frames read yet.
+  static WalPosition start_of(const WalHeader& header);
+  bool same_generation(const WalHeader& header) const {
+    return header.salt1 == salt1 && header.salt2 == salt2 && header.page_size == page_size;
+  }
+  bool same_generation(const WalPosition& other) const {
+    return other.salt1 == salt1 && other.salt2 == salt2 && other.page_size == page_size;
+  }
+  // Frames before `offset`.
+  uint64_t frame_index() const;
+};
+
 // SQLite's WAL checksum over `data` (a multiple of 8 bytes) seeded with `seed`.
 Checksum wal_checksum(std::span<const std::byte> data, bool big_endian, Checksum seed);
 

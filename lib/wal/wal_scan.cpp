@@ -1,11 +1,9 @@
 #include "lib/wal/wal_scan.h"
 
 #include <algorithm>
-#include <cstring>
-#include <thread>
+#include <array>
 #include <unordered_map>
 
-#include "lib/util/endian.h"
 #include "lib/util/fs.h"
 
 namespace walship::wal {
@@ -13,25 +11,8 @@ namespace walship::wal {
 namespace {
 
 constexpr size_t k_scan_chunk = size_t{1} << 20;
-constexpr size_t k_index_header_size = 48;
-constexpr int k_index_read_attempts = 5;
 
 }  // namespace
-
-WalPosition WalPosition::start_of(const WalHeader& header) {
-  WalPosition position;
-  position.salt1 = header.salt1;
-  position.salt2 = header.salt2;
-  position.checkpoint_seq = header.checkpoint_seq;
-  position.page_size = header.page_size;
-  position.offset = k_wal_header_size;
-  position.checksum = header.checksum;
-  return position;
-}
-
-uint64_t WalPosition::frame_index() const {
-  return (offset - k_wal_header_size) / (k_frame_header_size + page_size);
-}
 
 std::optional<WalHeader> read_wal_header(int fd, const std::string& path) {
   std::array<std::byte, k_wal_header_size> bytes{};
@@ -90,29 +71,20 @@ CommittedFrames scan_wal(int fd, const std::string& path, const WalHeader& heade
   return result;
 }
 
-std::optional<WalIndexHeader> read_wal_index_header(int fd, const std::string& path) {
-  std::array<std::byte, 2 * k_index_header_size> bytes{};
-  for (int attempt = 0; attempt < k_index_read_attempts; ++attempt) {
-    if (attempt > 0) std::this_thread::yield();
-    if (pread_full(fd, bytes, 0, path) != bytes.size()) return std::nullopt;
-    if (std::memcmp(bytes.data(), bytes.data() + k_index_header_size, k_index_header_size) != 0) continue;
-    // Layout (native byte order): iVersion 4, unused 4, iChange 4, isInit 1,
-    // bigEndCksum 1, szPage 2, mxFrame 4, nPage 4, aFrameCksum 8, aSalt 8, aCksum 8.
-    if (bytes[12] != std::byte{1}) return std::nullopt;
-    WalIndexHeader index;
-    std::memcpy(&index.max_frame, bytes.data() + 16, 4);
-    std::memcpy(&index.change, bytes.data() + 8, 4);
-    std::memcpy(index.salt.data(), bytes.data() + 32, 8);
-    return index;
+bool wal_holds(int fd, const std::string& path, const WalPosition& position) {
+  if (position.offset == 0) return false;
+  const std::optional<WalHeader> header = read_wal_header(fd, path);
+  if (!header || !position.same_generation(*header)) return false;
+  if (position.offset == k_wal_header_size) return header->checksum == position.checksum;
+  const uint64_t frame_size = k_frame_header_size + position.page_size;
+  std::array<std::byte, k_frame_header_size> bytes{};
+  if (position.offset < k_wal_header_size + frame_size ||
+      pread_full(fd, bytes, position.offset - frame_size, path) != bytes.size()) {
+    return false;
   }
-  return std::nullopt;
-}
-
-bool wal_index_matches(const WalIndexHeader& index, const WalHeader& header) {
-  std::array<std::byte, 8> salt{};
-  put_be32(salt.data(), header.salt1);
-  put_be32(salt.data() + 4, header.salt2);
-  return salt == index.salt;
+  const FrameHeader frame = parse_frame_header(bytes);
+  return frame.salt1 == position.salt1 && frame.salt2 == position.salt2 && frame.commit_db_pages != 0 &&
+         frame.checksum == position.checksum;
 }
 
 }  // namespace walship::wal

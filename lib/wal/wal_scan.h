@@ -3,7 +3,6 @@
 // commit frame SQLite itself counts as committed (the wal-index's mxFrame).
 #pragma once
 
-#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -12,27 +11,9 @@
 #include <vector>
 
 #include "lib/wal/wal_format.h"
+#include "lib/wal/wal_index.h"
 
 namespace walship::wal {
-
-// Where reading a WAL stands: just after a commit frame (or the header).
-struct WalPosition {
-  uint32_t salt1 = 0;
-  uint32_t salt2 = 0;
-  uint32_t checkpoint_seq = 0;
-  uint32_t page_size = 0;
-  uint64_t offset = 0;  // bytes; k_wal_header_size when no frame was read
-  Checksum checksum;    // the running checksum at `offset`
-  bool operator==(const WalPosition&) const = default;
-
-  // The position of a WAL with no frames read yet.
-  static WalPosition start_of(const WalHeader& header);
-  bool same_generation(const WalHeader& header) const {
-    return header.salt1 == salt1 && header.salt2 == salt2 && header.page_size == page_size;
-  }
-  // Frames before `offset`.
-  uint64_t frame_index() const;
-};
 
 // The whole transactions found after a position.
 struct CommittedFrames {
@@ -57,20 +38,10 @@ std::optional<WalHeader> read_wal_header(int fd, const std::string& path);
 CommittedFrames scan_wal(int fd, const std::string& path, const WalHeader& header, const WalPosition& from,
                          uint64_t max_frame);
 
-// The part of SQLite's wal-index header (the start of the -shm file,
-// https://www.sqlite.org/walformat.html) that says what is committed.
-struct WalIndexHeader {
-  uint32_t max_frame = 0;
-  uint32_t change = 0;  // iChange: SQLite adds one per commit (wraps; 0 again when the index is rebuilt)
-  std::array<std::byte, 8> salt{};  // the WAL header's salt bytes, as stored there
-};
-
-// Reads the wal-index header from the -shm file open at `fd`: two copies that
-// must agree (a writer updates them one after the other). nullopt if they do
-// not after a few tries or the index is not initialised.
-std::optional<WalIndexHeader> read_wal_index_header(int fd, const std::string& path);
-
-// True if the wal-index salts are those of `header`.
-bool wal_index_matches(const WalIndexHeader& index, const WalHeader& header);
+// True if the WAL open at `fd` still holds `position`: the same generation,
+// and the frame ending there is a commit frame with the checksum recorded
+// when it was read (so SQLite did not restart the WAL and write it again).
+// False for a position of no WAL (offset 0).
+bool wal_holds(int fd, const std::string& path, const WalPosition& position);
 
 }  // namespace walship::wal

@@ -3,19 +3,20 @@ _walship() {
   local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]} command='' i
   for ((i = 1; i < COMP_CWORD; i++)); do
     case ${COMP_WORDS[i]} in
-      snapshot|replicate|restore|ls|verify|prune|serve-replica|version) command=${COMP_WORDS[i]}; break ;;
+      snapshot|replicate|restore|ls|verify|prune|serve-replica|status|version) command=${COMP_WORDS[i]}; break ;;
     esac
   done
   local options values
   case $command in
-    '') options='-h --help --version -v --verbose -q --quiet --log-level --log-format'; values='--log-level --log-format' ;;
-    snapshot) options='-h --help --zstd-level'; values='--zstd-level' ;;
-    replicate) options='-h --help -c --config --dir --sync-interval --snapshot-interval --checkpoint-pages --truncate-pages --enable-wal --no-compaction --retention-interval --no-retention --keep-within --keep-minutely --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-last --exec --wait --workers --http --max-lag'; values='-c --config --dir --sync-interval --snapshot-interval --checkpoint-pages --truncate-pages --retention-interval --keep-within --keep-minutely --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-last --exec --workers --http --max-lag' ;;
-    restore) options='-h --help -o --output --txid --timestamp --if-replica-exists --if-db-not-exists -f --force --verify --parallelism'; values='-o --output --txid --timestamp --parallelism' ;;
-    ls) options='-h --help --json'; values='' ;;
-    verify) options='-h --help --db --point --full --temp-dir --parallelism --json'; values='--db --point --temp-dir --parallelism' ;;
-    prune) options='-h --help --keep-within --keep-minutely --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-last -n --dry-run'; values='--keep-within --keep-minutely --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-last' ;;
-    serve-replica) options='-h --help -c --config --poll-interval --list-interval --checkpoint-pages --parallelism --http --max-lag'; values='-c --config --poll-interval --list-interval --checkpoint-pages --parallelism --http --max-lag' ;;
+    '') options='-h --help --version -v --verbose -q --quiet --log-level --log-format --log-timestamps'; values='--log-level --log-format --log-timestamps' ;;
+    snapshot) options='-h --help -c --config --replica --zstd-level'; values='-c --config --replica --zstd-level' ;;
+    replicate) options='-h --help -c --config --dir --sync-interval --snapshot-interval --checkpoint-pages --truncate-pages --enable-wal --no-compaction --retention-interval --no-retention --lease-ttl --keep-within --keep-minutely --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-last --exec --wait --workers --take-over --shutdown-timeout --http --max-lag'; values='-c --config --dir --exec --http --max-lag' ;;
+    restore) options='-h --help -o --output -c --config --replica --txid --timestamp --allow-older -n --dry-run --if-replica-exists --if-db-not-exists -f --force --fast-forward --verify --parallelism'; values='-o --output -c --config --replica --txid --timestamp --parallelism' ;;
+    ls) options='-h --help -c --config --replica --last --since --until --json'; values='-c --config --replica --last --since --until' ;;
+    verify) options='-h --help -c --config --replica --db --point --full --temp-dir --parallelism --json'; values='-c --config --replica --db --point --temp-dir --parallelism' ;;
+    prune) options='-h --help -c --config --replica --keep-within --keep-minutely --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-last -n --dry-run'; values='-c --config --replica' ;;
+    serve-replica) options='-h --help -c --config --checkpoint-pages --poll-interval --list-interval --parallelism --http --max-lag'; values='-c --config --http --max-lag' ;;
+    status) options='-h --help -c --config --replica --max-lag --json'; values='-c --config --replica --max-lag' ;;
     version) options='-h --help'; values='' ;;
   esac
   case " $values " in
@@ -24,7 +25,7 @@ _walship() {
   if [[ $cur == -* ]]; then
     COMPREPLY=($(compgen -W "$options" -- "$cur"))
   elif [[ -z $command ]]; then
-    COMPREPLY=($(compgen -W 'snapshot replicate restore ls verify prune serve-replica version' -- "$cur"))
+    COMPREPLY=($(compgen -W 'snapshot replicate restore ls verify prune serve-replica status version' -- "$cur"))
   else
     COMPREPLY=($(compgen -f -- "$cur"))
   fi

@@ -13,6 +13,21 @@
 # Replace the app task, the bucket and the image tags with your own; the
 # credentials come from Nomad variables (nomad var put nomad/jobs/app
 # AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=...).
+#
+# Needs Nomad 1.4 or later: Nomad variables (nomadVar) and checks on
+# Nomad-native services (provider = "nomad") arrived in 1.4.
+#
+# The 30 s notice: when the node is drained or preempted, Nomad stops the
+# app task first (kill_timeout 20 s: make the app's own shutdown fit in
+# it) and the replicate sidecar after the app has exited (kill_timeout
+# 10 s), in which walship ships what the app committed (one ship, normally
+# well under a second) and exits 0. 20 s + 10 s is the 30 s a spot or
+# preemptible node is given; keep the client's max_kill_timeout at 30 s or
+# more.
+#
+# The service check asks replicate's --http listener for /healthz, which
+# answers while walship is alive; /readyz (ready once restored and within
+# --max-lag) is there for load balancers.
 job "app" {
   type = "service"
 
@@ -34,6 +49,13 @@ job "app" {
       mode     = "fail"
     }
 
+    # replicate's --http listener (/metrics, /healthz, /readyz).
+    network {
+      port "walship" {
+        to = 9090
+      }
+    }
+
     # Restore the latest point, unless there is no replica yet (first run).
     task "restore" {
       lifecycle {
@@ -43,7 +65,7 @@ job "app" {
       driver = "docker"
       config {
         image = "walship:0.1.0"
-        args  = ["restore", "--if-replica-exists", "--if-db-not-exists", "-o", "/alloc/data/app.db", "s3://backups/app"]
+        args  = ["restore", "--if-replica-exists", "--fast-forward", "-o", "/alloc/data/app.db", "s3://backups/app"]
       }
       template {
         data        = "{{ with nomadVar \"nomad/jobs/app\" }}AWS_ACCESS_KEY_ID={{ .AWS_ACCESS_KEY_ID }}\nAWS_SECRET_ACCESS_KEY={{ .AWS_SECRET_ACCESS_KEY }}{{ end }}\n"
@@ -65,6 +87,7 @@ job "app" {
         image = "myapp:latest"
         args  = ["serve", "--db", "/alloc/data/app.db"]
       }
+      kill_timeout = "20s"
       resources {
         cpu    = 500
         memory = 256
@@ -81,10 +104,22 @@ job "app" {
       driver = "docker"
       config {
         image = "walship:0.1.0"
-        args  = ["replicate", "--wait", "/alloc/data/app.db", "s3://backups/app"]
+        args  = ["replicate", "--wait", "--enable-wal", "--http", "0.0.0.0:9090", "/alloc/data/app.db", "s3://backups/app"]
+        ports = ["walship"]
       }
       kill_signal  = "SIGTERM"
-      kill_timeout = "25s"
+      kill_timeout = "10s"
+      service {
+        name     = "app-walship"
+        provider = "nomad"
+        port     = "walship"
+        check {
+          type     = "http"
+          path     = "/healthz"
+          interval = "10s"
+          timeout  = "2s"
+        }
+      }
       # Back on its feet after a crash; nothing is lost meanwhile (it resumes).
       restart {
         attempts = 30

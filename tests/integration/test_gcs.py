@@ -7,9 +7,7 @@ wrong credentials, missing bucket, permission denied, bad options) gives
 one clear line and the documented exit code."""
 import json
 import os
-import random
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -17,8 +15,8 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
-from walship_test import (WALSHIP, check_rows, checkpointed_bytes, create_db, expect_one_error_line, run_tests,  # noqa: E402
-                          skip, walship)
+from walship_test import (WALSHIP, check_rows, checkpointed_bytes, create_db, expect_one_error_line, make_db,  # noqa: E402
+                          round_trip, run_tests, skip, walship)
 
 sys.path.insert(0, HERE)
 from test_replicate import check_state, init_db, stop, wait_for, write  # noqa: E402
@@ -66,40 +64,6 @@ class GcsServer:
 def jwt_env(server, key="service-account.json"):
     return {"GOOGLE_APPLICATION_CREDENTIALS": os.path.join(server.creds, key), "STORAGE_EMULATOR_HOST": "",
             "GCE_METADATA_HOST": "127.0.0.1:1"}
-
-
-def make_db(path, rows=1500, noise=400_000):
-    """A database whose snapshot is several hundred KiB even compressed, so a
-    small resumable-threshold sends it in several chunks."""
-    create_db(path, rows=rows)
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("CREATE TABLE noise(b BLOB)")
-    db.execute("INSERT INTO noise VALUES(?)", (random.Random(7).randbytes(noise),))
-    db.close()
-
-
-def round_trip(tmp, url, env, snapshots=3):
-    """snapshot (several times), ls, ls --json, restore; returns the ls points."""
-    src = f"{tmp}/a.db"
-    make_db(src)
-    for n in range(1, snapshots + 1):
-        if n > 1:
-            db = sqlite3.connect(src, isolation_level=None)
-            db.execute("INSERT INTO noise VALUES(?)", (random.Random(n).randbytes(1000),))
-            db.close()
-        r = walship("snapshot", src, url, env=env, check=0)
-        assert f"snapshot {n:016x}" in r.out, r
-    table = walship("ls", url, env=env, check=0).out
-    assert table.count("snapshot") == snapshots, table
-    points = json.loads(walship("ls", url, "--json", env=env, check=0).out)
-    assert [p["txid"] for p in points] == [f"{n:016x}" for n in range(snapshots, 0, -1)], points
-    walship("restore", url, "-o", f"{tmp}/b.db", env=env, check=0)
-    with open(f"{tmp}/b.db", "rb") as f:
-        assert f.read() == checkpointed_bytes(src)
-    check_rows(f"{tmp}/b.db", 1500)
-    walship("restore", url, "-o", f"{tmp}/first.db", "--txid", f"{1:016x}", env=env, check=0)
-    check_rows(f"{tmp}/first.db", 1500)
-    return points
 
 
 def one_error_line(result, code, pattern):

@@ -155,26 +155,41 @@ def test_every_txid_restores_to_a_whole_transaction(tmp):
         assert n in seen, f"the state after burst ending at {n} is not a restore point: {seen}"
 
 
+def replicating_lines(tmp):
+    """How many replicate runs logged that they started replicating."""
+    with open(f"{tmp}/replicate.log") as f:
+        return f.read().count('msg="replicating"')
+
+
 def test_kill_9_of_the_replicator_loses_at_most_the_sync_interval(tmp):
     db, replica = f"{tmp}/app.db", f"{tmp}/replica"
     init_db(db)
     writer = start_writer(tmp, db, "--size", "3000")
-    rep = start_replicate(tmp, db, replica)
-    wait_for(replica_has(replica, "snapshots/*.snap"), "the initial snapshot")
-    rng = random.Random(1234)
-    last_kill = 0
-    for _ in range(20):
-        time.sleep(rng.uniform(0.3, 1.8))
+    try:
+        rep = start_replicate(tmp, db, replica)
+        wait_for(replica_has(replica, "snapshots/*.snap"), "the initial snapshot")
+        rng = random.Random(1234)
+        last_kill = 0
+        started = 0
+        for _ in range(20):
+            time.sleep(rng.uniform(0.3, 1.8))
+            rep.kill()
+            rep.wait()
+            last_kill = time.monotonic_ns()
+            time.sleep(rng.uniform(0.0, 0.3))
+            started = replicating_lines(tmp)
+            rep = start_replicate(tmp, db, replica)
+        # The bound is the steady state's: the last replicate first catches up
+        # with what the app wrote while none ran (a rehash when the app's
+        # checkpoint restarted the WAL meanwhile, which takes long on a slow or
+        # loaded machine), then it is killed 2.5-3.5 s later.
+        wait_for(lambda: replicating_lines(tmp) > started, "the last replicate to start replicating", timeout=180)
+        time.sleep(rng.uniform(2.5, 3.5))
         rep.kill()
         rep.wait()
         last_kill = time.monotonic_ns()
-        time.sleep(rng.uniform(0.0, 0.3))
-        rep = start_replicate(tmp, db, replica)
-    time.sleep(rng.uniform(2.5, 3.5))
-    rep.kill()
-    rep.wait()
-    last_kill = time.monotonic_ns()
-    stop(writer)
+    finally:
+        stop(writer)  # never left running (it would hold the test's output open)
     restore(tmp, replica, f"{tmp}/out.db")
     n = check_state(f"{tmp}/out.db", size=3000)
     # Sync interval (1 s) + 1 s.

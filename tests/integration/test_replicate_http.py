@@ -1,10 +1,14 @@
 """replicate --http and walship.toml roles, end to end with real processes:
 
-- /metrics and /healthz of replicate move as transactions ship: the shipped
+- /metrics and /readyz of replicate move as transactions ship: the shipped
   TXID is the replica's newest (walship ls), SQLite transactions, requests and
   bytes are counted for the backend, the lag goes back to 0;
-- /healthz says 503 ("lagging") while a commit waits for a long sync interval
-  under a tiny --max-lag, and 200 again once shipped;
+- /readyz says 503 ("lagging") while a commit waits for a long sync interval
+  under a tiny --max-lag, and 200 again once shipped, while /healthz (alive)
+  stays 200 with the same body;
+- /metrics has walship_build_info, process_* and
+  walship_last_ship_timestamp_seconds, and `--http :PORT` listens on every
+  interface;
 - one walship.toml with both roles: one process replicates A to a replica and
   follows that replica into B (B ends byte-equal to A), then
   `serve-replica --config` follows the same file's followers alone;
@@ -12,9 +16,11 @@
 (The replica-unreachable 503 is test_replicate_http_s3.py: it needs s3rver.)"""
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
@@ -33,10 +39,10 @@ def newest_txid(url):
     return json.loads(walship("ls", url, "--json", check=0).out)[0]["txid"]
 
 
-def health(port):
-    """(status, JSON body) of /healthz; (None, None) while nothing listens yet."""
+def health(port, path="readyz"):
+    """(status, JSON body) of /readyz (or `path`); (None, None) while nothing listens yet."""
     try:
-        status, body = http_get(f"http://127.0.0.1:{port}/healthz")
+        status, body = http_get(f"http://127.0.0.1:{port}/{path}")
     except urllib.error.URLError:
         return None, None
     return status, json.loads(body)
@@ -54,12 +60,12 @@ def scrape(port):
 
 def replicate_with_http(tmp):
     """A source database replicated to file://TMP/replica with --http, once
-    /healthz says 200: (db path, replica URL, process, port)."""
+    /readyz says 200: (db path, replica URL, process, port)."""
     src, url = f"{tmp}/src.db", f"file://{tmp}/replica"
     init_source(src)
     port = free_port()
     rep = start(tmp, "replicate", "replicate", src, url, "--sync-interval", "100ms", "--http", f"127.0.0.1:{port}")
-    wait_for(lambda: health(port)[0] == 200, "a healthy /healthz")
+    wait_for(lambda: health(port)[0] == 200, "a ready /readyz")
     return src, url, rep, port
 
 
@@ -107,25 +113,63 @@ def test_counters_count_what_was_shipped(tmp):
     assert newest_txid(url) == f"{int(txid):016x}"
 
 
-def test_healthz_is_503_while_a_commit_waits_past_max_lag(tmp):
+def test_readyz_is_503_while_a_commit_waits_past_max_lag(tmp):
     src, replica = f"{tmp}/src.db", f"{tmp}/replica"
     init_source(src)
     port = free_port()
     # A commit waits up to the 30 s sync interval to ship, held to 300 ms.
     rep = start(tmp, "replicate", "replicate", src, f"file://{replica}", "--sync-interval", "30s", "--http",
                 f"127.0.0.1:{port}", "--max-lag", "300ms")
-    wait_for(lambda: health(port)[0] == 200, "a healthy /healthz (nothing to ship)")
+    wait_for(lambda: health(port)[0] == 200, "a ready /readyz (nothing to ship)")
     write(src, 3)
     wait_for(lambda: health(port)[0] == 503, "503 while the commits wait")
     status, body = health(port)
     db = entry(body, src)
     assert body["status"] == "unhealthy" and db["status"] == "lagging", body
+    alive, alive_body = health(port, "healthz")
+    assert alive == 200 and entry(alive_body, src)["status"] == "lagging", alive_body
     assert db["lag_transactions"] == 3 and db["lag_seconds"] > 0.3 and db["last_error"] is None, body
     assert metric(scrape(port), "walship_lag_transactions", db=src) == 3
     # SIGTERM ships them (and exits 0).
     assert stop(rep) == 0, log_tail(tmp, "replicate")
     walship("restore", f"file://{replica}", "-o", f"{tmp}/restored.db", check=0)
     assert read_n(f"{tmp}/restored.db") == 3
+
+
+def plain_metric(text, name):
+    """The value of an unlabelled sample (process_open_fds 12)."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split(" ")[1])
+    raise AssertionError(f"{name} not in /metrics:\n{text}")
+
+
+def check_process_metrics(text):
+    assert re.search(r'^walship_build_info\{version="\d+\.\d+\.\d+[^"]*"\} 1$', text, re.M), text
+    assert "# TYPE process_cpu_seconds_total counter" in text, text
+    assert plain_metric(text, "process_cpu_seconds_total") >= 0
+    assert plain_metric(text, "process_resident_memory_bytes") > 1 << 20, text
+    assert 3 <= plain_metric(text, "process_open_fds") < 1000, text
+    # Started at most a day ago and not in the future (as the test's clock says).
+    start_time = plain_metric(text, "process_start_time_seconds")
+    assert time.time() - 86400 < start_time <= time.time() + 5, (start_time, time.time())
+
+
+def test_process_metrics_and_http_on_every_interface(tmp):
+    src, url = f"{tmp}/src.db", f"file://{tmp}/replica"
+    init_source(src)
+    port = free_port()
+    rep = start(tmp, "replicate", "replicate", src, url, "--sync-interval", "100ms", "--http", f":{port}")
+    wait_for(lambda: health(port)[0] == 200, "a ready /readyz on :PORT")
+    text = scrape(port)
+    check_process_metrics(text)
+    first_ship = metric(text, "walship_last_ship_timestamp_seconds", db=src)
+    assert first_ship > 0, text  # the first snapshot
+    write(src, 5)
+    n = read_n(src)
+    wait_for(lambda: metric(scrape(port), "walship_shipped_transactions_total", db=src) == n, "5 commits")
+    assert metric(scrape(port), "walship_last_ship_timestamp_seconds", db=src) >= first_ship
+    assert stop(rep) == 0, log_tail(tmp, "replicate")
 
 
 def mixed_config(tmp, port, a, b, replica):
@@ -254,6 +298,7 @@ def test_bad_input_is_one_clear_line(tmp):
 
 if __name__ == "__main__":
     run_tests([test_bad_input_is_one_clear_line, test_metrics_and_healthz_move_as_transactions_ship,
-               test_counters_count_what_was_shipped, test_healthz_is_503_while_a_commit_waits_past_max_lag,
+               test_counters_count_what_was_shipped, test_readyz_is_503_while_a_commit_waits_past_max_lag,
+               test_process_metrics_and_http_on_every_interface,
                test_one_process_replicates_a_and_follows_its_replica_into_b,
                test_a_follower_that_cannot_start_stops_the_process_with_exit_2])

@@ -1,5 +1,5 @@
 """replicate --http against s3rver: requests are counted for the s3 backend,
-and /healthz says 503 ("failing", with the error) while the store is
+and /readyz says 503 ("failing", with the error) while the store is
 unreachable, then 200 once it is back and the commits shipped; nothing is
 lost. Needs node and s3rver (scripts/setup): skipped without them."""
 import json
@@ -17,7 +17,7 @@ from test_s3_faults import s3_env  # noqa: E402
 from test_serve_replica import WALSHIP, init_source, log_tail, read_n, stop, wait_for  # noqa: E402
 
 
-def test_healthz_is_503_while_the_store_is_unreachable(tmp):
+def test_readyz_is_503_while_the_store_is_unreachable(tmp):
     src = f"{tmp}/src.db"
     init_source(src)
     s3 = S3rver(f"{tmp}/s3rver")
@@ -29,7 +29,7 @@ def test_healthz_is_503_while_the_store_is_unreachable(tmp):
         rep = subprocess.Popen([WALSHIP, "-v", "replicate", src, url, "--sync-interval", "100ms", "--http",
                                 f"127.0.0.1:{port}", "--max-lag", "60s"], stdout=subprocess.DEVNULL, stderr=err,
                                env={**os.environ, **s3_env()})
-        wait_for(lambda: health(port)[0] == 200, "a healthy /healthz")
+        wait_for(lambda: health(port)[0] == 200, "a ready /readyz")
         write(src, 20)
         n = read_n(src)
         wait_for(lambda: metric(scrape(port), "walship_shipped_transactions_total", db=src) == n, "20 commits")
@@ -60,4 +60,4 @@ def test_healthz_is_503_while_the_store_is_unreachable(tmp):
 
 if __name__ == "__main__":
     require_s3rver()
-    run_tests([test_healthz_is_503_while_the_store_is_unreachable])
+    run_tests([test_readyz_is_503_while_the_store_is_unreachable])

@@ -7,6 +7,7 @@ Also: growth and shrink (VACUUM), kill -9 mid-apply, bad input, /healthz and
 import json
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -230,6 +231,12 @@ def test_kill_9_mid_apply_leaves_the_follower_intact_and_it_resumes(tmp):
     final_n = int(writer.communicate(timeout=600)[0])
     assert stop(rep) == 0, log_tail(tmp, "replicate")
     wait_for(lambda: read_n(follow) == final_n, f"the follower to reach n={final_n}", timeout=180)
+    # The last start may not have begun following yet (the one before it
+    # caught up): a SIGTERM before that can kill it (test_serve_replica_stop).
+    def every_start_followed():
+        with open(f"{tmp}/serve.log") as f:
+            return f.read().count('msg="following"') == kills + 1
+    wait_for(every_start_followed, "the last start to follow")
     assert stop(serve) == 0, log_tail(tmp, "serve")
     assert integrity(follow) == "ok"
     assert follower_bytes(follow) == checkpointed_bytes(src), "the follower's bytes differ from the source"
@@ -280,7 +287,7 @@ def test_healthz_and_metrics(tmp):
     serve = start(tmp, "serve", "serve-replica", f"file://{replica}", follow, "--poll-interval", "100ms",
                   "--http", f"127.0.0.1:{port}")
     wait_for(lambda: read_n(follow) == 0, "the follower database")
-    wait_for(lambda: http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200, "a healthy /healthz", timeout=30)
+    wait_for(lambda: http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200, "a ready /readyz", timeout=30)
     status, body = http_get(f"http://127.0.0.1:{port}/healthz")
     assert json.loads(body)["status"] == "ok", body
     health = json.loads(body)["databases"][0]
@@ -297,13 +304,22 @@ def test_healthz_and_metrics(tmp):
     assert metric(text, "walship_applied_txid") == 1
     assert 'walship_storage_requests_total{db="' + follow + '",backend="file",op="get"}' in text, text
     assert metric(text, "walship_downloaded_bytes_total") > 0
-    # A follower that polls rarely, held to a 1 ms lag: 503, with the same body.
+    assert 'walship_build_info{version="' in text, text
+    for name in ["process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds",
+                 "process_start_time_seconds"]:
+        assert re.search(rf"^{name} \d", text, re.M), (name, text)
+    status, _ = http_get(f"http://127.0.0.1:{port}/readyz")
+    assert status == 200
+    # A follower that polls rarely, held to a 1 ms lag: /readyz 503, with the
+    # same body; /healthz (alive) still 200.
     serve2 = start(tmp, "serve2", "serve-replica", f"file://{replica}", f"{tmp}/follow2.db", "--poll-interval",
                    "5s", "--http", f"127.0.0.1:{lagging_port}", "--max-lag", "1ms")
     wait_for(lambda: read_n(f"{tmp}/follow2.db") == 0, "the second follower")
     time.sleep(1.2)
-    status, body = http_get(f"http://127.0.0.1:{lagging_port}/healthz")
+    status, body = http_get(f"http://127.0.0.1:{lagging_port}/readyz")
     assert status == 503 and json.loads(body)["databases"][0]["status"] == "lagging", (status, body)
+    status, body = http_get(f"http://127.0.0.1:{lagging_port}/healthz")
+    assert status == 200 and json.loads(body)["databases"][0]["status"] == "lagging", (status, body)
     status, _ = http_get(f"http://127.0.0.1:{port}/nothing")
     assert status == 404
     assert stop(serve2) == 0

@@ -55,7 +55,7 @@ def test_every_command_with_key_and_known_hosts_options(tmp):
                 db.close()
             r = walship("snapshot", f"{tmp}/a.db", url, env=BASE_ENV, check=0)
             assert f"snapshot {n:016x}" in r.out and "sftp://" in r.out and "?" not in r.out, r
-        assert walship("ls", url, env=BASE_ENV, check=0).out.count("snapshot") == 3
+        assert walship("ls", "-v", url, env=BASE_ENV, check=0).out.count("snapshot") == 3
         points = json.loads(walship("ls", url, "--json", env=BASE_ENV, check=0).out)
         assert [p["txid"] for p in points] == [f"{n:016x}" for n in (3, 2, 1)], points
         walship("restore", url, "-o", f"{tmp}/b.db", env=BASE_ENV, check=0)
@@ -177,7 +177,7 @@ def test_bad_input_gives_one_line_and_the_exit_code(tmp):
                        rf"unable to read SSH key '{tmp}/nokey'")
     with Sshd(read_only=True) as sshd:
         expect_one_error_line(walship("snapshot", f"{tmp}/a.db", sshd.url(f"{tmp}/ro"), env=BASE_ENV), 1,
-                       rf"unable to write 'sftp://.*{tmp}/ro/snapshots/.*': permission denied")
+                       rf"unable to write 'sftp://.*{tmp}/ro/(snapshots|lease)/.*': permission denied")
     port = free_port()
     start = time.time()
     expect_one_error_line(walship("ls", f"sftp://u@127.0.0.1:{port}/r", env=BASE_ENV), 1,
@@ -213,7 +213,7 @@ def test_sshd_killed_mid_upload_and_restarted(tmp):
         sshd.kill()
         killed_at = time.time()
         # Nothing half-written is visible as an object.
-        listing = walship("ls", f"file://{tmp}/replica", check=None)
+        listing = walship("ls", "-v", f"file://{tmp}/replica", check=None)
         assert "snapshot" not in listing.out, listing
         time.sleep(0.5)
         sshd.start()
@@ -229,8 +229,9 @@ def test_sshd_killed_mid_upload_and_restarted(tmp):
         else:
             lines = [line for line in err.splitlines() if line.startswith("walship:")]
             assert proc.returncode == 1 and len(lines) == 1, err
-            assert walship("ls", url, env=BASE_ENV).out.count("snapshot") == 0
-        objects = [f for f in visible_files(f"{tmp}/replica") if "walship-tmp" not in f]
+            assert walship("ls", "-v", url, env=BASE_ENV).out.count("snapshot") == 0
+        # The snapshot's lease records aside (lease.h).
+        objects = [f for f in visible_files(f"{tmp}/replica") if "walship-tmp" not in f and not f.startswith("lease/")]
         assert objects == (["snapshots/0000000000000001.snap"] if proc.returncode == 0 else []), objects
 
 
@@ -272,7 +273,7 @@ def test_replicate_recovers_when_sshd_is_killed_and_restarted(tmp):
         # Nothing half-written is an object: temp files only, and never listed.
         for f in visible_files(f"{tmp}/replica"):
             name = os.path.basename(f)
-            assert "walship-tmp" in name or name.endswith((".snap", ".delta")) or f == "lease", f
+            assert "walship-tmp" in name or name.endswith((".snap", ".delta")) or f.startswith("lease/"), f
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """scripts/spot-sim, short: 5 preemptions (mixed) on the file backend with a
-reader. The run fails (and so does this test) if a restore is corrupt, a
+reader, and 2 split-brain ones. The run fails (and so does this test) if a restore is corrupt, a
 graceful drain loses an acknowledged commit, or a hard power-off loses one
 acknowledged more than the sync interval (+ slack) before the kill. The
 fault hook proves that a lost commit does fail it; bad input is one line and
@@ -42,6 +42,23 @@ def test_five_mixed_preemptions_lose_nothing_older_than_the_sync_interval(tmp):
     assert os.path.exists(f"{tmp}/out/results.csv")
 
 
+def test_split_brain_the_resumed_node_is_fenced_and_the_replacement_keeps_the_replica(tmp):
+    """Each preempted node is paused, not killed, and resumed once its
+    replacement acknowledged a commit: it exits 4 (fenced), and the final
+    check (every commit of the last app restored, verify) passes."""
+    r = spot_sim("--split-brain", "--preemptions", "2", "--lease-ttl", "3s", "--db-size", "1MiB", "--seed", "3",
+                 "--out", f"{tmp}/out")
+    assert r.returncode == 0, f"{r.stdout}\n{r.stderr}"
+    with open(f"{tmp}/out/results.json") as f:
+        results = json.load(f)
+    rows = results["preemptions"]
+    assert len(rows) == 2 and results["problems"] == [], results
+    for row in rows:
+        assert row["mode"] == "split-brain" and row["old_exit"] == 4 and row["integrity"] == "ok", row
+        assert row["oldest_lost_age_s"] <= 1.5, row
+    assert "| split brain" in r.stdout, r.stdout
+
+
 def test_a_lost_acknowledged_commit_fails_the_run(tmp):
     r = spot_sim("--preemptions", "1", "--mode", "graceful", "--db-size", "0", "--out", f"{tmp}/out",
                  env={"WALSHIP_SPOT_SIM_FAULT": "drop-newest-delta"})
@@ -69,5 +86,6 @@ def test_bad_input_is_one_line_and_exit_2(tmp):
 
 if __name__ == "__main__":
     run_tests([test_five_mixed_preemptions_lose_nothing_older_than_the_sync_interval,
+               test_split_brain_the_resumed_node_is_fenced_and_the_replacement_keeps_the_replica,
                test_a_lost_acknowledged_commit_fails_the_run,
                test_bad_input_is_one_line_and_exit_2])

@@ -5,7 +5,9 @@ removed. A test that needs a missing tool calls skip(), which exits 77 so CTest
 counts it as skipped, never as passed.
 """
 import hashlib
+import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -19,13 +21,31 @@ import traceback
 import urllib.error
 import urllib.request
 
+SOURCE = os.environ.get("WALSHIP_SOURCE_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 WALSHIP = os.environ.get("WALSHIP") or os.path.join(os.path.dirname(__file__), "..", "..", "build", "walship")
+# The fully static binary scripts/build-static makes (curl on mbedTLS, the CA
+# bundle compiled in): what users run.
+STATIC = os.environ.get("WALSHIP_STATIC") or os.path.join(SOURCE, "build-static", "dist", "walship")
 SKIP = 77
 
 
 def skip(reason):
     print(f"SKIPPED: {reason}")
     sys.exit(SKIP)
+
+
+def use_static_binary():
+    """Points walship() at STATIC, so a test's TLS paths are the shipped
+    binary's and not the development build's (Debian's OpenSSL libcurl);
+    skips the whole test when scripts/build-static has not built it."""
+    global WALSHIP
+    if not os.access(STATIC, os.X_OK):
+        skip(f"{STATIC} is not built (scripts/build-static)")
+    WALSHIP = STATIC
+
+
+def using_static_binary():
+    return WALSHIP == STATIC
 
 
 class Result:
@@ -124,6 +144,54 @@ def checkpointed_bytes(path):
     db.close()
     with open(path, "rb") as f:
         return f.read()
+
+
+def make_db(path, rows=1500, noise=400_000):
+    """create_db's rows 1..`rows` plus a table of `noise` random bytes: a
+    snapshot of several hundred KiB even compressed, so a small part size or
+    resumable threshold sends it in several pieces."""
+    create_db(path, rows=rows)
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("CREATE TABLE noise(b BLOB)")
+    db.execute("INSERT INTO noise VALUES(?)", (random.Random(7).randbytes(noise),))
+    db.close()
+
+
+def round_trip(tmp, url, env, snapshots=3, verify_and_prune=False):
+    """Every command against a remote replica `url`: snapshot (several times),
+    ls, ls --json, restore latest and by --txid (restored bytes equal the
+    source); with `verify_and_prune`, then verify, prune to the newest, and
+    verify --full and restore what is left. Returns the first ls --json points."""
+    src = f"{tmp}/a.db"
+    make_db(src)
+    for n in range(1, snapshots + 1):
+        if n > 1:
+            db = sqlite3.connect(src, isolation_level=None)
+            db.execute("INSERT INTO noise VALUES(?)", (random.Random(n).randbytes(1000),))
+            db.close()
+        r = walship("snapshot", src, url, env=env, check=0)
+        assert f"snapshot {n:016x}" in r.out, r
+    table = walship("ls", "-v", url, env=env, check=0).out
+    assert table.count("snapshot") == snapshots, table
+    points = json.loads(walship("ls", url, "--json", env=env, check=0).out)
+    assert [p["txid"] for p in points] == [f"{n:016x}" for n in range(snapshots, 0, -1)], points
+    walship("restore", url, "-o", f"{tmp}/b.db", env=env, check=0)
+    with open(f"{tmp}/b.db", "rb") as f:
+        assert f.read() == checkpointed_bytes(src)
+    check_rows(f"{tmp}/b.db", 1500)
+    walship("restore", url, "-o", f"{tmp}/first.db", "--txid", f"{1:016x}", env=env, check=0)
+    check_rows(f"{tmp}/first.db", 1500)
+    if verify_and_prune:
+        # verify proves every point; prune keeps the newest; that one still verifies and restores.
+        walship("verify", url, env=env, check=0)
+        walship("prune", "--keep-last", "1", url, env=env, check=0)
+        kept = json.loads(walship("ls", url, "--json", env=env, check=0).out)
+        assert [p["txid"] for p in kept] == [f"{snapshots:016x}"], kept
+        walship("verify", "--full", url, env=env, check=0)
+        walship("restore", url, "-o", f"{tmp}/pruned.db", env=env, check=0)
+        with open(f"{tmp}/pruned.db", "rb") as f:
+            assert f.read() == checkpointed_bytes(src)
+    return points
 
 
 def expect_one_error_line(result, code, pattern):

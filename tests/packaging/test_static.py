@@ -30,10 +30,9 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from walship_test import Skipped, check_rows, checkpointed_bytes, create_db, run_tests, skip  # noqa: E402
+from walship_test import SOURCE, STATIC, Skipped, check_rows, checkpointed_bytes, create_db, run_tests, skip  # noqa: E402
 
-SOURCE = os.environ.get("WALSHIP_SOURCE_DIR") or os.path.join(os.path.dirname(__file__), "..", "..")
-BINARY = os.environ.get("WALSHIP_STATIC") or os.path.join(SOURCE, "build-static", "dist", "walship")
+BINARY = STATIC
 
 
 def run(cmd, **kwargs):
@@ -140,8 +139,8 @@ def test_empty_root_filesystem(tmp):
 
 
 def test_empty_root_serve_replica_http(tmp):
-    """serve-replica follows a replica in the empty root and serves /healthz
-    and /metrics on a numeric address: the bind needs no NSS (no
+    """serve-replica follows a replica in the empty root and serves /readyz,
+    /healthz and /metrics on a numeric address: the bind needs no NSS (no
     /etc/nsswitch.conf, no libnss_*.so there)."""
     root = make_root(tmp)
     prefix = enter_prefix(root)
@@ -155,16 +154,21 @@ def test_empty_root_serve_replica_http(tmp):
         deadline = time.time() + 60
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as r:
                     status, body = r.status, json.loads(r.read())
                 if status == 200:
                     break
+            except urllib.error.HTTPError as e:  # 503 until the restore is whole and followed
+                if e.code != 503:
+                    raise
             except (urllib.error.URLError, ConnectionError):
                 pass
             if proc.poll() is not None or time.time() > deadline:
-                raise AssertionError(f"no healthy /healthz from the empty root: {proc.stderr.read() if proc.poll() is not None else 'timed out'}")
+                raise AssertionError(f"no ready /readyz from the empty root: {proc.stderr.read() if proc.poll() is not None else 'timed out'}")
             time.sleep(0.2)
         assert body["databases"][0]["db"] == "/data/follow.db" and body["databases"][0]["txid"] == "0000000000000001", body
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+            assert r.status == 200 and json.loads(r.read())["status"] == "ok"
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
             assert 'walship_applied_txid{db="/data/follow.db"} 1' in r.read().decode()
     finally:

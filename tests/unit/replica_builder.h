@@ -23,27 +23,9 @@
 #include "lib/replica/compaction.h"
 #include "lib/replica/replicator_options.h"
 #include "lib/sqlite/sqlite.h"
+#include "tests/unit/support.h"
 
 namespace walship::test {
-
-class ScratchDir {
- public:
-  // In /dev/shm when there is one: the simulated-time tests create a temp
-  // file per compaction, which costs far more on a disk filesystem.
-  ScratchDir() {
-    const char* base = ::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-    std::string pattern = std::string(base) + "/walship-test-XXXXXX";
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    m_path = pattern;
-  }
-  ~ScratchDir() { std::system(("rm -rf '" + m_path + "'").c_str()); }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-  const std::string& path() const { return m_path; }
-
- private:
-  std::string m_path;
-};
 
 // Makes `app` an app's WAL database with table t(id, v), as the replicator
 // tests write it. `fast`: no fsync (simulated time need not wait for the disk).

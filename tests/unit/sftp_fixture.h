@@ -13,7 +13,7 @@
 #include <string>
 
 #include "backends/registry.h"
-#include "backends/storage.h"
+#include "lib/storage/storage.h"
 #include "tests/unit/server_process.h"
 
 namespace walship::test {

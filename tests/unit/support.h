@@ -1,14 +1,48 @@
 // Small helpers shared by the unit tests.
 #pragma once
 
+#include <stdlib.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
+#include <stdexcept>
 #include <string>
 
-#include "backends/storage.h"
+#include "lib/storage/storage.h"
 #include "lib/util/byte_stream.h"
 
 namespace walship::test {
+
+// A fresh directory, removed with everything in it, even the read-only
+// folders a test may leave. In /dev/shm when there is one:
+// the simulated-time tests create a temp file per compaction, which costs far
+// more on a disk filesystem.
+class ScratchDir {
+ public:
+  ScratchDir() {
+    const char* base = ::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    std::string pattern = std::string(base) + "/walship-test-XXXXXX";
+    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    m_path = pattern;
+  }
+  ~ScratchDir() {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    for (auto it = fs::recursive_directory_iterator(m_path, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      if (it->is_directory(ec)) fs::permissions(it->path(), fs::perms::owner_all, fs::perm_options::add, ec);
+    }
+    fs::remove_all(m_path, ec);
+  }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  const std::string& path() const { return m_path; }
+
+ private:
+  std::string m_path;
+};
 
 // A source that owns its text: MemorySource(as_bytes(std::string(...)))
 // would point into a destroyed temporary.

@@ -19,8 +19,9 @@
 #include "backends/memory/memory_storage.h"
 #include "backends/registry.h"
 #include "backends/retrying_storage.h"
-#include "backends/storage.h"
 #include "backends/url.h"
+#include "lib/storage/storage.h"
+#include "lib/util/percent_encode.h"
 #include "tests/unit/support.h"
 #ifdef WALSHIP_TEST_GCS
 #include "tests/unit/gcs_fixture.h"
@@ -36,27 +37,8 @@ using namespace walship;
 
 namespace {
 
+using test::ScratchDir;
 using test::StringSource;
-
-// A fresh directory under $TMPDIR, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "walship-conformance-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    m_path = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(m_path, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return m_path; }
-
- private:
-  std::string m_path;
-};
 
 // ---- the backends under test -------------------------------------------
 
@@ -65,7 +47,7 @@ struct MemoryBackend {
 };
 
 struct FileBackend {
-  TempDir dir;
+  ScratchDir dir;
   // A root that does not exist yet: the first put must create it.
   std::unique_ptr<Storage> storage = std::make_unique<FileStorage>(dir.path() + "/replica");
 };
@@ -73,9 +55,9 @@ struct FileBackend {
 // The same backend reached through the registry, with a root that needs
 // percent-encoding.
 struct FileUrlBackend {
-  TempDir dir;
+  ScratchDir dir;
   std::unique_ptr<Storage> storage =
-      open_storage("file://" + percent_encode(dir.path() + "/my replica", true));
+      open_storage("file://" + percent_encode(dir.path() + "/my replica", "/"));
 };
 
 // The retry wrapper must be transparent when nothing fails.

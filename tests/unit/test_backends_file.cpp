@@ -25,31 +25,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
+using test::ScratchDir;
 using test::StringSource;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "walship-file-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    m_path = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    // A test may leave read-only directories behind; make them removable.
-    for (auto it = fs::recursive_directory_iterator(m_path, ec);
-         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-      if (it->is_directory(ec)) fs::permissions(it->path(), fs::perms::owner_all, fs::perm_options::add, ec);
-    }
-    fs::remove_all(m_path, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return m_path; }
-
- private:
-  std::string m_path;
-};
 
 void put_string(Storage& storage, const std::string& key, const std::string& value) {
   MemorySource source(as_bytes(value));
@@ -119,7 +96,7 @@ ChildResult run_in_child(Body body) {
 }  // namespace
 
 TEST_CASE("puts leave no temp files behind") {
-  TempDir dir;
+  ScratchDir dir;
   FileStorage storage(dir.path() + "/r");
   put_string(storage, "snapshots/1.snap", "one");
   put_string(storage, "snapshots/1.snap", "one again");
@@ -134,7 +111,7 @@ TEST_CASE("puts leave no temp files behind") {
 }
 
 TEST_CASE("a missing root lists as empty and the first put creates it with its parents") {
-  TempDir dir;
+  ScratchDir dir;
   const std::string root = dir.path() + "/not/yet/there";
   FileStorage storage(root + "//");
   CHECK(storage.root() == root);
@@ -150,7 +127,7 @@ TEST_CASE("a missing root lists as empty and the first put creates it with its p
 }
 
 TEST_CASE("a temp file left by a crash before rename is not an object") {
-  TempDir dir;
+  ScratchDir dir;
   FileStorage storage(dir.path());
   fs::create_directories(dir.path() + "/snapshots");
   // What a process killed between write and rename leaves behind.
@@ -168,7 +145,7 @@ TEST_CASE("a temp file left by a crash before rename is not an object") {
 }
 
 TEST_CASE("keys that look like temp files are refused") {
-  TempDir dir;
+  ScratchDir dir;
   FileStorage storage(dir.path());
   StringSource source("x");
   CHECK_THROWS_WITH_AS(storage.put(".x.walship-tmp-1", source), doctest::Contains("reserved for temp files"),
@@ -179,7 +156,7 @@ TEST_CASE("keys that look like temp files are refused") {
 }
 
 TEST_CASE("a write into a read-only directory names the object and the errno text") {
-  TempDir dir;
+  ScratchDir dir;
   const std::string root = dir.path() + "/r";
   fs::create_directories(root + "/snapshots");
   REQUIRE(::chmod((root + "/snapshots").c_str(), 0555) == 0);
@@ -211,7 +188,7 @@ TEST_CASE("a write into a read-only directory names the object and the errno tex
 }
 
 TEST_CASE("a write the filesystem refuses midway leaves neither object nor temp file") {
-  TempDir dir;
+  ScratchDir dir;
   const std::string root = dir.path() + "/r";
   // A file size limit makes write(2) fail with EFBIG part-way, as a full disk
   // fails with ENOSPC: a permanent error after some bytes are on disk.
@@ -238,7 +215,7 @@ TEST_CASE("a write the filesystem refuses midway leaves neither object nor temp 
 }
 
 TEST_CASE("a key below an existing object fails naming the key") {
-  TempDir dir;
+  ScratchDir dir;
   FileStorage storage(dir.path());
   put_string(storage, "a", "object");
   StringSource source("x");
@@ -252,7 +229,7 @@ TEST_CASE("a key below an existing object fails naming the key") {
 }
 
 TEST_CASE("remove deletes the directories it empties but never the root") {
-  TempDir dir;
+  ScratchDir dir;
   const std::string root = dir.path() + "/r";
   FileStorage storage(root);
   put_string(storage, "wal/1/1.wal", "a");
@@ -269,7 +246,7 @@ TEST_CASE("remove deletes the directories it empties but never the root") {
 }
 
 TEST_CASE("symlinks and other non-regular files are not objects") {
-  TempDir dir;
+  ScratchDir dir;
   FileStorage storage(dir.path());
   put_string(storage, "real", "r");
   fs::create_symlink(dir.path() + "/real", dir.path() + "/link");
@@ -285,7 +262,7 @@ TEST_CASE("the url percent-encodes the root path") {
 }
 
 TEST_CASE("put_if_absent has exactly one winner across processes") {
-  TempDir dir;
+  ScratchDir dir;
   const std::string root = dir.path() + "/r";
   constexpr int k_children = 5;
   constexpr int k_rounds = 25;

@@ -171,9 +171,9 @@ TEST_CASE("s3 URLs: bad buckets, options and values are usage errors that say wh
         "multipart-threshold and part-size");
   CHECK(url_error("s3://bkt/p?endpoint=minio:9000").find("expected http://host[:port]") != std::string::npos);
   CHECK(url_error("s3://bkt/p?endpoint=http://h/path").find("without a path") != std::string::npos);
-  CHECK(
-      url_error("s3://bkt/p?path-style=maybe") ==
-      "invalid option path-style='maybe' for replica 's3://bkt/p?path-style=maybe': expected true or false");
+  CHECK(url_error("s3://bkt/p?path-style=maybe") ==
+        "invalid option path-style='maybe' for replica 's3://bkt/p?path-style=maybe': expected exactly true "
+        "or false");
   CHECK(url_error("s3://bkt/p?part-size=1048576").find("5 MiB (5242880) to 5 GiB") != std::string::npos);
   CHECK(url_error("s3://bkt/p?multipart-threshold=lots").find("expected a number of bytes") !=
         std::string::npos);

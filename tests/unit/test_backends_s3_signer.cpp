@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "backends/s3/s3_signer.h"
+#include "backends/url.h"
 
 using namespace walship::s3;
 
@@ -36,27 +37,6 @@ std::string read_text(const std::string& path) {
 
 std::string sha256_of(const std::string& text) {
   return sha256_hex(std::as_bytes(std::span(text.data(), text.size())));
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// Undoes the percent-encoding of one query name or value ('+' stays '+').
-std::string percent_decode(const std::string& text) {
-  std::string out;
-  for (size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '%' && i + 2 < text.size() && hex_value(text[i + 1]) >= 0 && hex_value(text[i + 2]) >= 0) {
-      out += static_cast<char>(hex_value(text[i + 1]) * 16 + hex_value(text[i + 2]));
-      i += 2;
-    } else {
-      out += text[i];
-    }
-  }
-  return out;
 }
 
 // One published case: the request as the signer's caller would describe it,
@@ -108,8 +88,8 @@ Vector load_vector(const std::string& name) {
       const std::string pair = query.substr(start, end - start);
       const size_t equals = pair.find('=');
       v.request.query.emplace_back(
-          percent_decode(pair.substr(0, equals)),
-          equals == std::string::npos ? "" : percent_decode(pair.substr(equals + 1)));
+          walship::percent_decode_lenient(pair.substr(0, equals)),
+          equals == std::string::npos ? "" : walship::percent_decode_lenient(pair.substr(equals + 1)));
       start = end + 1;
     }
   }

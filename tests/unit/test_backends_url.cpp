@@ -6,8 +6,12 @@
 #include <string>
 
 #include "backends/file/file_storage.h"
+#include "backends/gcs/gcs_storage.h"
 #include "backends/registry.h"
+#include "backends/s3/s3_options.h"
+#include "backends/sftp/sftp_storage.h"
 #include "backends/url.h"
+#include "lib/util/percent_encode.h"
 
 using namespace walship;
 
@@ -131,9 +135,9 @@ TEST_CASE("errors about a malformed URL never show its password") {
 }
 
 TEST_CASE("percent-encoding keeps unreserved bytes and optionally '/'") {
-  CHECK(percent_encode("/tmp/my dir/\xc3\xbc~_.-", true) == "/tmp/my%20dir/%C3%BC~_.-");
-  CHECK(percent_encode("a/b?c", false) == "a%2Fb%3Fc");
-  CHECK(percent_decode(percent_encode("any thing/%?#&=", false), "test") == "any thing/%?#&=");
+  CHECK(percent_encode("/tmp/my dir/\xc3\xbc~_.-", "/") == "/tmp/my%20dir/%C3%BC~_.-");
+  CHECK(percent_encode("a/b?c") == "a%2Fb%3Fc");
+  CHECK(percent_decode(percent_encode("any thing/%?#&="), "test") == "any thing/%?#&=");
 }
 
 TEST_CASE("redaction hides passwords and secret-looking query values") {
@@ -246,4 +250,87 @@ TEST_CASE("a bucket URL's prefix loses its outer slashes and must be a valid key
       bucket_url_prefix(parse_url("s3://b/a//c"), "s3://b/a//c"),
       "invalid replica URL 's3://b/a//c': the prefix 'a//c' has an empty, '.' or '..' segment", UsageError);
   CHECK_THROWS_AS(bucket_url_prefix(parse_url("gs://b/a/../c"), "gs://b/a/../c"), UsageError);
+}
+
+TEST_CASE("option values: booleans are exactly true or false, nothing is empty, in every backend") {
+  for (const std::string bad : {"", "1", "yes", "TRUE", "on", "0", "no", "False"}) {
+    CAPTURE(bad);
+    const std::string url = "s3://bkt/p?insecure-skip-verify=" + bad;
+    CHECK(usage_error([&] { s3::parse_s3_url(parse_url(url), url); }) ==
+          "invalid option insecure-skip-verify='" + bad + "' for replica '" + url +
+              "': expected exactly true or false");
+  }
+  // Without '=' the query value is empty too: never "on".
+  CHECK(usage_error([] {
+          s3::parse_s3_url(parse_url("s3://bkt/p?insecure-skip-verify"), "s3://bkt/p");
+        }).ends_with("expected exactly true or false"));
+  CHECK(
+      s3::parse_s3_url(parse_url("s3://bkt/p?insecure-skip-verify=true"), "s3://bkt/p").insecure_skip_verify);
+  CHECK_FALSE(s3::parse_s3_url(parse_url("s3://bkt/p?insecure-skip-verify=false"), "s3://bkt/p")
+                  .insecure_skip_verify);
+  CHECK(*s3::parse_s3_url(parse_url("s3://bkt/p?path-style=true"), "s3://bkt/p").path_style);
+  for (const std::string option :
+       {"region", "endpoint", "ca-file", "profile", "session-token", "part-size"}) {
+    CAPTURE(option);
+    const std::string url = "s3://bkt/p?" + option + "=";
+    CHECK(usage_error([&] { s3::parse_s3_url(parse_url(url), url); }) ==
+          "invalid option " + option + "='' for replica '" + redact_url(url) +
+              "': the value is empty; give one or leave the option out");
+  }
+  for (const std::string option : {"credentials-file", "endpoint", "resumable-threshold"}) {
+    const std::string url = "gs://bkt/p?" + option + "=";
+    CHECK(usage_error([&] {
+            parse_gcs_url(parse_url(url), url);
+          }).ends_with("the value is empty; give one or leave the option out"));
+  }
+  for (const std::string option : {"key", "known-hosts"}) {
+    const std::string url = "sftp://u@h/p?" + option + "=";
+    CHECK(usage_error([&] {
+            parse_sftp_url(parse_url(url), url);
+          }).ends_with("the value is empty; give one or leave the option out"));
+  }
+}
+
+TEST_CASE("walship.toml settings are checked against the backend's options and their types") {
+  check_replica_setting("s3://b/p", "part-size", SettingType::integer, "8388608");
+  check_replica_setting("s3://b/p", "part-size", SettingType::string, "8388608");
+  check_replica_setting("s3://b/p", "path-style", SettingType::boolean, "true");
+  check_replica_setting("s3://b/p", "region", SettingType::string, "eu-west-1");
+  check_replica_setting("gs://b/p", "upload-chunk-size", SettingType::integer, "262144");
+  check_replica_setting("sftp://u@h/p", "known-hosts", SettingType::string, "/k");
+  CHECK(usage_error([] {
+          check_replica_setting("s3://b/p", "session-token", SettingType::integer, "12345");
+        }) == "invalid option session-token=12345 for replica 's3://b/p': give a string (in quotes)");
+  CHECK(usage_error([] { check_replica_setting("s3://b/p", "part-size", SettingType::boolean, "true"); }) ==
+        "invalid option part-size=true for replica 's3://b/p': give a number of bytes");
+  CHECK(usage_error([] {
+          check_replica_setting("s3://b/p", "insecure-skip-verify", SettingType::integer, "1");
+        }) == "invalid option insecure-skip-verify=1 for replica 's3://b/p': give true or false");
+  CHECK(usage_error(
+            [] { check_replica_setting("s3://b/p", "insecure-skip-verify", SettingType::string, ""); }) ==
+        "invalid option insecure-skip-verify='' for replica 's3://b/p': expected exactly true or false");
+  CHECK(usage_error([] {
+          check_replica_setting("s3://b/p", "regoin", SettingType::string, "x");
+        }).starts_with("unknown option 'regoin' for replica 's3://b/p': s3:// takes endpoint, region,"));
+  CHECK(usage_error([] { check_replica_setting("file:///r", "region", SettingType::string, "x"); }) ==
+        "unknown option 'region' for replica 'file:///r': file:// takes no options");
+  CHECK(usage_error([] {
+          check_replica_setting("s3://b/p?secret-access-key=hunter2", "x", SettingType::string, "y");
+        }).find("hunter2") == std::string::npos);
+}
+
+TEST_CASE("a bucket backend names its replica, its objects and its keys under the prefix") {
+  const BucketNames top{"s3", "b", ""};
+  const BucketNames nested{"gs", "b", "my apps/db1"};
+  CHECK(top.url() == "s3://b");
+  CHECK(nested.url() == "gs://b/my%20apps/db1");
+  CHECK(top.object_name("snapshots/1") == "snapshots/1");
+  CHECK(nested.object_name("snapshots/1") == "my apps/db1/snapshots/1");
+  CHECK(nested.object_name("") == "my apps/db1/");
+  CHECK(nested.object_url("snapshots/1") == "gs://b/my apps/db1/snapshots/1");
+  CHECK(top.key_of("x/y") == "x/y");
+  CHECK(nested.key_of("my apps/db1/snapshots/1") == "snapshots/1");
+  CHECK_FALSE(nested.key_of("my apps/db10/snapshots/1").has_value());
+  CHECK_FALSE(nested.key_of("my apps/db1").has_value());
+  CHECK_FALSE(nested.key_of("other").has_value());
 }

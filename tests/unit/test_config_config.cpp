@@ -2,6 +2,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "lib/config/config.h"
 #include "lib/util/error.h"
@@ -118,11 +119,12 @@ TEST_CASE("configuration mistakes name the file, the line and what to write") {
   CHECK(config_error("[[databases]]\npath = \"a.db\"\nreplica = \"/r\"\n") ==
         "walship.toml:1: database path 'a.db' must be absolute");
   CHECK(config_error("[[databases]]\npath = \"/a\"\nreplica = \"/r\"\nsync-interval = \"soon\"\n") ==
-        "walship.toml:4: 'sync-interval' = 'soon' is not a duration (use e.g. 500ms, 1s, 5m, 1h, 7d)");
+        "walship.toml:4: invalid sync-interval 'soon': give a duration from 1ms to 36500d such as 500ms, 1s, "
+        "5m, 1h or 7d (a bare number is seconds)");
   CHECK(config_error("[[databases]]\npath = \"/a\"\nreplica = \"s3://${NOPE}/x\"\n") ==
         "walship.toml:3: environment variable 'NOPE' is not set (used as ${NOPE})");
   CHECK(config_error("[[databases]]\npath = \"/a\"\nreplica = \"/r\"\ncheckpoint-pages = 0\n") ==
-        "walship.toml:4: 'checkpoint-pages' must be a positive integer");
+        "walship.toml:4: invalid checkpoint-pages '0': give a whole number from 1 to 2147483647");
   CHECK(config_error("# nothing\n") ==
         "walship.toml: no [[databases]] or [[directories]]: nothing to replicate");
   CHECK(
@@ -171,10 +173,11 @@ retention = false
   CHECK(plain.databases[0].settings.replicator.retention_interval_ms == 3'600'000);
 
   CHECK(config_error("[defaults]\nkeep-daily = 0\n") ==
-        "walship.toml:2: 'keep-daily' must be a positive integer");
+        "walship.toml:2: invalid keep-daily '0': give a whole number from 1 to 2147483647");
   CHECK(config_error("[defaults]\nkeep-within = \"soon\"\n")
-            .starts_with("walship.toml:2: 'keep-within' = 'soon' is not a duration"));
-  CHECK(config_error("[defaults]\nretention = 1\n") == "walship.toml:2: 'retention' must be true or false");
+            .starts_with("walship.toml:2: invalid keep-within 'soon': give a duration"));
+  CHECK(config_error("[defaults]\nretention = 1\n") ==
+        "walship.toml:2: invalid retention '1': expected exactly true or false");
 }
 
 TEST_CASE("roles: replicated and followed databases in one file, http and max-lag for the process") {
@@ -260,5 +263,44 @@ TEST_CASE("role mistakes name the line: unknown role, two replicas for a followe
         "walship.toml:1: invalid 'http' 'nowhere:80': 'nowhere' is not an IP address; give one, e.g. "
         "127.0.0.1:9090 or [::1]:9090");
   CHECK(config_error("max-lag = \"0s\"\n[[databases]]\npath = \"/a\"\nreplica = \"/r\"\n") ==
-        "walship.toml:1: 'max-lag' must be more than 0");
+        "walship.toml:1: invalid max-lag '0s': it must be more than 0");
+}
+
+TEST_CASE("replica settings: an empty value or one the backend refuses is an error naming the line") {
+  CHECK(config_error(
+            "[[databases]]\npath = \"/a\"\n[[databases.replicas]]\nurl = \"s3://b/p\"\nregion = \"\"\n") ==
+        "walship.toml:5: invalid option region='': the value is empty; give one or leave the option out");
+  // An empty ${VAR} is an empty value too: it never switches a default off.
+  CHECK_THROWS_AS(parse_config("[[databases]]\npath = \"/a\"\n[[databases.replicas]]\nurl = \"s3://b/p\"\n"
+                               "insecure-skip-verify = \"${SKIP}\"\n",
+                               "walship.toml", fake_env({{"SKIP", ""}})),
+                  UsageError);
+
+  // The backends' check sees each setting with how it was written; its
+  // message gets the setting's line.
+  std::vector<std::string> seen;
+  const SettingCheck check = [&seen](const std::string& url, const std::string& name, SettingKind kind,
+                                     const std::string& value) {
+    seen.push_back(url + " " + name + "=" + value +
+                   (kind == SettingKind::integer   ? " integer"
+                    : kind == SettingKind::boolean ? " boolean"
+                                                   : " string"));
+    if (name == "session-token" && kind != SettingKind::string)
+      throw UsageError(
+          "invalid option session-token=12345 for replica 's3://b/p': give a string (in quotes)");
+  };
+  const std::string text =
+      "[[databases]]\npath = \"/a\"\n[[databases.replicas]]\nurl = \"s3://b/p\"\npart-size = 8388608\n"
+      "path-style = true\nregion = \"eu\"\n";
+  parse_config(text, "walship.toml", fake_env({}), check);
+  CHECK(seen == std::vector<std::string>{"s3://b/p part-size=8388608 integer",
+                                         "s3://b/p path-style=true boolean", "s3://b/p region=eu string"});
+  try {
+    parse_config(text + "session-token = 12345\n", "walship.toml", fake_env({}), check);
+    FAIL("expected a UsageError");
+  } catch (const UsageError& e) {
+    CHECK(std::string(e.what()) ==
+          "walship.toml:8: invalid option session-token=12345 for replica 's3://b/p': give a string (in "
+          "quotes)");
+  }
 }

@@ -118,4 +118,24 @@ TEST_CASE("near-miss keys are not replica objects") {
   }
 }
 
+TEST_CASE("fence and lease keys round-trip and reject anything else") {
+  const FenceInfo fence{0x1f, 0x20000000000};
+  CHECK(fence_key(fence) == "fences/000000000000001f-0000020000000000.fence");
+  CHECK(parse_fence_key(fence_key(fence)) == fence);
+  CHECK_FALSE(parse_key(fence_key(fence)).has_value());  // never a snapshot or a delta
+  for (const char* key :
+       {"fences/000000000000001f-000000000000001f.fence",  // empty range
+        "fences/0000000000000020-000000000000001f.fence",  // reversed
+        "fences/000000000000001f.fence", "fences/000000000000001f-0000020000000000",
+        "fences/000000000000001F-0000020000000000.fence", "fence/000000000000001f-0000020000000000.fence"}) {
+    CAPTURE(key);
+    CHECK_FALSE(parse_fence_key(key).has_value());
+  }
+  CHECK(lease_key(7) == "lease/0000000000000007");
+  CHECK(parse_lease_key("lease/0000000000000007") == 7u);
+  CHECK_FALSE(parse_lease_key("lease/7").has_value());
+  CHECK_FALSE(parse_lease_key("lease").has_value());
+  CHECK_FALSE(parse_lease_key("lease/0000000000000007.tmp").has_value());
+}
+
 TEST_SUITE_END();

@@ -836,4 +836,20 @@ TEST_CASE("trailer() is the trailer once next_frame() returned false") {
   CHECK_FALSE(reader.next_frame(pages));
 }
 
+TEST_CASE("decode_trailer reads a file's last 32 bytes, as one ranged GET fetches them") {
+  const Written file = write_file(delta_header(4096, 50), {3, 9, 27}, 0);
+  const std::span<const std::byte> last = std::span<const std::byte>(file.bytes).last(k_trailer_size);
+  CHECK(decode_trailer(last) == FileTrailer{file.checksum, 3});
+  // Not a trailer: the wrong size, or no magic where it belongs.
+  CHECK_FALSE(decode_trailer(std::span<const std::byte>(file.bytes).last(k_trailer_size + 1)));
+  CHECK_FALSE(decode_trailer(last.first(k_trailer_size - 1)));
+  Bytes bad(last.begin(), last.end());
+  bad[16] = std::byte{'X'};
+  CHECK_FALSE(decode_trailer(bad));
+  // The file checksum is not decode_trailer's to check: it covers the whole file.
+  Bytes other_sum(last.begin(), last.end());
+  other_sum.back() ^= std::byte{1};
+  CHECK(decode_trailer(other_sum) == FileTrailer{file.checksum, 3});
+}
+
 TEST_SUITE_END();

@@ -308,3 +308,41 @@ TEST_CASE("deltas under a kept L2 whose L1 was pruned are not compacted again") 
   verify.quiet = true;
   CHECK(run_verify(verify, storage).healthy());
 }
+
+TEST_CASE("the replicator's prune: only at the TXID it shipped, deleting in plan order, one object a call") {
+  set_log_level(LogLevel::warn);
+  MemoryStorage storage;
+  ReplicaBuilder builder(storage);
+  build_three_hours(storage, builder);
+  const auto before = storage.list("");
+  PruneOptions options;
+  options.policy = small_policy();
+
+  // Another writer moved the tip on: nothing is planned, nothing deleted.
+  options.only_at_newest = builder.txid() - 1;
+  const PruneResult skipped = prune_replica(options, storage);
+  CHECK(skipped.skipped);
+  CHECK(skipped.newest == builder.txid());
+  CHECK(skipped.plan.remove.empty());
+  CHECK(storage.list("") == before);
+
+  options.only_at_newest = builder.txid();
+  std::vector<std::string> deleted;
+  options.on_deleted = [&](const PruneObject& o) { deleted.push_back(o.key); };
+  const size_t removes_before = storage.count("remove");
+  const PruneResult result = prune_replica(options, storage);
+  CHECK_FALSE(result.skipped);
+  REQUIRE(result.deleted > 0);
+  CHECK(storage.count("remove") - removes_before == result.deleted);
+  // prune's kill-safe order: newest end point first, higher levels first at equal ends.
+  std::vector<std::string> planned;
+  for (const PruneObject& o : result.plan.remove) planned.push_back(o.key);
+  CHECK(deleted == planned);
+  for (size_t i = 1; i < result.plan.remove.size(); ++i) {
+    const PruneObject& a = result.plan.remove[i - 1];
+    const PruneObject& b = result.plan.remove[i];
+    CHECK(a.end_txid >= b.end_txid);
+    if (a.end_txid == b.end_txid && a.key.starts_with("deltas/") && b.key.starts_with("deltas/"))
+      CHECK(a.key.substr(0, 9) >= b.key.substr(0, 9));  // "deltas/L3" before "deltas/L0"
+  }
+}

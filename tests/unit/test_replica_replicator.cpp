@@ -1,5 +1,8 @@
-// The Replicator's start on a node that lost its local state (a spot node
-// rescheduled: restore, then replicate), against the in-memory backend.
+// The Replicator's decisions, against the in-memory backend and a real
+// SQLite database, with a fake clock: resuming from the local state,
+// rehashing after the WAL moved on behind its back, a new snapshot after
+// lost continuity, checkpoint rounds, and a start on a node that lost its
+// local state (a spot node rescheduled: restore, then replicate).
 #include <doctest.h>
 
 #include <filesystem>
@@ -7,8 +10,11 @@
 #include <vector>
 
 #include "backends/memory/memory_storage.h"
+#include "lib/format/keys.h"
 #include "lib/replica/replica_listing.h"
+#include "lib/replica/replicate_metrics.h"
 #include "lib/replica/replicator.h"
+#include "lib/replica/restore.h"
 #include "lib/sqlite/sqlite.h"
 #include "lib/util/log.h"
 #include "lib/util/time.h"
@@ -19,11 +25,65 @@ using namespace walship;
 
 namespace {
 
-std::unique_ptr<Replicator> replicator_for(const ReplicatorOptions& options, MemoryStorage& storage) {
+std::unique_ptr<Replicator> replicator_for(const ReplicatorOptions& options, MemoryStorage& storage,
+                                           ReplicateMonitor* monitor = nullptr,
+                                           Replicator::Clock clock = {}) {
   std::vector<std::unique_ptr<Storage>> replicas;
   replicas.push_back(std::make_unique<test::BorrowedStorage>(storage));
-  return std::make_unique<Replicator>(options, std::move(replicas));
+  return std::make_unique<Replicator>(options, std::move(replicas), monitor, std::move(clock));
 }
+
+constexpr int64_t k_t0 = 1'795'000'000'000;
+
+// A database an app writes, a replica in memory, and a fake clock that
+// step() and the replicator's stamps share: nothing reads a real clock.
+struct Fixture {
+  Fixture() : app(db_path(), SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE), storage("memory://decisions") {
+    set_log_level(LogLevel::warn);
+    test::init_wal_app(app, true);
+    // The app never checkpoints on its own: the tests decide when.
+    app.exec("PRAGMA wal_autocheckpoint=0");
+    options.db_path = db_path();
+    options.compaction.clear();
+    options.retention_enabled = false;
+    options.snapshot_interval_ms = 0;
+  }
+
+  std::string db_path() const { return dir.path() + "/app.db"; }
+  std::unique_ptr<Replicator> replicator() {
+    return replicator_for(options, storage, &monitor, [this] { return now; });
+  }
+  void write(int rows = 1) {
+    for (int i = 0; i < rows; ++i) app.exec("INSERT INTO t(v) VALUES (randomblob(300))");
+  }
+  // Steps at the fake clock's time, then moves it on a second.
+  std::optional<int64_t> step(Replicator& r) {
+    const std::optional<int64_t> next = r.step(now);
+    now += 1'000;
+    return next;
+  }
+  int64_t rows() { return app.query_int("SELECT count(*) FROM t"); }
+  uint64_t newest() {
+    HeaderCache headers(storage);
+    return newest_txid(list_replica(storage), headers);
+  }
+  // Restores the newest point and returns its rows.
+  int64_t restored_rows() {
+    RestoreOptions restore;
+    restore.output_path = dir.path() + "/restored.db";
+    restore.force = true;
+    restore.quiet = true;
+    run_restore(restore, storage);
+    return test::count_rows(restore.output_path);
+  }
+
+  test::ScratchDir dir;
+  sqlite::Database app;
+  MemoryStorage storage;
+  ReplicateMonitor monitor{"app.db"};
+  ReplicatorOptions options;
+  int64_t now = k_t0;
+};
 
 }  // namespace
 
@@ -105,4 +165,166 @@ TEST_CASE("a writer restarted more often than the retention interval still prune
   // drops is gone. Left: the L0 deltas of the policy's five minutes before
   // the last node's prune and of that node's ten minutes, at most 90 (of 359).
   CHECK(storage.list("deltas/L0/").size() <= 90);
+}
+
+TEST_CASE("a restart resumes from the local state: the WAL frames written meanwhile ship as they are") {
+  Fixture f;
+  {
+    auto first = f.replicator();
+    f.step(*first);  // the first snapshot, TXID 1
+    f.write(3);
+    f.step(*first);
+    first->finish();
+  }
+  REQUIRE(f.newest() == 2);
+  const ReplicateStatus before = f.monitor.snapshot();
+  // walship is down; the app commits three transactions into the same WAL.
+  f.write(3);
+
+  auto second = f.replicator();
+  f.step(*second);
+  const ReplicateStatus after = f.monitor.snapshot();
+  // Resumed at the saved WAL position: the three commits ship as one WAL
+  // delta. A rehash would have counted a lost continuity and shipped no
+  // transactions (a difference, or a new snapshot: the database is not the
+  // replica's newest state).
+  CHECK(after.lost_continuity == before.lost_continuity);
+  CHECK(after.shipped_transactions - before.shipped_transactions == 3);
+  CHECK(after.snapshots == before.snapshots);
+  CHECK(f.storage.list("snapshots/").size() == 1);
+  CHECK(f.newest() == 3);
+  CHECK(f.storage.object(format::l0_delta_key(3)));
+  CHECK(f.restored_rows() == f.rows());
+}
+
+TEST_CASE("the WAL checkpointed behind its back: a rehash ships only the pages that differ, no snapshot") {
+  Fixture f;
+  {
+    auto first = f.replicator();
+    f.step(*first);
+    f.write(2);
+    first->finish();
+  }
+  const uint64_t shipped = f.newest();
+  // walship is down: the app writes and checkpoints the WAL away, so the
+  // position in the local state no longer exists.
+  f.write(5);
+  f.app.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  f.write();
+
+  auto second = f.replicator();
+  f.step(*second);
+  const ReplicateStatus status = f.monitor.snapshot();
+  CHECK(status.lost_continuity == 1);
+  CHECK(f.storage.list("snapshots/").size() == 1);
+  CHECK(f.newest() == shipped + 1);  // one delta: the difference, as the next TXID
+  CHECK(f.restored_rows() == f.rows());
+  // And shipping goes on from the new position.
+  f.write();
+  f.step(*second);
+  CHECK(f.newest() == shipped + 2);
+  CHECK(f.restored_rows() == f.rows());
+}
+
+TEST_CASE("lost continuity with no local state and a database the replica never had: a new snapshot") {
+  Fixture f;
+  {
+    auto first = f.replicator();
+    f.step(*first);
+    f.write(2);
+    first->finish();
+  }
+  const uint64_t shipped = f.newest();
+  // The node lost its state and the database is not a state of the replica
+  // (written to while nothing replicated it).
+  std::filesystem::remove_all(f.db_path() + "-walship");
+  f.write(3);
+
+  auto second = f.replicator();
+  f.step(*second);
+  CHECK(f.monitor.snapshot().lost_continuity == 1);
+  CHECK(f.storage.object(format::snapshot_key(shipped + 1)));
+  CHECK(f.newest() == shipped + 1);
+  CHECK(f.restored_rows() == f.rows());
+}
+
+TEST_CASE("deltas and snapshots carry the injected clock's time") {
+  Fixture f;
+  auto r = f.replicator();
+  f.step(*r);
+  const int64_t snapshot_time = k_t0;
+  f.write();
+  const int64_t delta_time = f.now;
+  f.step(*r);
+  HeaderCache headers(f.storage);
+  CHECK(headers.get(format::snapshot_key(1)).commit_time_ms == static_cast<uint64_t>(snapshot_time));
+  CHECK(headers.get(format::l0_delta_key(2)).commit_time_ms == static_cast<uint64_t>(delta_time));
+}
+
+TEST_CASE(
+    "checkpoint rounds: past checkpoint_pages, at most one locked checkpoint a second, and the WAL "
+    "restarts") {
+  Fixture f;
+  f.options.checkpoint_pages = 8;
+  auto r = f.replicator();
+  f.step(*r);
+  f.write(20);
+  // The first round: shipped, checkpointed to the end, the read re-taken on
+  // the checkpointed WAL; step() asks to look again soon for its restart.
+  const int64_t at = f.now;
+  const std::optional<int64_t> next = f.step(*r);
+  CHECK(f.monitor.snapshot().checkpoints_passive == 1);
+  REQUIRE(next);
+  CHECK(*next <= at + 20);
+  // The app's next commit restarts the WAL; the replicator follows it into
+  // the new generation without losing continuity.
+  f.write();
+  r->step(at + 100);
+  f.write(20);
+  // Within the second after the last locked checkpoint: none under the lock.
+  r->step(at + 500);
+  CHECK(f.monitor.snapshot().checkpoints_passive == 1);
+  // A second after it: the next round.
+  f.write();
+  r->step(at + 1'000);
+  CHECK(f.monitor.snapshot().checkpoints_passive == 2);
+  CHECK(f.monitor.snapshot().lost_continuity == 0);
+  CHECK(f.storage.list("snapshots/").size() == 1);
+  CHECK(f.restored_rows() == f.rows());
+}
+
+TEST_CASE("a failed upload ships the same frames again at the next step: no gap, no second snapshot") {
+  Fixture f;
+  auto r = f.replicator();
+  f.step(*r);
+  f.write(2);
+  bool fail = true;
+  f.storage.set_fault_hook([&](std::string_view op, const std::string& key) {
+    if (fail && op == "put_if_absent" && key.starts_with("deltas/L0/"))
+      throw StorageError("injected: connection reset", true);
+  });
+  CHECK_THROWS_AS(f.step(*r), StorageError);
+  CHECK(f.newest() == 1);
+  fail = false;
+  f.write();
+  f.step(*r);
+  CHECK(f.newest() == 2);  // both writes in one delta
+  CHECK(f.monitor.snapshot().lost_continuity == 0);
+  CHECK(f.restored_rows() == f.rows());
+}
+
+TEST_CASE("the difference from a shipped state: the pages whose hash changed, and the new checksum") {
+  ShippedState state;
+  state.page_hashes = {1, 2, 4, 8};
+  state.db_pages = 4;
+  state.checksum = 1 ^ 2 ^ 4 ^ 8;
+  // Page 2 changed, page 4 gone (the database shrank).
+  ShippedState::Difference shrunk = state.difference({1, 16, 4});
+  CHECK(shrunk.changed == std::vector<uint32_t>{2});
+  CHECK(shrunk.checksum == (1 ^ 16 ^ 4));
+  // Grown by a page, nothing else changed.
+  ShippedState::Difference grown = state.difference({1, 2, 4, 8, 32});
+  CHECK(grown.changed == std::vector<uint32_t>{5});
+  CHECK(grown.checksum == (1 ^ 2 ^ 4 ^ 8 ^ 32));
+  CHECK(state.difference(state.page_hashes).changed.empty());
 }

@@ -1,6 +1,7 @@
 #include <doctest.h>
 
 #include <map>
+#include <set>
 
 #include "lib/format/keys.h"
 #include "lib/replica/restore_plan.h"
@@ -177,4 +178,138 @@ TEST_CASE("two compacted files of one level from the same TXID: the longer one i
           std::vector<std::string>{format::snapshot_key(1), format::delta_key(3, 2, 6)});
     CHECK(ordered.plan({}).txid == 8);
   }
+}
+
+TEST_CASE("excluding a bad compacted file makes the planner chain the L0 deltas it covers") {
+  FakeReplica r;
+  r.snapshot(1, 1000);
+  for (uint64_t t = 2; t <= 5; ++t) r.delta(0, t, t, t * 1000);
+  r.delta(1, 2, 5, 5000);
+  HeaderCache headers = r.cache();
+  const ReplicaListing listing = parse_listing(r.objects);
+  CHECK(plan_restore(listing, {}, headers, "file:///r").deltas.size() == 1);
+  const std::set<std::string> bad{format::delta_key(1, 2, 5)};
+  const RestorePlan plan = plan_restore(exclude_objects(listing, bad), {}, headers, "file:///r");
+  CHECK(plan.txid == 5);
+  CHECK(keys_of(plan) == std::vector<std::string>{format::snapshot_key(1), format::l0_delta_key(2),
+                                                  format::l0_delta_key(3), format::l0_delta_key(4),
+                                                  format::l0_delta_key(5)});
+}
+
+TEST_CASE("an undecodable header names its object, so planning can go around it") {
+  FakeReplica r;
+  r.snapshot(1, 1000);
+  r.delta(0, 2, 2, 2000);
+  // A junk object named as the next L0 delta: its header does not decode.
+  r.objects.push_back({format::l0_delta_key(3), 10});
+  HeaderCache headers([&r](const std::string& key) -> format::FileHeader {
+    if (key == format::l0_delta_key(3)) throw Failure("corrupt replica file '" + key + "': bad magic");
+    return r.headers.at(key);
+  });
+  const ReplicaListing listing = parse_listing(r.objects);
+  std::string bad_key;
+  try {
+    plan_restore(listing, {}, headers, "file:///r");
+  } catch (const BadObjectError& e) {
+    bad_key = e.key();
+  }
+  CHECK(bad_key == format::l0_delta_key(3));
+  const RestorePlan plan = plan_restore(exclude_objects(listing, {bad_key}), {}, headers, "file:///r");
+  CHECK(plan.txid == 2);
+}
+
+TEST_CASE("a copy of another delta under the next TXID's name is a bad object") {
+  FakeReplica r;
+  r.snapshot(1, 1000);
+  r.delta(0, 2, 2, 2000);
+  r.objects.push_back({format::l0_delta_key(3), 10});
+  r.headers[format::l0_delta_key(3)] = r.headers[format::l0_delta_key(2)];
+  HeaderCache headers = r.cache();
+  CHECK_THROWS_AS(plan_restore(parse_listing(r.objects), {}, headers, "file:///r"), BadObjectError);
+}
+
+TEST_CASE("a missing delta fails the latest restore naming the newest, the newest reachable and the gap") {
+  FakeReplica r;
+  r.snapshot(1, 1000);
+  for (uint64_t t : {2, 3, 5}) r.delta(0, t, t, t * 1000);  // L0 4 is missing
+  std::string message;
+  try {
+    r.plan({});
+  } catch (const UnreachableNewestError& e) {
+    message = e.what();
+  }
+  CHECK(
+      message ==
+      "the newest TXID 0000000000000005 of replica 'file:///r' is not reachable: no delta starts at TXID "
+      "0000000000000004 (missing); the newest reachable is 0000000000000003 (1970-01-01T00:00:03.000Z): pass "
+      "--allow-older to restore it, or run walship verify file:///r");
+  RestoreTarget older;
+  older.allow_older = true;
+  const RestorePlan plan = r.plan(older);
+  CHECK(plan.txid == 3);
+  CHECK(plan.newest_txid == 5);
+  CHECK(plan.commit_time_ms == 3000);
+}
+
+TEST_CASE("an explicit TXID or time target is not held to the newest TXID") {
+  FakeReplica r;
+  r.snapshot(1, 1000);
+  for (uint64_t t : {2, 3, 5}) r.delta(0, t, t, t * 1000);
+  CHECK(r.plan({3, {}}).txid == 3);
+  CHECK(r.plan({3, {}}).newest_txid == 0);
+  CHECK_THROWS_WITH_AS(r.plan({5, {}}), doctest::Contains("TXID 0000000000000005 is not a restore point"),
+                       Failure);
+  CHECK(r.plan({{}, 9000}).txid == 3);  // the last point at or before the time that a chain reaches
+}
+
+TEST_CASE("excluded bad objects claim the TXIDs their keys name, and the gap names them") {
+  FakeReplica r;
+  r.snapshot(1, 1000);
+  for (uint64_t t = 2; t <= 4; ++t) r.delta(0, t, t, t * 1000);
+  r.snapshot(5, 5000);
+  r.objects.push_back({format::l0_delta_key(5), 10});  // a junk L0 whose header does not decode
+  HeaderCache headers([&r](const std::string& key) -> format::FileHeader {
+    if (key == format::l0_delta_key(5)) throw Failure("corrupt replica file '" + key + "': bad magic");
+    return r.headers.at(key);
+  });
+  const ReplicaListing listing = parse_listing(r.objects);
+  const std::set<std::string> bad{format::snapshot_key(5), format::l0_delta_key(5)};
+  CHECK(claimed_newest_txid(listing, bad, headers) == 5);
+  CHECK_THROWS_WITH_AS(plan_restore(listing, {}, headers, "file:///r", bad),
+                       doctest::Contains("snapshots/0000000000000005.snap, deltas/L0/0000000000000005.delta "
+                                         "are broken; the newest reachable is 0000000000000004"),
+                       UnreachableNewestError);
+  RestoreTarget older;
+  older.allow_older = true;
+  const RestorePlan plan = plan_restore(listing, older, headers, "file:///r", bad);
+  CHECK(plan.txid == 4);
+  CHECK(plan.snapshot.txid == 1);
+  CHECK(plan.newest_txid == 5);
+}
+
+TEST_CASE("a bad compacted file with its L0 deltas still there is no gap") {
+  FakeReplica r;
+  r.snapshot(1, 1000);
+  for (uint64_t t = 2; t <= 5; ++t) r.delta(0, t, t, t * 1000);
+  r.delta(1, 2, 5, 5000);
+  HeaderCache headers = r.cache();
+  const RestorePlan plan =
+      plan_restore(parse_listing(r.objects), {}, headers, "file:///r", {format::delta_key(1, 2, 5)});
+  CHECK(plan.txid == 5);
+  CHECK(plan.newest_txid == 5);
+  CHECK(plan.deltas.size() == 4);
+}
+
+TEST_CASE(
+    "when the newest snapshot's chain stops short, an older snapshot's compacted chain reaches the newest") {
+  FakeReplica r;
+  r.snapshot(1, 1000);
+  for (uint64_t t = 2; t <= 9; ++t) {
+    if (t != 7) r.delta(0, t, t, t * 1000);  // L0 7 is gone, but L2 2-9 covers it
+  }
+  r.delta(2, 2, 9, 9000);
+  r.snapshot(5, 5000);
+  const RestorePlan plan = r.plan({});
+  CHECK(plan.txid == 9);
+  CHECK(keys_of(plan) == std::vector<std::string>{format::snapshot_key(1), format::delta_key(2, 2, 9)});
 }

@@ -6,6 +6,7 @@
 #include "lib/format/keys.h"
 #include "lib/replica/restore.h"
 #include "lib/replica/verify.h"
+#include "lib/util/fs.h"
 #include "lib/util/log.h"
 #include "tests/unit/replica_builder.h"
 
@@ -140,7 +141,9 @@ TEST_CASE("verify finds a truncated snapshot; points from the older snapshot sti
   CHECK(problem->breaks.front() == 12);
   CHECK(problem->breaks.back() == 24);
   CHECK(restore_error(storage, builder, 11).empty());
-  CHECK(restore_error(storage, builder, 13).find(key) != std::string::npos);
+  // Restore skips the bad snapshot and chains from the older one instead.
+  CHECK(restore_error(storage, builder, 13).empty());
+  CHECK(restore_error(storage, builder, 24).empty());
 }
 
 TEST_CASE("verify finds two swapped objects") {
@@ -198,4 +201,79 @@ TEST_CASE("verify --point checks one point; an unknown one cannot be checked") {
   MemoryStorage empty;
   options.point.reset();
   CHECK_THROWS_WITH_AS(run_verify(options, empty), doctest::Contains("no replica at"), Failure);
+}
+
+TEST_CASE(
+    "restore goes around a corrupt compacted file, stops at a junk next-TXID delta; verify names both") {
+  set_log_level(LogLevel::error);
+  MemoryStorage storage;
+  ReplicaBuilder builder(storage);
+  build(storage, builder);
+  builder.compact(k_t0 + 24 * 20'000);
+  std::string l1;
+  for (const ObjectInfo& object : storage.list("")) {
+    if (object.key.starts_with("deltas/L1/")) l1 = object.key;
+  }
+  REQUIRE(!l1.empty());
+  std::vector<std::byte> bytes = read_object(storage, l1);
+  REQUIRE(bytes.size() > 80);
+  for (size_t i = 70; i < bytes.size(); i += 7) bytes[i] ^= std::byte{0x5a};
+  write_object(storage, l1, bytes);
+  const std::string junk = format::l0_delta_key(builder.txid() + 1);
+  write_object(storage, junk, std::vector<std::byte>(200, std::byte{0x42}));
+
+  // The junk delta's name claims the next TXID: the latest restore does not
+  // go back in time silently, --allow-older restores the newest good point.
+  RestoreOptions options;
+  options.output_path = builder.scratch() + "/latest.db";
+  options.quiet = true;
+  const std::string junk_broken = junk + " is broken";
+  CHECK_THROWS_WITH_AS(run_restore(options, storage), doctest::Contains(junk_broken.c_str()),
+                       UnreachableNewestError);
+  options.target.allow_older = true;
+  const RestoreResult result = run_restore(options, storage);
+  CHECK(result.txid == builder.txid());
+  CHECK(result.newest_txid == builder.txid() + 1);
+  CHECK(test::count_rows(options.output_path) == builder.rows_at().at(builder.txid()));
+  for (uint64_t txid : {uint64_t{5}, uint64_t{13}, builder.txid()})
+    CHECK(restore_error(storage, builder, txid).empty());
+
+  const VerifyReport report = verify(storage);
+  CHECK(!report.healthy());
+  CHECK(problem_for(report, l1) != nullptr);
+  CHECK(problem_for(report, junk) != nullptr);
+}
+
+TEST_CASE(
+    "a newest delta whose body is corrupt fails the latest restore; --allow-older restores the one before") {
+  set_log_level(LogLevel::error);
+  MemoryStorage storage;
+  ReplicaBuilder builder(storage);
+  build(storage, builder);
+  const uint64_t newest = builder.txid();
+  const std::string last = format::l0_delta_key(newest);
+  std::vector<std::byte> bytes = read_object(storage, last);
+  REQUIRE(bytes.size() > 80);
+  for (size_t i = 70; i < bytes.size(); i += 7) bytes[i] ^= std::byte{0x5a};  // the header stays whole
+  write_object(storage, last, bytes);
+
+  RestoreOptions options;
+  options.output_path = builder.scratch() + "/latest.db";
+  options.quiet = true;
+  std::string message;
+  try {
+    run_restore(options, storage);
+  } catch (const UnreachableNewestError& e) {
+    message = e.what();
+  }
+  CHECK(message.find("the newest TXID " + format::txid_hex(newest)) != std::string::npos);
+  CHECK(message.find(last + " is broken") != std::string::npos);
+  CHECK(message.find("newest reachable is " + format::txid_hex(newest - 1)) != std::string::npos);
+  CHECK(!path_exists(options.output_path));
+
+  options.target.allow_older = true;
+  const RestoreResult result = run_restore(options, storage);
+  CHECK(result.txid == newest - 1);
+  CHECK(result.newest_txid == newest);
+  CHECK(test::count_rows(options.output_path) == builder.rows_at().at(newest - 1));
 }

@@ -16,30 +16,13 @@
 #include <vector>
 
 #include "lib/sqlite/sqlite.h"
+#include "tests/unit/support.h"
 
 using walship::sqlite::Database;
 using walship::sqlite::Statement;
+using walship::test::ScratchDir;
 
 namespace {
-
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "walship-dbpage-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    m_path = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(m_path, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return m_path; }
-
- private:
-  std::string m_path;
-};
 
 std::vector<std::byte> read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -167,7 +150,7 @@ std::string ro_uri(const std::string& path) { return "file:" + path + "?mode=ro"
 TEST_SUITE_BEGIN("sqlite/dbpage");
 
 TEST_CASE("one transaction grows a WAL database past its end, and readers see all of it or nothing") {
-  TempDir dir;
+  ScratchDir dir;
   const Images images = make_images(dir.path(), 4096);
   const std::string path = dir.path() + "/follower.db";
   write_file(path, images.small);
@@ -204,7 +187,7 @@ TEST_CASE("one transaction grows a WAL database past its end, and readers see al
 }
 
 TEST_CASE("inserting page N with NULL data truncates the database to N pages in the same transaction") {
-  TempDir dir;
+  ScratchDir dir;
   const Images images = make_images(dir.path(), 4096);
   const std::string path = dir.path() + "/follower.db";
   write_file(path, images.big);
@@ -233,7 +216,7 @@ TEST_CASE("inserting page N with NULL data truncates the database to N pages in 
 TEST_CASE("growing and shrinking in one transaction ends byte-equal to the target image") {
   for (const uint32_t page_size : {512u, 4096u, 65536u}) {
     CAPTURE(page_size);
-    TempDir dir;
+    ScratchDir dir;
     const Images images = make_images(dir.path(), page_size);
     const std::string path = dir.path() + "/follower.db";
     write_file(path, images.small);
@@ -266,7 +249,7 @@ TEST_CASE("growing and shrinking in one transaction ends byte-equal to the targe
 }
 
 TEST_CASE("a rolled-back resize leaves the database as it was, and its truncation is forgotten") {
-  TempDir dir;
+  ScratchDir dir;
   const Images images = make_images(dir.path(), 4096);
   const std::string path = dir.path() + "/follower.db";
   write_file(path, images.small);
@@ -294,7 +277,7 @@ TEST_CASE("a rolled-back resize leaves the database as it was, and its truncatio
 }
 
 TEST_CASE("page 1 is committed as written: SQLite stamps no change counter or version into it") {
-  TempDir dir;
+  ScratchDir dir;
   const Images images = make_images(dir.path(), 4096);
   const std::string path = dir.path() + "/follower.db";
   write_file(path, images.small);
@@ -328,7 +311,7 @@ TEST_CASE("page 1 is committed as written: SQLite stamps no change counter or ve
 }
 
 TEST_CASE("a page of the wrong size is still refused") {
-  TempDir dir;
+  ScratchDir dir;
   const Images images = make_images(dir.path(), 4096);
   const std::string path = dir.path() + "/follower.db";
   write_file(path, images.small);

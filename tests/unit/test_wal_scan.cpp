@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "lib/replica/local_state.h"
 #include "lib/sqlite/sqlite.h"
@@ -103,5 +104,52 @@ TEST_CASE("the local state round-trips and is rejected when its page hashes disa
   state.checksum = 12345;
   store.save(state, {}, false);
   CHECK_FALSE(store.load());
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("a local state file written before the shared state-file module still loads") {
+  const std::string dir = temp_dir();
+  const std::string url = "file:///r";
+  // The files LocalStateStore wrote: "<id>.state" and "<id>.pages" (8 bytes
+  // a page, big-endian), <id> the replica URL's hash.
+  {
+    // The store names its files; a save creates them, then they are overwritten by hand.
+    LocalStateStore probe(dir, url);
+    ShippedState empty;
+    probe.save(empty, {}, true);
+  }
+  std::string state_path;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    if (entry.path().extension() == ".state") state_path = entry.path().string();
+  }
+  REQUIRE_FALSE(state_path.empty());
+  std::ofstream(state_path) << "walship-state 1\n"
+                               "replica file:///r\n"
+                               "page_size 00001000\n"
+                               "txid 0000000000000007\n"
+                               "checksum 0000000000000003\n"
+                               "db_pages 00000002\n"
+                               "wal_salt1 12345678\n"
+                               "wal_salt2 9abcdef0\n"
+                               "wal_checkpoint_seq 00000001\n"
+                               "wal_offset 0000000000002050\n"
+                               "wal_checksum0 deadbeef\n"
+                               "wal_checksum1 0badf00d\n";
+  const std::string pages_path = state_path.substr(0, state_path.size() - 6) + ".pages";
+  std::ofstream(pages_path, std::ios::binary | std::ios::trunc)
+      << std::string("\0\0\0\0\0\0\0\1\0\0\0\0\0\0\0\2", 16);
+  const std::optional<ShippedState> loaded = LocalStateStore(dir, url).load();
+  REQUIRE(loaded);
+  CHECK(loaded->page_size == 4096);
+  CHECK(loaded->txid == 7);
+  CHECK(loaded->checksum == 3);
+  CHECK(loaded->db_pages == 2);
+  CHECK(loaded->page_hashes == std::vector<uint64_t>{1, 2});
+  CHECK(loaded->wal.salt1 == 0x12345678);
+  CHECK(loaded->wal.salt2 == 0x9abcdef0);
+  CHECK(loaded->wal.checkpoint_seq == 1);
+  CHECK(loaded->wal.offset == 0x2050);
+  CHECK(loaded->wal.checksum == wal::Checksum{0xdeadbeef, 0x0badf00d});
+  CHECK(loaded->wal.page_size == 4096);
   std::filesystem::remove_all(dir);
 }

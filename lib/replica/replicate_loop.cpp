@@ -1,59 +1,48 @@
-#include "lib/replica/replicate.h"
-
+// The loop of `walship replicate` (replicate.h): the main thread waits on the
+// signal pipe (lib/util/signals), file events (dir_watcher) and finished
+// steps, asks the schedule (replicate_schedule) which databases are due and
+// hands their steps to a fixed pool of workers; followers run a thread each;
+// the --exec app is a ChildProcess (child_process).
 #include <dirent.h>
 #include <fcntl.h>
 #include <malloc.h>
 #include <poll.h>
-#include <signal.h>
-#include <sys/inotify.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
-#include <cctype>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
 
+#include "lib/replica/child_process.h"
+#include "lib/replica/control_socket.h"
 #include "lib/replica/counting_storage.h"
+#include "lib/replica/dir_watcher.h"
 #include "lib/replica/follower.h"
+#include "lib/replica/replicate.h"
+#include "lib/replica/replicate_schedule.h"
 #include "lib/replica/replicator.h"
 #include "lib/sqlite/sqlite.h"
 #include "lib/util/error.h"
 #include "lib/util/fs.h"
 #include "lib/util/log.h"
+#include "lib/util/signals.h"
 #include "lib/util/time.h"
 
 namespace walship {
 
 namespace {
 
-// Without any file event, a database is still looked at this often: a local
-// check of the WAL (no requests), in case an event was missed.
-constexpr int64_t k_safety_poll_ms = 30'000;
-// While the last sync interval shipped this many pages (8 MiB of 4 KiB
-// pages) or more, steps come every quarter of the interval: in a write flood,
-// smaller ships keep a commit's wait for the replica near the interval.
-constexpr uint64_t k_flood_pages = 2048;
-constexpr int64_t k_max_retry_ms = 60'000;
-constexpr int k_forwarded_signals[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
-
-int g_signal_pipe[2] = {-1, -1};
-
-void on_signal(int sig) {
-  const int saved = errno;
-  const auto byte = static_cast<unsigned char>(sig);
-  [[maybe_unused]] const ssize_t n = ::write(g_signal_pipe[1], &byte, 1);
-  errno = saved;
-}
+using schedule::Entry;
 
 void make_pipe(int fds[2]) {
   if (::pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0)
@@ -104,48 +93,22 @@ class WorkerPool {
   std::vector<std::thread> m_threads;
 };
 
-struct Entry {
-  std::unique_ptr<Replicator> replicator;
-  ReplicateMonitor* monitor = nullptr;
-  int64_t interval_ms = 1000;
-  bool from_directory = false;
-  // Main-thread bookkeeping; the worker only touches `replicator` while busy.
-  bool busy = false;
-  bool dirty = true;
-  bool flooding = false;  // the last interval shipped k_flood_pages or more
-  int64_t flood_window_start = 0;
-  uint64_t flood_window_pages = 0;  // shipped_pages() at flood_window_start
-  int64_t last_start = 0;
-  std::optional<int64_t> timer_due;
-  int failures = 0;
-  int64_t retry_due = 0;
-  int64_t poll_due = 0;
-  bool fatal = false;   // a usage error: never retried
-  bool absent = false;  // waited for: not created (in WAL mode) yet
-  bool warned_not_wal = false;
-  // For the lag on /metrics: when walship noticed the oldest change of the
-  // WAL that no step has covered yet, and (while busy) the one the running
-  // step covers. 0: none.
-  uint64_t changed_ms = 0;
-  uint64_t covering_ms = 0;
-
-  int64_t due(int64_t now) const {
-    if (fatal || absent) return INT64_MAX;
-    if (failures > 0) return retry_due;
-    int64_t t = poll_due;
-    if (dirty) t = std::min(t, std::max(now, last_start + (flooding ? interval_ms / 4 : interval_ms)));
-    if (timer_due) t = std::min(t, *timer_due);
-    return t;
-  }
-};
-
 // A step's outcome; without `entry`, a follower's start-up usage error.
 struct StepResult {
   Entry* entry = nullptr;
   std::optional<int64_t> timer;
   std::string error;
   bool usage = false;
+  bool fenced = false;   // FencedError: another writer has the replica
   bool shipped = false;  // the step shipped a delta
+};
+
+// A replicated database's control socket (control_socket.h) and the
+// `walship snapshot` requests waiting for their answer.
+struct ControlChannel {
+  std::unique_ptr<ControlListener> listener;
+  std::vector<ControlRequest> waiting;
+  bool tried = false;  // opened once, when the replicator first started
 };
 
 // A database followed in this process (role = "serve-replica").
@@ -187,27 +150,16 @@ class ReplicateLoop {
       : m_run(run),
         m_open_storage(open_storage),
         m_board(run.board ? *run.board : m_own_board),
+        m_signals(k_forwarded_signals, TempFilesOnStop::left_to_owner, true),
         m_pool(std::max(1, run.workers)) {
-    make_pipe(g_signal_pipe);
     make_pipe(m_done_pipe);
     make_pipe(m_follow_stop);
-    struct sigaction sa {};
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
-    for (int sig : k_forwarded_signals) ::sigaction(sig, &sa, nullptr);
-    ::sigaction(SIGCHLD, &sa, nullptr);
-    m_inotify.reset(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
-    if (!m_inotify) throw Failure(std::string("unable to watch files (inotify): ") + std::strerror(errno));
   }
 
   ~ReplicateLoop() {
     stop_followers();
     ::close(m_follow_stop[0]);
     ::close(m_follow_stop[1]);
-    ::close(g_signal_pipe[0]);
-    ::close(g_signal_pipe[1]);
-    g_signal_pipe[0] = g_signal_pipe[1] = -1;
     ::close(m_done_pipe[0]);
     ::close(m_done_pipe[1]);
   }
@@ -221,7 +173,8 @@ class ReplicateLoop {
       }
     }
     for (const DirectoryConfig& dir : m_run.config.directories) {
-      watch(dir.path, &dir);
+      m_watcher.watch_dir(dir.path);
+      m_directories[dir.path] = &dir;
       scan_directory(dir);
     }
     for (const FollowerConfig& follower : m_run.config.followers) {
@@ -233,9 +186,7 @@ class ReplicateLoop {
     }
     m_board.set_ready();
     log(LogLevel::info, "replicate started",
-        {{"databases", std::to_string(m_entries.size())},
-         {"followers", std::to_string(m_followers.size())},
-         {"workers", std::to_string(m_run.workers)}});
+        {{"databases", m_entries.size()}, {"followers", m_followers.size()}, {"workers", m_run.workers}});
 
     // First round: every database starts (initial snapshot, resume or
     // rehash) before the app runs, and a configuration problem stops here.
@@ -247,12 +198,15 @@ class ReplicateLoop {
     ::malloc_trim(0);
     if (log_enabled(LogLevel::debug)) {
       log(LogLevel::debug, "started every database",
-          {{"databases", std::to_string(m_entries.size())},
-           {"sqlite_bytes", std::to_string(sqlite3_memory_used())}});
+          {{"databases", m_entries.size()}, {"sqlite_bytes", sqlite3_memory_used()}});
     }
     if (!m_first_usage_error.empty()) {
       finish_all(true);
       throw UsageError(m_first_usage_error);
+    }
+    if (!m_fenced_error.empty()) {
+      finish_all(true);
+      throw FencedError(m_fenced_error);
     }
     if (!m_stop && !m_run.exec_argv.empty()) spawn_child();
     if (!m_stop) start_followers();
@@ -266,12 +220,14 @@ class ReplicateLoop {
     [[maybe_unused]] const ssize_t n = ::write(m_follow_stop[1], &byte, 1);
     while (busy_count() > 0) pump(-1);
     const bool shipped = finish_all(false);
+    for (auto& [entry, c] : m_control) {
+      for (ControlRequest& request : c.waiting)
+        answer(request, "error replicate stopped before the snapshot");
+    }
     stop_followers();
     if (!m_first_usage_error.empty()) throw UsageError(m_first_usage_error);
-    if (m_child_status) {
-      const int status = *m_child_status;
-      return WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 1;
-    }
+    if (!m_fenced_error.empty()) throw FencedError(m_fenced_error);
+    if (m_child_status) return ChildProcess::exit_code(*m_child_status);
     return shipped ? 0 : 1;
   }
 
@@ -291,42 +247,16 @@ class ReplicateLoop {
     }
     ReplicatorOptions options = settings.replicator;
     options.db_path = path;
+    options.take_over = m_run.take_over;
     auto entry = std::make_unique<Entry>();
     entry->monitor = &monitor;
     entry->replicator = std::make_unique<Replicator>(options, std::move(storages), &monitor);
     entry->interval_ms = settings.sync_interval_ms;
     entry->from_directory = from_directory;
     m_by_path[path] = entry.get();
-    watch(dir_name(path), nullptr);
+    m_watcher.watch_dir(dir_name(path));
     m_entries.push_back(std::move(entry));
     return *m_entries.back();
-  }
-
-  void watch(const std::string& dir, const DirectoryConfig* directory) {
-    for (auto& [wd, w] : m_watches) {
-      if (w.dir == dir) {
-        if (directory) w.directory = directory;
-        return;
-      }
-    }
-    const int wd = ::inotify_add_watch(m_inotify.get(), dir.c_str(),
-                                       IN_CREATE | IN_MOVED_TO | IN_DELETE | IN_CLOSE_WRITE);
-    if (wd < 0) {
-      throw UsageError("unable to watch directory '" + dir + "': " + std::strerror(errno) +
-                       (errno == ENOSPC ? " (raise fs.inotify.max_user_watches)" : ""));
-    }
-    m_watches[wd] = Watch{dir, directory};
-  }
-
-  // Watches the database's WAL for the next write, once (IN_ONESHOT): a busy
-  // app then raises one event per step instead of one per write, which the
-  // kernel would otherwise queue on every write() of the app. Armed before
-  // each step, so a commit during or after it is never missed. A WAL that
-  // does not exist yet is noticed by the directory watch when it appears.
-  void arm_wal_watch(Entry& entry) {
-    const std::string wal = entry.replicator->db_path() + "-wal";
-    const int wd = ::inotify_add_watch(m_inotify.get(), wal.c_str(), IN_MODIFY | IN_ONESHOT);
-    if (wd >= 0) m_wal_watches[wd] = &entry;
   }
 
   void consider_file(const DirectoryConfig& dir, const std::string& name) {
@@ -370,42 +300,44 @@ class ReplicateLoop {
 
   int timeout_ms() const {
     const int64_t now = static_cast<int64_t>(now_ms());
-    int64_t next = INT64_MAX;
-    for (const auto& e : m_entries) {
-      if (!e->busy) next = std::min(next, e->due(now));
+    int wait = schedule::wait_ms(m_entries, now);
+    if (m_child_kill_due != 0 && m_child.running()) {
+      const int64_t left = std::max<int64_t>(m_child_kill_due - now, 0);
+      if (wait < 0 || left < wait) wait = static_cast<int>(left);
     }
-    if (next == INT64_MAX) return -1;
-    return static_cast<int>(std::clamp<int64_t>(next - now, 0, 3'600'000));
+    return wait;
   }
 
   void dispatch_due() {
     const int64_t now = static_cast<int64_t>(now_ms());
     for (const auto& entry : m_entries) {
-      if (entry->busy || entry->due(now) > now) continue;
+      if (!schedule::is_due(*entry, now)) continue;
       Entry* e = entry.get();
-      e->busy = true;
-      e->dirty = false;
-      e->last_start = now;
-      e->poll_due = now + k_safety_poll_ms;
-      e->covering_ms = e->changed_ms;
-      e->changed_ms = 0;
-      arm_wal_watch(*e);
-      m_pool.submit([this, e] {
-        StepResult result;
-        result.entry = e;
-        const uint64_t shipped_before = e->monitor->shipped_deltas();
-        try {
-          result.timer = e->replicator->step(static_cast<int64_t>(now_ms()));
-          result.shipped = e->monitor->shipped_deltas() != shipped_before;
-        } catch (const UsageError& x) {
-          result.error = x.what();
-          result.usage = true;
-        } catch (const std::exception& x) {
-          result.error = x.what();
-        }
-        post(std::move(result));
-      });
+      schedule::start_step(*e, now);
+      // Armed before the step, so a commit during or after it is never missed.
+      m_watcher.watch_next_write(e->replicator->db_path() + "-wal");
+      m_pool.submit([this, e] { post(run_step(*e)); });
     }
+  }
+
+  // On a worker: one step of `e`.
+  static StepResult run_step(Entry& e) {
+    StepResult result;
+    result.entry = &e;
+    const uint64_t shipped_before = e.monitor->shipped_deltas();
+    try {
+      result.timer = e.replicator->step(static_cast<int64_t>(now_ms()));
+      result.shipped = e.monitor->shipped_deltas() != shipped_before;
+    } catch (const UsageError& x) {
+      result.error = x.what();
+      result.usage = true;
+    } catch (const FencedError& x) {
+      result.error = x.what();
+      result.fenced = true;
+    } catch (const std::exception& x) {
+      result.error = x.what();
+    }
+    return result;
   }
 
   void post(StepResult result) {
@@ -434,19 +366,18 @@ class ReplicateLoop {
         continue;
       }
       Entry& e = *r.entry;
-      e.busy = false;
-      report_step(e, r, now);
-      if (r.error.empty()) {
-        e.failures = 0;
-        e.timer_due = r.timer;
-        if (now >= e.flood_window_start + e.interval_ms) {
-          const uint64_t pages = e.replicator->shipped_pages();
-          e.flooding = pages - e.flood_window_pages >= k_flood_pages;
-          e.flood_window_start = now;
-          e.flood_window_pages = pages;
-        }
+      report_step(e, r, schedule::end_step(e, !r.error.empty()), now);
+      if (r.fenced) {
+        fenced(e, r.error);
         continue;
       }
+      if (r.error.empty()) {
+        schedule::step_succeeded(e, r.timer, e.replicator->shipped_pages(), now);
+        open_control(e);
+        answer_waiting(e, r, now);
+        continue;
+      }
+      answer_waiting(e, r, now);
       if (r.usage && m_initial_round) {
         // A configured database that cannot be replicated stops the start
         // (the error is the command's one line); one found in a directory is
@@ -458,9 +389,7 @@ class ReplicateLoop {
         }
         continue;
       }
-      e.failures += 1;
-      const int64_t delay = std::min<int64_t>(k_max_retry_ms, int64_t{1000} << std::min(e.failures - 1, 6));
-      e.retry_due = now + delay;
+      const int64_t delay = schedule::step_failed(e, now);
       log(LogLevel::error, "unable to replicate; nothing is lost, retrying",
           {{"db", e.replicator->db_path()},
            {"error", r.error},
@@ -468,11 +397,77 @@ class ReplicateLoop {
     }
   }
 
+  // Another writer has the database's replica, or this node's data is
+  // behind it: it is never stepped again, and the process stops (its app
+  // too: a zombie app accepting writes that cannot be replicated is worse
+  // than a stopped one) and exits 4. A database found in a directory is
+  // left out alone.
+  void fenced(Entry& e, const std::string& error) {
+    e.fatal = true;
+    e.monitor->update([](ReplicateStatus& s) { s.fenced = true; });
+    log(LogLevel::error, "fenced: not writing to this replica",
+        {{"db", e.replicator->db_path()}, {"error", error}});
+    if (e.from_directory) return;
+    if (m_fenced_error.empty()) m_fenced_error = error;
+    if (m_child.running()) {
+      log(LogLevel::warn, "stopping the app: its writes could not be replicated", {{"pid", m_child.pid()}});
+      stop_child(SIGTERM);
+    } else {
+      m_stop = true;
+    }
+  }
+
+  // The control socket of a database whose replicator started, so holds
+  // the replica's lease: only the holder answers `walship snapshot`.
+  void open_control(Entry& e) {
+    ControlChannel& c = m_control[&e];
+    if (c.tried || !e.replicator->started()) return;
+    c.tried = true;
+    try {
+      c.listener = std::make_unique<ControlListener>(e.replicator->db_path());
+    } catch (const Failure& x) {
+      log(LogLevel::warn, "walship snapshot cannot reach this replicate (it exits 4 while this runs)",
+          {{"db", e.replicator->db_path()}, {"error", x.what()}});
+    }
+  }
+
+  // A `walship snapshot` asking: the next step writes it.
+  void accept_control(Entry& e, ControlChannel& c) {
+    std::optional<ControlRequest> request = c.listener->accept_request();
+    if (!request) return;
+    if (e.fatal) {
+      answer(*request, "error this replicate no longer writes the replica: see its log");
+      return;
+    }
+    e.replicator->request_snapshot(request->replica_url);
+    c.waiting.push_back(std::move(*request));
+    e.timer_due = static_cast<int64_t>(now_ms());
+  }
+
+  // After a step of `e`: the answer to the snapshots asked, the step's error,
+  // or (asked while it ran) another step soon.
+  void answer_waiting(Entry& e, const StepResult& r, int64_t now) {
+    const auto it = m_control.find(&e);
+    if (it == m_control.end() || it->second.waiting.empty()) return;
+    std::optional<std::string> line = e.replicator->take_snapshot_answer();
+    if (!line && !r.error.empty()) line = "error " + r.error;
+    if (!line) {
+      e.timer_due = now;
+      return;
+    }
+    for (ControlRequest& request : it->second.waiting) answer(request, *line);
+    it->second.waiting.clear();
+  }
+
+  // Forwards a stop to the app and gives it --shutdown-timeout to exit
+  // before SIGKILL (checked in pump()).
+  void stop_child(int sig) {
+    m_child.forward(sig);
+    if (m_child_kill_due == 0) m_child_kill_due = static_cast<int64_t>(now_ms()) + m_run.shutdown_timeout_ms;
+  }
+
   // What a finished step changes on /metrics and /healthz.
-  void report_step(Entry& e, const StepResult& r, int64_t now) {
-    const uint64_t covered = e.covering_ms;
-    e.covering_ms = 0;
-    if (!r.error.empty() && covered != 0) e.changed_ms = covered;  // still not shipped, and older
+  void report_step(Entry& e, const StepResult& r, uint64_t covered, int64_t now) {
     e.monitor->update([&](ReplicateStatus& s) {
       s.oldest_unshipped_ms = e.changed_ms;
       if (!r.error.empty()) {
@@ -490,10 +485,7 @@ class ReplicateLoop {
 
   // The WAL (or the database's folder entry) changed: something to ship.
   void mark_changed(Entry& e) {
-    e.dirty = true;
-    if (e.changed_ms != 0) return;
-    e.changed_ms = now_ms();
-    if (e.covering_ms == 0)
+    if (schedule::mark_changed(e, now_ms()))
       e.monitor->update([&](ReplicateStatus& s) { s.oldest_unshipped_ms = e.changed_ms; });
   }
 
@@ -543,139 +535,111 @@ class ReplicateLoop {
           {{"db", options.db_path}, {"error", error}, {"retry_in", std::to_string(delay / 1000) + "s"}});
       pollfd fd{m_follow_stop[0], POLLIN, 0};
       if (::poll(&fd, 1, static_cast<int>(delay)) > 0) return;
-      delay = std::min<int64_t>(delay * 2, k_max_retry_ms);
+      delay = std::min<int64_t>(delay * 2, schedule::k_max_retry_ms);
     }
   }
 
   void handle_signals() {
-    unsigned char sigs[64];
-    ssize_t n;
-    while ((n = ::read(g_signal_pipe[0], sigs, sizeof sigs)) > 0) {
-      for (ssize_t i = 0; i < n; ++i) {
-        const int sig = sigs[i];
-        if (sig == SIGCHLD) {
-          reap_child();
-          continue;
-        }
-        if (m_child_pid > 0) {
-          ::kill(m_child_pid, sig);  // the app decides; walship stops when it exits
-          continue;
-        }
-        if (sig == SIGTERM || sig == SIGINT || sig == SIGQUIT) {
-          if (m_stop) {
-            log(LogLevel::warn, "already shipping what is committed before exiting; SIGKILL abandons it");
-          } else {
-            log(LogLevel::info, "stopping: shipping what is committed", {{"signal", strsignal(sig)}});
-          }
+    while (const int sig = m_signals.next()) {
+      if (sig == SIGCHLD) {
+        if (const std::optional<int> status = m_child.reap()) {
+          m_child_status = status;
+          log(LogLevel::info, "the app exited; shipping what is committed",
+              {{"status", ChildProcess::describe(*status)}});
           m_stop = true;
-        } else {
-          log(LogLevel::info, "signal ignored (replicate stops on SIGTERM or SIGINT)",
-              {{"signal", strsignal(sig)}});
         }
+      } else if (m_child.running() && (sig == SIGTERM || sig == SIGINT || sig == SIGQUIT)) {
+        stop_child(sig);  // the app decides, within --shutdown-timeout; walship stops when it exits
+      } else if (m_child.running()) {
+        m_child.forward(sig);
+      } else if (sig == SIGTERM || sig == SIGINT || sig == SIGQUIT) {
+        if (m_stop) {
+          log(LogLevel::warn, "already shipping what is committed before exiting; SIGKILL abandons it");
+        } else {
+          log(LogLevel::info, "stopping: shipping what is committed", {{"signal", strsignal(sig)}});
+        }
+        m_stop = true;
+      } else {
+        log(LogLevel::info, "signal ignored (replicate stops on SIGTERM or SIGINT)",
+            {{"signal", strsignal(sig)}});
       }
     }
   }
 
-  void handle_inotify() {
-    alignas(inotify_event) char buffer[65536];
-    ssize_t n;
-    while ((n = ::read(m_inotify.get(), buffer, sizeof buffer)) > 0) {
-      for (ssize_t off = 0; off < n;) {
-        const auto* ev = reinterpret_cast<const inotify_event*>(buffer + off);
-        off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
-        if (ev->mask & IN_Q_OVERFLOW) {
+  void handle_file_events() {
+    for (const WatchEvent& ev : m_watcher.read()) {
+      switch (ev.kind) {
+        case WatchEvent::Kind::overflow:
           for (const auto& e : m_entries) mark_changed(*e);
-          continue;
-        }
-        if (const auto wal = m_wal_watches.find(ev->wd); wal != m_wal_watches.end()) {
-          if (ev->mask & IN_MODIFY) mark_changed(*wal->second);
-          if (ev->mask & IN_IGNORED) m_wal_watches.erase(wal);  // the one-shot watch is spent
-          continue;
-        }
-        const auto w = m_watches.find(ev->wd);
-        if (w == m_watches.end() || ev->len == 0) continue;
-        const std::string name(ev->name);
-        std::string path = w->second.dir + "/" + name;
-        if (path.ends_with("-wal")) path.resize(path.size() - 4);
-        if (const auto it = m_by_path.find(path); it != m_by_path.end()) {
-          Entry& e = *it->second;
-          mark_changed(e);
-          // A waited-for database counts once the app made it a WAL database
-          // (its -wal appearing is the event for that).
-          if (e.absent && is_wal_database_file(path, e.replicator->enable_wal())) {
-            e.absent = false;
-            log(LogLevel::info, "the database was created", {{"db", path}});
-          } else if (e.absent && !e.warned_not_wal && is_wal_database_file(path, true)) {
-            e.warned_not_wal = true;
-            log(LogLevel::warn,
-                "the database is not in WAL mode; waiting for the app to switch it (or set --enable-wal)",
-                {{"db", path}});
-          }
-        } else if (w->second.directory && !m_stop) {
-          consider_file(*w->second.directory, name);
-        }
+          break;
+        case WatchEvent::Kind::file_written:
+          if (const auto it = m_by_path.find(ev.path.substr(0, ev.path.size() - 4)); it != m_by_path.end())
+            mark_changed(*it->second);
+          break;
+        case WatchEvent::Kind::entry_changed: entry_changed(ev.dir, ev.name); break;
       }
+    }
+  }
+
+  // `name` in watched directory `dir` was created, moved in, deleted or written.
+  void entry_changed(const std::string& dir, const std::string& name) {
+    std::string path = dir + "/" + name;
+    if (path.ends_with("-wal")) path.resize(path.size() - 4);
+    if (const auto it = m_by_path.find(path); it != m_by_path.end()) {
+      Entry& e = *it->second;
+      mark_changed(e);
+      // A waited-for database counts once the app made it a WAL database
+      // (its -wal appearing is the event for that).
+      if (e.absent && is_wal_database_file(path, e.replicator->enable_wal())) {
+        e.absent = false;
+        log(LogLevel::info, "the database was created", {{"db", path}});
+      } else if (e.absent && !e.warned_not_wal && is_wal_database_file(path, true)) {
+        e.warned_not_wal = true;
+        log(LogLevel::warn,
+            "the database is not in WAL mode; waiting for the app to switch it (or set --enable-wal)",
+            {{"db", path}});
+      }
+    } else if (const auto d = m_directories.find(dir); d != m_directories.end() && !m_stop) {
+      consider_file(*d->second, name);
     }
   }
 
   void pump(int timeout) {
-    pollfd fds[3] = {
-        {g_signal_pipe[0], POLLIN, 0}, {m_done_pipe[0], POLLIN, 0}, {m_inotify.get(), POLLIN, 0}};
-    const int rc = ::poll(fds, 3, timeout);
+    std::vector<pollfd> fds = {
+        {m_signals.fd(), POLLIN, 0}, {m_done_pipe[0], POLLIN, 0}, {m_watcher.fd(), POLLIN, 0}};
+    std::vector<std::pair<Entry*, ControlChannel*>> controls;
+    for (auto& [entry, c] : m_control) {
+      if (!c.listener) continue;
+      fds.push_back({c.listener->fd(), POLLIN, 0});
+      controls.emplace_back(entry, &c);
+    }
+    const int rc = ::poll(fds.data(), fds.size(), timeout);
     if (rc < 0 && errno != EINTR) throw Failure(std::string("poll failed: ") + std::strerror(errno));
+    for (size_t i = 0; rc > 0 && i < controls.size(); ++i) {
+      if (fds[3 + i].revents & POLLIN) accept_control(*controls[i].first, *controls[i].second);
+    }
     char drain[256];
     while (::read(m_done_pipe[0], drain, sizeof drain) > 0) {
     }
     handle_signals();
     handle_results();
-    handle_inotify();
+    handle_file_events();
+    if (m_child_kill_due != 0 && m_child.running() && static_cast<int64_t>(now_ms()) >= m_child_kill_due) {
+      log(LogLevel::warn, "the app did not exit within --shutdown-timeout; killing it",
+          {{"pid", m_child.pid()}});
+      m_child.forward(SIGKILL);
+      m_child_kill_due = INT64_MAX;  // once
+    }
   }
 
   void spawn_child() {
-    int status_pipe[2];
-    make_pipe(status_pipe);
-    const pid_t pid = ::fork();
-    if (pid < 0)
-      throw Failure(std::string("unable to start the --exec command: fork: ") + std::strerror(errno));
-    if (pid == 0) {
-      for (int sig : k_forwarded_signals) ::signal(sig, SIG_DFL);
-      ::signal(SIGCHLD, SIG_DFL);
-      std::vector<char*> argv;
-      for (const std::string& arg : m_run.exec_argv) argv.push_back(const_cast<char*>(arg.c_str()));
-      argv.push_back(nullptr);
-      ::execvp(argv[0], argv.data());
-      const int err = errno;
-      [[maybe_unused]] const ssize_t n = ::write(status_pipe[1], &err, sizeof err);
-      ::_exit(127);
-    }
-    ::close(status_pipe[1]);
-    int err = 0;
-    ssize_t n;
-    // The pipe closes on a successful exec (O_CLOEXEC); an errno means it failed.
-    pollfd pfd{status_pipe[0], POLLIN, 0};
-    ::poll(&pfd, 1, -1);
-    n = ::read(status_pipe[0], &err, sizeof err);
-    ::close(status_pipe[0]);
-    m_child_pid = pid;
-    if (n == sizeof err) {
-      ::waitpid(pid, nullptr, 0);
-      m_child_pid = -1;
+    try {
+      m_child.spawn(m_run.exec_argv);
+    } catch (const UsageError&) {
       finish_all(true);
-      throw UsageError("unable to run --exec command '" + m_run.exec_argv[0] + "': " + std::strerror(err));
+      throw;
     }
-    log(LogLevel::info, "started the app", {{"command", m_run.exec_argv[0]}, {"pid", std::to_string(pid)}});
-  }
-
-  void reap_child() {
-    if (m_child_pid <= 0) return;
-    int status = 0;
-    if (::waitpid(m_child_pid, &status, WNOHANG) != m_child_pid) return;
-    m_child_status = status;
-    m_child_pid = -1;
-    log(LogLevel::info, "the app exited; shipping what is committed",
-        {{"status", WIFEXITED(status) ? std::to_string(WEXITSTATUS(status))
-                                      : std::string("signal ") + strsignal(WTERMSIG(status))}});
-    m_stop = true;
+    log(LogLevel::info, "started the app", {{"command", m_run.exec_argv[0]}, {"pid", m_child.pid()}});
   }
 
   // The last ship of every database, in parallel; true if all succeeded.
@@ -713,37 +677,37 @@ class ReplicateLoop {
     }
     std::unique_lock lock(mutex);
     cv.wait(lock, [&] { return pending == 0; });
-    if (!quiet) {
+    if (!quiet && !m_fenced_error.empty()) {
+      log(LogLevel::error, "stopped: fenced, what was committed here since is not in the replica");
+    } else if (!quiet) {
       log(ok ? LogLevel::info : LogLevel::error,
           ok ? "stopped: everything committed is shipped" : "stopped with errors");
     }
     return ok;
   }
 
-  struct Watch {
-    std::string dir;
-    const DirectoryConfig* directory = nullptr;
-  };
-
   const ReplicateRun& m_run;
   const OpenStorageFn& m_open_storage;
   StatusBoard m_own_board;  // when the run has none
   StatusBoard& m_board;
   std::vector<std::unique_ptr<Entry>> m_entries;
+  std::map<Entry*, ControlChannel> m_control;  // of the databases that started
   std::vector<std::unique_ptr<FollowerEntry>> m_followers;
   int m_follow_stop[2] = {-1, -1};  // readable once followers must stop
   std::map<std::string, Entry*> m_by_path;
-  std::map<int, Watch> m_watches;
-  std::map<int, Entry*> m_wal_watches;
+  std::map<std::string, const DirectoryConfig*> m_directories;  // the --dir ones, by path
   std::set<std::string> m_skipped;
-  UniqueFd m_inotify;
+  DirWatcher m_watcher;
+  SignalPipe m_signals;
   int m_done_pipe[2] = {-1, -1};
   std::mutex m_results_mutex;
   std::vector<StepResult> m_results;
   bool m_stop = false;
   bool m_initial_round = true;
   std::string m_first_usage_error;
-  pid_t m_child_pid = -1;
+  std::string m_fenced_error;  // the first fenced database's error: exit 4
+  ChildProcess m_child;
+  int64_t m_child_kill_due = 0;  // when the stopping app gets SIGKILL; 0: not stopping
   std::optional<int> m_child_status;
   WorkerPool m_pool;  // last: its threads are joined before the rest is destroyed
 };
@@ -761,75 +725,6 @@ int run_replicate(const ReplicateRun& run, const OpenStorageFn& open_storage) {
   }
   ReplicateLoop loop(run, open_storage);
   return loop.run();
-}
-
-std::vector<std::string> split_command(const std::string& command) {
-  std::vector<std::string> words;
-  std::string word;
-  bool in_word = false;
-  char quote = 0;
-  for (size_t i = 0; i < command.size(); ++i) {
-    const char c = command[i];
-    if (quote) {
-      if (c == quote) {
-        quote = 0;
-      } else if (c == '\\' && quote == '"' && i + 1 < command.size()) {
-        word += command[++i];
-      } else {
-        word += c;
-      }
-    } else if (c == '\'' || c == '"') {
-      quote = c;
-      in_word = true;
-    } else if (c == '\\' && i + 1 < command.size()) {
-      word += command[++i];
-      in_word = true;
-    } else if (c == ' ' || c == '\t' || c == '\n') {
-      if (in_word) words.push_back(std::move(word));
-      word.clear();
-      in_word = false;
-    } else {
-      word += c;
-      in_word = true;
-    }
-  }
-  if (quote)
-    throw UsageError("invalid --exec command '" + command + "': unterminated " + std::string(1, quote) +
-                     " quote");
-  if (in_word) words.push_back(std::move(word));
-  if (words.empty())
-    throw UsageError("invalid --exec command: it is empty; give the app to run, e.g. --exec \"myapp serve\"");
-  return words;
-}
-
-namespace {
-
-// RFC 3986 unreserved characters stay, everything else is %XX.
-std::string encode_path_segment(const std::string& text) {
-  static constexpr char k_hex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : text) {
-    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += k_hex[c >> 4];
-      out += k_hex[c & 15];
-    }
-  }
-  return out;
-}
-
-}  // namespace
-
-std::string join_replica_url(const std::string& prefix_url, const std::string& file_name) {
-  if (prefix_url.starts_with('/'))
-    return (prefix_url.ends_with('/') ? prefix_url : prefix_url + "/") + file_name;
-  const size_t query = prefix_url.find('?');
-  std::string base = prefix_url.substr(0, query);
-  const std::string rest = query == std::string::npos ? "" : prefix_url.substr(query);
-  if (!base.ends_with('/')) base += '/';
-  return base + encode_path_segment(file_name) + rest;
 }
 
 }  // namespace walship

@@ -1,0 +1,138 @@
+#include "lib/replica/fast_forward.h"
+
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "lib/format/checksum.h"
+#include "lib/format/keys.h"
+#include "lib/replica/db_file.h"
+#include "lib/replica/local_state.h"
+#include "lib/replica/replica_listing.h"
+#include "lib/replica/snapshot.h"
+#include "lib/sqlite/sqlite.h"
+#include "lib/util/error.h"
+#include "lib/util/fs.h"
+#include "lib/util/log.h"
+
+namespace walship {
+
+namespace {
+
+constexpr int k_busy_timeout_ms = 10'000;
+
+// The whole-database checksum of what `path` holds, its WAL included.
+uint64_t database_checksum(const std::string& path) {
+  const DbFileInfo info = check_db_file(path);
+  sqlite::Database db(path, SQLITE_OPEN_READONLY);
+  db.set_busy_timeout(k_busy_timeout_ms);
+  db.exec("BEGIN");
+  format::DbChecksum sum;
+  for_each_db_page(db, info.page_size,
+                   [&](uint32_t pgno, std::span<const std::byte> page) { sum.add(pgno, page); });
+  db.exec("COMMIT");
+  return sum.value();
+}
+
+// The TXID of the replica's point whose state has checksum `sum`, older
+// than the newest: the local state knows it when this node shipped it; else
+// each delta's header holds the checksum of the state it starts from, and
+// each snapshot's trailer the checksum of its own.
+std::optional<uint64_t> find_point(Storage& storage, const ReplicaListing& listing, HeaderCache& headers,
+                                   uint64_t sum, const std::optional<ShippedState>& state, int parallelism) {
+  if (state && state->checksum == sum) return state->txid;
+  std::vector<std::string> keys;
+  for (const DeltaEntry& d : listing.deltas) keys.push_back(d.key);
+  headers.prefetch(keys, parallelism);
+  for (auto d = listing.deltas.rbegin(); d != listing.deltas.rend(); ++d) {
+    if (headers.get(d->key).pre_checksum == sum) return d->min_txid - 1;
+  }
+  // A snapshot no delta continues (its writer started another history).
+  for (auto s = listing.snapshots.rbegin(); s != listing.snapshots.rend(); ++s) {
+    if (fetch_post_checksum(storage, s->key, s->size) == sum) return s->txid;
+  }
+  return std::nullopt;
+}
+
+void rename_if_exists(const std::string& from, const std::string& to) {
+  if (::rename(from.c_str(), to.c_str()) != 0 && errno != ENOENT) {
+    throw Failure(errno_message("unable to rename '" + from + "' to '" + to + "'", errno));
+  }
+}
+
+// Moves PATH (and its WAL) aside, restores the newest point in its place,
+// and moves it back if the restore fails.
+RestoreResult replace_with_newest(const RestoreOptions& options, Storage& storage, const std::string& kept) {
+  const std::string& path = options.output_path;
+  if (path_exists(kept) || path_exists(kept + "-wal")) {
+    throw Failure("'" + kept +
+                  "' is left from an earlier fast-forward: move it away (it is an older copy of '" + path +
+                  "'), then run again");
+  }
+  rename_if_exists(path + "-wal", kept + "-wal");
+  rename_if_exists(path, kept);
+  ::unlink((path + "-shm").c_str());
+  RestoreOptions restore = options;
+  restore.force = false;
+  restore.if_db_not_exists = false;
+  try {
+    return run_restore(restore, storage);
+  } catch (...) {
+    rename_if_exists(kept, path);
+    rename_if_exists(kept + "-wal", path + "-wal");
+    throw;
+  }
+}
+
+}  // namespace
+
+FastForwardResult run_fast_forward(const RestoreOptions& options, Storage& storage) {
+  const std::string& path = options.output_path;
+  FastForwardResult result;
+  if (!path_exists(path)) {
+    result.restore = run_restore(options, storage);
+    return result;
+  }
+  const uint64_t sum = database_checksum(path);
+  const ReplicaListing listing = list_replica(storage);
+  result.action = FastForwardResult::Action::ahead_of_replica;
+  if (listing.empty()) return result;  // nothing the replica holds is newer
+  HeaderCache headers(storage);
+  const uint64_t newest = newest_txid(listing, headers);
+  const auto newest_object = object_ending_at(listing, headers, newest);
+  if (!newest_object) throw Failure("replica '" + storage.url() + "' lists no object for its newest TXID");
+  const uint64_t newest_sum = fetch_post_checksum(storage, newest_object->first, newest_object->second);
+  if (newest_sum == sum) {
+    result.action = FastForwardResult::Action::newest_already;
+    result.from_txid = newest;
+    return result;
+  }
+  const std::optional<ShippedState> state = LocalStateStore(local_state_dir(path), storage.url()).load();
+  const std::optional<uint64_t> point =
+      find_point(storage, listing, headers, sum, state, options.parallelism);
+  if (!point) {
+    // This node shipped the newest point itself and committed more since
+    // (a crash kept it from shipping them): replicate ships them.
+    if (state && state->txid == newest && state->checksum == newest_sum) return result;
+    throw FencedError("'" + path + "' holds writes the replica '" + storage.url() +
+                      "' never got, and the replica moved on (its newest TXID is " +
+                      format::txid_hex(newest) + "). Keep the replica's data: move '" + path +
+                      "' away and remove '" + local_state_dir(path) +
+                      "', then run this again; or keep this node's: walship replicate --take-over");
+  }
+  result.action = FastForwardResult::Action::fast_forwarded;
+  result.from_txid = *point;
+  result.kept_as = path + ".walship-old";
+  result.restore = replace_with_newest(options, storage, result.kept_as);
+  // What this node shipped describes the old file: forgotten, so replicate
+  // takes PATH for the replica's newest state (not for a node behind it).
+  LocalStateStore(local_state_dir(path), storage.url()).remove();
+  return result;
+}
+
+}  // namespace walship
