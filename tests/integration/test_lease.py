@@ -180,7 +180,10 @@ def test_snapshot_beside_a_running_replicate_is_written_by_it(tmp):
     db, replica = f"{tmp}/app.db", f"{tmp}/replica"
     init_db(db)
     rep = start(tmp, "rep", db, replica)
-    wait_for(has_lease(replica), "the lease")
+    # serve-replica needs a replica to follow, and snapshot a replicate
+    # listening on its control socket: replicate opens the socket once its
+    # first round (the first snapshot) is done.
+    wait_for(lambda: os.path.exists(f"{db}-walship/control.sock"), "replicate's control socket")
     app = subprocess.Popen([sys.executable, WRITER, db, f"{tmp}/acks", "--rate", "200"])
     serve = subprocess.Popen([WALSHIP, "serve-replica", "--poll-interval", "50ms", replica, f"{tmp}/follow.db"],
                              stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/serve.log", "w"))
@@ -195,8 +198,11 @@ def test_snapshot_beside_a_running_replicate_is_written_by_it(tmp):
     wait_for(shipped(replica, db), "the app's commits")
     assert stop(rep) == 0
     n = source_n(db)
-    wait_for(lambda: os.path.exists(f"{tmp}/follow.db") and source_n(f"{tmp}/follow.db") == n,
-             "the follower at the last commit")
+    try:
+        wait_for(lambda: os.path.exists(f"{tmp}/follow.db") and source_n(f"{tmp}/follow.db") == n,
+                 "the follower at the last commit")
+    except AssertionError:
+        raise AssertionError(f"the follower did not reach {n}; its log:\n{log_of(tmp, 'serve')}")
     assert stop(serve) == 0
     names = os.listdir(f"{replica}/snapshots")
     for txid in txids:

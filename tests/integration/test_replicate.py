@@ -104,8 +104,11 @@ def test_graceful_stop_ships_every_acknowledged_commit(tmp):
         assert stop(rep) == 0
         restore(tmp, replica, f"{tmp}/out.db")
         assert check_state(f"{tmp}/out.db") == n, f"burst {burst}: restore lacks commits"
+        # The next run must have caught the signals before it is stopped (a
+        # SIGTERM that comes before main() kills any process).
+        started = replicating_lines(tmp)
         rep = start_replicate(tmp, db, replica)
-        time.sleep(0.3)
+        wait_for(lambda: replicating_lines(tmp) > started, "the next replicate to start replicating")
     assert stop(rep) == 0
     assert snapshots(replica) == ["0000000000000001.snap"], snapshots(replica)
 
