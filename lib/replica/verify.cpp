@@ -168,6 +168,8 @@ VerifyReport run_verify(const VerifyOptions& options, Storage& storage) {
   for (const DeltaEntry& d : listing.deltas) items.push_back({d.key, d.size, *format::parse_key(d.key)});
   report.snapshots = listing.snapshots.size();
   report.deltas = listing.deltas.size();
+  for (const SupersededEntry& o : listing.superseded)
+    report.superseded.push_back({o.key, o.size, o.fence.fence});
   for (const Item& item : items) report.bytes += item.size;
 
   std::map<std::string, ObjectCheck> checks;
@@ -370,6 +372,12 @@ std::string render_verify_table(const VerifyReport& r) {
     for (const VerifyPoint& p : r.points) restored += p.restored ? 1 : 0;
     out += "full       " + std::to_string(restored) + " restored, integrity_check ok\n";
   }
+  if (!r.superseded.empty()) {
+    const size_t n = r.superseded.size();
+    out += "superseded " + std::to_string(n) + (n == 1 ? " object" : " objects") +
+           " a fenced writer wrote after a takeover: no restore uses " + (n == 1 ? "it" : "them") +
+           ", walship prune deletes " + (n == 1 ? "it" : "them") + "\n";
+  }
   if (!r.db_path.empty()) {
     out += "database   " + r.db_path +
            (r.db_match ? " matches TXID " + format::txid_hex(r.db_txid) : " DIFFERS from the newest point") +
@@ -409,13 +417,17 @@ std::string render_verify_json(const VerifyReport& r) {
     for (uint64_t t : p.breaks) breaks.push_back(format::txid_hex(t));
     problems.push_back({{"object", p.key}, {"error", p.error}, {"breaks", breaks}});
   }
+  nlohmann::json superseded = nlohmann::json::array();
+  for (const VerifySuperseded& o : r.superseded)
+    superseded.push_back({{"object", o.key}, {"bytes", o.size}, {"fence", format::txid_hex(o.fence)}});
   nlohmann::json out = {
       {"replica", r.replica},
       {"healthy", r.healthy()},
       {"objects",
        {{"snapshots", r.snapshots}, {"deltas", r.deltas}, {"bytes", r.bytes}, {"broken", r.broken_objects}}},
       {"points", points},
-      {"problems", problems}};
+      {"problems", problems},
+      {"superseded", superseded}};
   if (!r.db_path.empty()) {
     out["database"] = {{"path", r.db_path}, {"matches", r.db_match}, {"txid", format::txid_hex(r.db_txid)}};
   }

@@ -49,12 +49,21 @@ struct VerifyProblem {
   std::vector<uint64_t> breaks;  // restore points it breaks, ascending
 };
 
+// An object a fenced writer landed after a takeover (DESIGN.md, "Fencing"):
+// no restore uses it and prune deletes it, so it is no problem.
+struct VerifySuperseded {
+  std::string key;
+  uint64_t size = 0;
+  uint64_t fence = 0;  // the TXID of the fence it lies behind
+};
+
 struct VerifyReport {
   std::string replica;
   size_t snapshots = 0;
   size_t deltas = 0;
   uint64_t bytes = 0;
   size_t broken_objects = 0;
+  std::vector<VerifySuperseded> superseded;
   bool full = false;
   std::vector<VerifyPoint> points;  // newest first
   std::vector<VerifyProblem> problems;

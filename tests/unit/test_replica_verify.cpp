@@ -4,6 +4,7 @@
 
 #include "backends/memory/memory_storage.h"
 #include "lib/format/keys.h"
+#include "lib/replica/lease.h"
 #include "lib/replica/restore.h"
 #include "lib/replica/verify.h"
 #include "lib/util/fs.h"
@@ -183,6 +184,34 @@ TEST_CASE("verify finds a delta whose content does not chain (same TXIDs, other 
   CHECK(problem->error.find("pre-checksum") != std::string::npos);
   CHECK(problem->breaks == std::vector<uint64_t>{9, 10, 11});
   CHECK(restore_error(storage, builder, 10).find("chain") != std::string::npos);
+}
+
+TEST_CASE("verify names what a fenced writer wrote after a takeover, and is healthy") {
+  set_log_level(LogLevel::warn);
+  MemoryStorage storage;
+  ReplicaBuilder builder(storage);
+  build(storage, builder);
+  // A takeover after TXID 24, and the object the paused old writer landed
+  // after it: superseded, used by no restore.
+  write_fence(storage, {24, fence_txid(1)});
+  write_object(storage, format::l0_delta_key(25), read_object(storage, format::l0_delta_key(24)));
+  const VerifyReport report = verify(storage);
+  CHECK(report.healthy());
+  CHECK(report.points.size() == 24);
+  REQUIRE(report.superseded.size() == 1);
+  CHECK(report.superseded[0].key == format::l0_delta_key(25));
+  CHECK(report.superseded[0].fence == fence_txid(1));
+  const std::string table = render_verify_table(report);
+  CHECK(table.find("superseded 1 object a fenced writer wrote after a takeover") != std::string::npos);
+  CHECK(table.find("result     OK") != std::string::npos);
+  const std::string json = render_verify_json(report);
+  CHECK(json.find("\"object\": \"" + format::l0_delta_key(25) + "\"") != std::string::npos);
+  // None: no line, an empty list.
+  MemoryStorage plain;
+  ReplicaBuilder other(plain);
+  build(plain, other);
+  CHECK(render_verify_table(verify(plain)).find("superseded") == std::string::npos);
+  CHECK(render_verify_json(verify(plain)).find("\"superseded\": []") != std::string::npos);
 }
 
 TEST_CASE("verify --point checks one point; an unknown one cannot be checked") {
