@@ -17,6 +17,14 @@
 //   batch empties a directory.
 // - Read-after-write: s3rver answered PUTs before the file was written.
 //
+// With --credentials-file PATH, the access keys in that JSON file,
+// {"ACCESS_KEY_ID": {"secret": "...", "token": "..."}, ...}, are accepted
+// too, as temporary credentials are: re-read on every request (a missing or
+// unparsable file counts as empty), so keys written there by
+// tests/aws/aws_test_server.py are valid while listed and revoked once
+// dropped (403 InvalidAccessKeyId). A request with such a key must carry its
+// token in a signed x-amz-security-token header (else 403 InvalidToken).
+//
 // With --tls-cert and --tls-key it serves HTTPS. Prints "s3rver listening on
 // 127.0.0.1:PORT" on stdout once it accepts connections; logs go to stderr. GET /_walship/stats returns request counts
 // as JSON (connections, requests, puts, multipart_uploads, parts, completed,
@@ -25,6 +33,7 @@
 //
 //   s3rver_server.js --directory DIR [--port N] [--bucket NAME]...
 //       [--access-key-id ID --secret-access-key SECRET] [--session-token T]
+//       [--credentials-file PATH]
 //       [--no-conditional-writes] [--service-endpoint NAME] [--tls-cert PEM --tls-key PEM]
 //       [--region R]   (requests signed for another region: 400 AuthorizationHeaderMalformed, as AWS)
 'use strict';
@@ -112,6 +121,7 @@ function parseArgs(argv) {
       case '--access-key-id': options.accessKeyId = next(); break;
       case '--secret-access-key': options.secretAccessKey = next(); break;
       case '--session-token': options.sessionToken = next(); break;
+      case '--credentials-file': options.credentialsFile = next(); break;
       case '--no-conditional-writes': options.conditionalWrites = false; break;
       case '--service-endpoint': options.serviceEndpoint = next(); break;
       case '--region': options.region = next(); break;
@@ -154,7 +164,8 @@ function hmac(key, data) {
 }
 
 // Returns undefined when the request is signed right, else [status, code, message].
-function checkSignature(req, body, keys, sessionToken, bucketRegion) {
+// keys: access key id -> secret; tokens: access key id -> required session token ('' for none).
+function checkSignature(req, body, keys, tokens, bucketRegion) {
   const header = req.headers['authorization'];
   if (!header) return [403, 'AccessDenied', 'Anonymous access is forbidden for this test server'];
   const match = /^AWS4-HMAC-SHA256 Credential=([^/]+)\/(\d{8})\/([^/]+)\/([^/]+)\/aws4_request, ?SignedHeaders=([^,]+), ?Signature=([0-9a-f]{64})$/.exec(header);
@@ -174,6 +185,7 @@ function checkSignature(req, body, keys, sessionToken, bucketRegion) {
   for (const required of ['host', 'x-amz-date', 'x-amz-content-sha256']) {
     if (!names.includes(required)) return [403, 'SignatureDoesNotMatch', `${required} is not signed`];
   }
+  const sessionToken = tokens.get(accessKeyId);
   if (sessionToken) {
     if (req.headers['x-amz-security-token'] !== sessionToken || !names.includes('x-amz-security-token')) {
       return [403, 'InvalidToken', 'The provided token is malformed or otherwise invalid.'];
@@ -262,9 +274,21 @@ async function readBody(req) {
   return Buffer.concat(chunks);
 }
 
+// The keys of --credentials-file, read now: {id: {secret, token}}.
+function readCredentialsFile(file) {
+  try {
+    const parsed = JSON.parse(fs.readFileSync(file, 'utf8'));
+    if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) return parsed;
+  } catch (err) {
+    // missing or unparsable (being replaced): no keys
+  }
+  return {};
+}
+
 async function main() {
   const options = parseArgs(process.argv.slice(2));
   const keys = new Map([[options.accessKeyId, options.secretAccessKey]]);
+  const tokens = new Map([[options.accessKeyId, options.sessionToken]]);
   // s3rver checks that the access key id exists in its registry.
   AWSAccount.DUMMY_ACCOUNT.createKeyPair(options.accessKeyId, options.secretAccessKey);
 
@@ -291,8 +315,23 @@ async function main() {
     }
     ++stats.requests;
     const body = await readBody(ctx.req);
-    const failure = checkSignature(ctx.req, body, keys, options.sessionToken, options.region);
+    let requestKeys = keys;
+    let requestTokens = tokens;
+    if (options.credentialsFile) {
+      requestKeys = new Map(keys);
+      requestTokens = new Map(tokens);
+      for (const [id, entry] of Object.entries(readCredentialsFile(options.credentialsFile))) {
+        if (requestKeys.has(id) || !entry || typeof entry.secret !== 'string') continue;
+        requestKeys.set(id, entry.secret);
+        // A temporary credential always needs its token: a missing one matches no header.
+        requestTokens.set(id, typeof entry.token === 'string' && entry.token ? entry.token : '\0');
+      }
+    }
+    const failure = checkSignature(ctx.req, body, requestKeys, requestTokens, options.region);
     if (failure) return sendError(ctx, ...failure);
+    const accessKeyId = /Credential=([^/]+)\//.exec(ctx.req.headers['authorization'])[1];
+    // s3rver checks that the access key id exists in its registry.
+    if (!keys.has(accessKeyId)) AWSAccount.DUMMY_ACCOUNT.createKeyPair(accessKeyId, requestKeys.get(accessKeyId));
     if (ctx.method === 'PUT') ctx.query.partNumber ? ++stats.parts : ++stats.puts;
     if (ctx.method === 'POST' && 'uploads' in ctx.query) ++stats.multipart_uploads;
     if (ctx.method === 'POST' && 'uploadId' in ctx.query) ++stats.completed;
