@@ -37,6 +37,7 @@ class RetryingStorage : public Storage {
 
   std::string url() const override { return m_inner->url(); }
   bool atomic_put_if_absent() const override { return m_inner->atomic_put_if_absent(); }
+  std::string warning() const override { return m_inner->warning(); }
 
   // Rewinds `data` before every attempt.
   void put(const std::string& key, ByteSource& data) override;

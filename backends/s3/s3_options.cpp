@@ -189,6 +189,107 @@ Options parse_s3_url(const ParsedUrl& parsed, const std::string& url) {
   return options;
 }
 
+namespace {
+
+// The hosts a container credentials URL may name over plain http: loopback
+// and the ECS and EKS Pod Identity agents (as the AWS SDKs allow).
+bool container_host_allowed(const std::string& url) {
+  const ParsedUrl parsed = parse_url(url);
+  if (parsed.scheme == "https") return true;
+  return parsed.host == "169.254.170.2" || parsed.host == "169.254.170.23" || parsed.host == "fd00:ec2::23" ||
+         parsed.host == "localhost" || parsed.host.starts_with("127.") || parsed.host == "::1";
+}
+
+using IniSection = std::map<std::string, std::string>;
+
+RoleSource role_source(const std::string& shown, const std::string& profile,
+                       const IniSection* credentials_section, const IniSection* config_section,
+                       const std::function<std::string(const std::string&)>& env_value) {
+  RoleSource role;
+  auto either = [&](const char* key) {
+    const std::string v = value_of(config_section, key);
+    return v.empty() ? value_of(credentials_section, key) : v;
+  };
+  std::string token_file = env_value("AWS_WEB_IDENTITY_TOKEN_FILE");
+  std::string role_arn = env_value("AWS_ROLE_ARN");
+  std::string where = "AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN";
+  if (token_file.empty() && role_arn.empty()) {
+    token_file = either("web_identity_token_file");
+    role_arn = token_file.empty() ? "" : either("role_arn");
+    where = "web_identity_token_file and role_arn in AWS profile '" + profile + "'";
+  }
+  if (!token_file.empty() || !role_arn.empty()) {
+    if (token_file.empty() || role_arn.empty()) {
+      throw UsageError("unable to open replica '" + shown + "': a web identity needs both " + where +
+                       "; set both, or neither");
+    }
+    role.kind = RoleSource::Kind::web_identity;
+    role.token_file = token_file;
+    role.role_arn = role_arn;
+    role.session_name = env_value("AWS_ROLE_SESSION_NAME");
+    if (role.session_name.empty()) role.session_name = either("role_session_name");
+    return role;
+  }
+  if (const std::string command = either("credential_process"); !command.empty()) {
+    role.kind = RoleSource::Kind::process;
+    role.command = command;
+    role.profile = profile;
+    return role;
+  }
+  const std::string relative = env_value("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+  const std::string full = env_value("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+  if (!relative.empty() || !full.empty()) {
+    role.kind = RoleSource::Kind::container;
+    if (!relative.empty()) {
+      role.url = "http://169.254.170.2" + (relative.starts_with('/') ? relative : "/" + relative);
+      return role;
+    }
+    role.url = full;
+    if (!full.starts_with("http://") && !full.starts_with("https://")) {
+      throw UsageError("unable to open replica '" + shown + "': AWS_CONTAINER_CREDENTIALS_FULL_URI '" + full +
+                       "' is not an http(s) URL");
+    }
+    if (!container_host_allowed(full)) {
+      throw UsageError("unable to open replica '" + shown + "': AWS_CONTAINER_CREDENTIALS_FULL_URI '" + full +
+                       "' names a host other than loopback or the ECS/EKS credential agents over plain http; "
+                       "use https or one of those hosts");
+    }
+    role.token_file = env_value("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
+    if (role.token_file.empty()) role.authorization = env_value("AWS_CONTAINER_AUTHORIZATION_TOKEN");
+    return role;
+  }
+  std::string disabled = env_value("AWS_EC2_METADATA_DISABLED");
+  std::transform(disabled.begin(), disabled.end(), disabled.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  if (disabled == "true") {
+    throw UsageError("unable to open replica '" + shown +
+                     "': no S3 credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile in "
+                     "~/.aws/credentials, a role (AWS_ROLE_ARN with AWS_WEB_IDENTITY_TOKEN_FILE), or the "
+                     "access-key-id and secret-access-key options (the EC2 instance metadata service is off: "
+                     "AWS_EC2_METADATA_DISABLED=true)");
+  }
+  role.kind = RoleSource::Kind::instance;
+  role.url = env_value("AWS_EC2_METADATA_SERVICE_ENDPOINT");
+  if (role.url.empty()) role.url = "http://169.254.169.254";
+  while (role.url.ends_with('/')) role.url.pop_back();
+  return role;
+}
+
+}  // namespace
+
+std::string describe_role(const RoleSource& role) {
+  switch (role.kind) {
+    case RoleSource::Kind::web_identity:
+      return "role '" + role.role_arn + "' with the web identity token in " + role.token_file;
+    case RoleSource::Kind::process: return "the credential_process of AWS profile '" + role.profile + "'";
+    case RoleSource::Kind::container: return "the container credentials at " + role.url;
+    case RoleSource::Kind::instance:
+      return "the EC2 instance profile (instance metadata at " + role.url + ")";
+    case RoleSource::Kind::none: break;
+  }
+  return "";
+}
+
 Resolved resolve(const Options& options, const std::string& url, const EnvFn& env,
                  const ReadFileFn& read_file) {
   const std::string shown = redact_url(url);
@@ -246,9 +347,8 @@ Resolved resolve(const Options& options, const std::string& url, const EnvFn& en
   } else if (auto file_keys = profile_keys()) {
     out.credentials = *file_keys;
   } else {
-    throw UsageError("unable to open replica '" + shown +
-                     "': no S3 credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile in "
-                     "~/.aws/credentials, or the access-key-id and secret-access-key options");
+    out.role = role_source(shown, profile, credentials_section, config_section, env_value);
+    out.credentials_source = describe_role(out.role);
   }
 
   out.region = options.region;
@@ -256,6 +356,11 @@ Resolved resolve(const Options& options, const std::string& url, const EnvFn& en
   if (out.region.empty()) out.region = env_value("AWS_DEFAULT_REGION");
   if (out.region.empty()) out.region = value_of(config_section, "region");
   if (out.region.empty()) out.region = "us-east-1";
+  if (out.role.kind == RoleSource::Kind::web_identity) {
+    out.role.url = env_value("AWS_ENDPOINT_URL_STS").empty()
+                       ? "https://sts." + out.region + ".amazonaws.com"
+                       : normalize_endpoint(env_value("AWS_ENDPOINT_URL_STS"), "in AWS_ENDPOINT_URL_STS");
+  }
 
   out.endpoint = options.endpoint;
   if (out.endpoint.empty() && !env_value("AWS_ENDPOINT_URL_S3").empty()) {

@@ -67,14 +67,39 @@ using EnvFn = std::function<std::optional<std::string>(const std::string& name)>
 // Reads a whole file; nullopt when it does not exist.
 using ReadFileFn = std::function<std::optional<std::string>(const std::string& path)>;
 
+// Temporary credentials walship fetches, and refreshes before they expire
+// (aws_credentials.h), when no keys were found: the AWS SDKs' sources after
+// keys, in their order.
+struct RoleSource {
+  enum class Kind {
+    none,          // keys: Resolved::credentials
+    web_identity,  // STS AssumeRoleWithWebIdentity with a token file (EKS IRSA)
+    process,       // a profile's credential_process (also SSO via export-credentials)
+    container,     // ECS task role or EKS Pod Identity
+    instance,      // the EC2 instance profile, through IMDSv2
+  };
+  Kind kind = Kind::none;
+  std::string url;            // STS endpoint, container URL, or IMDS base URL
+  std::string role_arn;       // web_identity
+  std::string session_name;   // web_identity; empty: walship-<pid>
+  std::string token_file;     // web_identity's token, container's authorization token file
+  std::string authorization;  // container: the Authorization header value
+  std::string command;        // process
+  std::string profile;        // process: the profile it is in
+};
+
+// "the EC2 instance profile (instance metadata at ...)" and the like.
+std::string describe_role(const RoleSource& role);
+
 // Where requests go and how they are signed, once every source is consulted.
 struct Resolved {
   std::string endpoint;  // "https://s3.us-east-1.amazonaws.com" or the custom one
   std::string region;
   bool path_style = false;
   std::string ca_file;
-  Credentials credentials;
-  std::string credentials_source;  // "the URL options", "the environment", "profile 'x' in <file>"
+  Credentials credentials;  // keys, when role.kind is none
+  RoleSource role;
+  std::string credentials_source;  // "the URL options", "the environment", "profile 'x' in <file>", ...
 };
 
 // Resolves the endpoint, region, addressing style and credentials.
@@ -83,9 +108,18 @@ struct Resolved {
 // ($AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials) or config file
 // ($AWS_CONFIG_FILE or ~/.aws/config); $AWS_ACCESS_KEY_ID and
 // $AWS_SECRET_ACCESS_KEY (with $AWS_SESSION_TOKEN); then profile $AWS_PROFILE
-// (or "default") in those files. Throws UsageError when none is found, when a
-// named profile does not exist, or when a key pair is incomplete. Pure given
-// `env` and `read_file`.
+// (or "default") in those files. Then temporary credentials (RoleSource):
+// web identity ($AWS_WEB_IDENTITY_TOKEN_FILE and $AWS_ROLE_ARN, or the
+// profile's web_identity_token_file and role_arn; STS at
+// $AWS_ENDPOINT_URL_STS or the region's endpoint); the profile's
+// credential_process; container credentials
+// ($AWS_CONTAINER_CREDENTIALS_RELATIVE_URI, or _FULL_URI with
+// $AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE or _TOKEN); the EC2 instance
+// profile ($AWS_EC2_METADATA_SERVICE_ENDPOINT, unless
+// $AWS_EC2_METADATA_DISABLED is true). Throws UsageError when no source is
+// left, when a named profile does not exist, when a key pair or a web
+// identity is incomplete, or for a container URL on another host than the
+// container agents' (plain http there only). Pure given `env` and `read_file`.
 Resolved resolve(const Options& options, const std::string& url, const EnvFn& env,
                  const ReadFileFn& read_file);
 

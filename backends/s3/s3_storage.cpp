@@ -113,6 +113,10 @@ S3Storage::S3Storage(s3::Options options, s3::Resolved resolved)
   m_scheme = endpoint.scheme;
   m_authority = endpoint.host.find(':') != std::string::npos ? "[" + endpoint.host + "]" : endpoint.host;
   if (endpoint.port) m_authority += ":" + std::to_string(*endpoint.port);
+  if (m_resolved.role.kind != s3::RoleSource::Kind::none) {
+    m_role = std::make_unique<s3::RoleCredentials>(m_resolved.role, redact_url(url()),
+                                                   http::TlsOptions{m_resolved.ca_file, false});
+  }
   if (m_options.insecure_skip_verify && log_enabled(LogLevel::warn)) {
     log(LogLevel::warn,
         "TLS certificate verification is off (insecure-skip-verify): anyone on the path can "
@@ -124,6 +128,8 @@ S3Storage::S3Storage(s3::Options options, s3::Resolved resolved)
 S3Storage::~S3Storage() = default;
 
 std::string S3Storage::url() const { return m_names.url(); }
+
+std::string S3Storage::warning() const { return m_role ? m_role->warning() : ""; }
 
 http::HttpResponse S3Storage::send(const Request& request, const std::string& what) const {
   const std::string path = s3::uri_encode(request.object, false);
@@ -141,6 +147,7 @@ http::HttpResponse S3Storage::send(const Request& request, const std::string& wh
     query += (query.empty() ? "?" : "&") + s3::uri_encode(name, true) + "=" + s3::uri_encode(value, true);
   }
 
+  const s3::Credentials keys = m_role ? m_role->get() : m_resolved.credentials;
   const std::string amz_date = amz_now();
   s3::SigningRequest signing;
   signing.method = request.method;
@@ -148,9 +155,7 @@ http::HttpResponse S3Storage::send(const Request& request, const std::string& wh
   signing.query = request.query;
   signing.headers = {
       {"Host", host}, {"x-amz-date", amz_date}, {"x-amz-content-sha256", request.payload_hash}};
-  if (!m_resolved.credentials.session_token.empty()) {
-    signing.headers.emplace_back("x-amz-security-token", m_resolved.credentials.session_token);
-  }
+  if (!keys.session_token.empty()) signing.headers.emplace_back("x-amz-security-token", keys.session_token);
   signing.headers.insert(signing.headers.end(), request.headers.begin(), request.headers.end());
   signing.payload_hash = request.payload_hash;
 
@@ -158,8 +163,8 @@ http::HttpResponse S3Storage::send(const Request& request, const std::string& wh
   http_request.method = request.method;
   http_request.url = m_scheme + "://" + host + canonical_uri + query;
   for (const auto& [name, value] : signing.headers) http_request.headers.push_back(name + ": " + value);
-  http_request.headers.push_back("Authorization: " + s3::authorization(signing, m_resolved.credentials,
-                                                                       m_resolved.region, "s3", amz_date));
+  http_request.headers.push_back("Authorization: " +
+                                 s3::authorization(signing, keys, m_resolved.region, "s3", amz_date));
   http_request.body = request.body;
   http_request.body_size = request.body != nullptr ? request.body->size() : 0;
   http_request.sink = request.sink;
@@ -202,6 +207,12 @@ void S3Storage::fail(const http::HttpResponse& response, const std::string& what
     hint = "; the bucket is in region '" + region + "': set region=" + region;
   } else if (code == "InvalidAccessKeyId" || code == "SignatureDoesNotMatch") {
     hint = "; check the access key id and secret access key (from " + m_resolved.credentials_source + ")";
+  } else if ((code == "ExpiredToken" || code == "TokenRefreshRequired") && m_role) {
+    // Keys fetched at run time: fetch new ones, and try again with them.
+    m_role->invalidate();
+    throw StorageError(what + ": " + code + " (HTTP " + std::to_string(response.status) + "): " + message +
+                           "; fetching new credentials from " + m_resolved.credentials_source,
+                       true);
   } else if (code == "ExpiredToken" || code == "InvalidToken" || code == "TokenRefreshRequired") {
     hint = "; the session token (from " + m_resolved.credentials_source + ") is expired or invalid: renew it";
   } else if (code == "RequestTimeTooSkewed") {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "backends/http/http_client.h"
+#include "backends/s3/aws_credentials.h"
 #include "backends/s3/s3_options.h"
 #include "backends/s3/s3_signer.h"
 #include "backends/url.h"
@@ -54,6 +55,9 @@ class S3Storage : public Storage {
   // check then a put: not atomic, and atomic_put_if_absent() says so.
   bool put_if_absent(const std::string& key, ByteSource& data) override;
   bool atomic_put_if_absent() const override;
+  // A failed refresh of role credentials (aws_credentials.h), while the
+  // current ones still hold.
+  std::string warning() const override;
 
   // GetObject with a Range header.
   bool get(const std::string& key, ByteSink& out, const ByteRange& range = {}) override;
@@ -102,6 +106,7 @@ class S3Storage : public Storage {
   std::string m_scheme;     // "https"
   std::string m_authority;  // "host[:port]" of the endpoint
   mutable http::HttpClient m_http;
+  std::unique_ptr<s3::RoleCredentials> m_role;  // keys fetched at run time, when no keys were given
 
   enum class Conditional { unknown, supported, unsupported };
   mutable std::mutex m_conditional_mutex;

@@ -83,6 +83,28 @@ std::optional<ErrorInfo> parse_error(const std::string& xml) {
   return info;
 }
 
+StsCredentials parse_sts_credentials(const std::string& xml) {
+  pugi::xml_document doc;
+  const pugi::xml_node root = root_of(doc, xml);
+  const pugi::xml_node credentials = child(child(root, "AssumeRoleWithWebIdentityResult"), "Credentials");
+  StsCredentials out{text_of(credentials, "AccessKeyId"), text_of(credentials, "SecretAccessKey"),
+                     text_of(credentials, "SessionToken"), text_of(credentials, "Expiration")};
+  if (out.access_key_id.empty() || out.secret_access_key.empty() || out.session_token.empty()) {
+    throw Failure("the answer to AssumeRoleWithWebIdentity has no credentials");
+  }
+  return out;
+}
+
+std::optional<ErrorInfo> parse_sts_error(const std::string& xml) {
+  pugi::xml_document doc;
+  const pugi::xml_node root = root_of(doc, xml);
+  if (!root || std::strcmp(local_name(root), "ErrorResponse") != 0) return std::nullopt;
+  const pugi::xml_node error = child(root, "Error");
+  ErrorInfo info{text_of(error, "Code"), text_of(error, "Message"), ""};
+  if (info.code.empty()) return std::nullopt;
+  return info;
+}
+
 std::string parse_upload_id(const std::string& xml) {
   pugi::xml_document doc;
   const pugi::xml_node root = root_of(doc, xml);

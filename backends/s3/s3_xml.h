@@ -35,6 +35,19 @@ struct ErrorInfo {
 // from a proxy). Never throws.
 std::optional<ErrorInfo> parse_error(const std::string& xml);
 
+// The <Credentials> of an STS AssumeRoleWithWebIdentityResponse, as text
+// (Expiration as STS writes it, RFC 3339). Throws Failure when absent.
+struct StsCredentials {
+  std::string access_key_id;
+  std::string secret_access_key;
+  std::string session_token;
+  std::string expiration;
+};
+StsCredentials parse_sts_credentials(const std::string& xml);
+
+// An STS <ErrorResponse><Error>; nullopt when `xml` is not one. Never throws.
+std::optional<ErrorInfo> parse_sts_error(const std::string& xml);
+
 // The UploadId of an InitiateMultipartUploadResult. Throws Failure when absent.
 std::string parse_upload_id(const std::string& xml);
 

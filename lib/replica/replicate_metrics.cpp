@@ -40,6 +40,7 @@ DatabaseHealth replicate_health(const ReplicateStatus& status, uint64_t now_ms, 
       database_health(status.db_path, "replicate", status.started, status.last_error, lag, max_lag_ms);
   if (status.fenced) h.status = "fenced";
   h.warnings = status.warnings;
+  h.warnings.insert(h.warnings.end(), status.storage_warnings.begin(), status.storage_warnings.end());
 
   for (const ReplicaShipped& r : status.replicas) {
     h.txid = h.replicas.empty() ? r.txid : std::min(h.txid, r.txid);

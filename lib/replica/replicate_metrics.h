@@ -59,9 +59,10 @@ struct ReplicateStatus {
   uint64_t pruned_objects = 0;
   uint64_t lost_continuity = 0;  // rehashes that shipped a difference or a new snapshot
   uint64_t step_errors = 0;
-  std::string last_error;             // of the last step; empty when it succeeded
-  bool fenced = false;                // another writer has the replica: never stepped again
-  std::vector<std::string> warnings;  // shown on /healthz (DatabaseHealth::warnings)
+  std::string last_error;                     // of the last step; empty when it succeeded
+  bool fenced = false;                        // another writer has the replica: never stepped again
+  std::vector<std::string> warnings;          // shown on /healthz (DatabaseHealth::warnings)
+  std::vector<std::string> storage_warnings;  // the replicas' Storage::warning(), as of the last step
   DurationHistogram commit_to_durable;
 };
 

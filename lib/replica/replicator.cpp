@@ -179,6 +179,16 @@ Replicator::~Replicator() {
   for (auto& target : m_targets) target->lease.release();
 }
 
+// What the replicas' storage says an operator should know (a failed
+// credential refresh), for /healthz.
+void Replicator::report_storage_warnings() {
+  std::vector<std::string> warnings;
+  for (const auto& target : m_targets) {
+    if (std::string w = target->storage->warning(); !w.empty()) warnings.push_back(std::move(w));
+  }
+  report([&](ReplicateStatus& s) { s.storage_warnings = std::move(warnings); });
+}
+
 // Before anything is read or written: the lease of the replica (lease.h).
 void Replicator::take_lease(ReplicaTarget& target) {
   if (target.lease.held()) return;
@@ -1005,6 +1015,7 @@ std::optional<int64_t> Replicator::step(int64_t now) {
     }
   }
   checkpoint_if_due(now);
+  report_storage_warnings();
   std::optional<int64_t> next;
   auto sooner = [&](int64_t t) { next = next ? std::min(*next, t) : t; };
   if (m_read_mark_zero) sooner(now + k_repin_ms);

@@ -102,6 +102,7 @@ class Replicator {
   void close_database();
   sqlite::Database& writer();
   bool files_replaced();
+  void report_storage_warnings();
   void take_lease(ReplicaTarget& target);
   void reconcile(ReplicaTarget& target);
   void write_fence(ReplicaTarget& target);

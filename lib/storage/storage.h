@@ -42,6 +42,9 @@ class Storage {
   // (and writes nothing) if one does. Atomic where atomic_put_if_absent().
   virtual bool put_if_absent(const std::string& key, ByteSource& data) = 0;
   virtual bool atomic_put_if_absent() const { return true; }
+  // Empty, or what an operator should know though nothing failed (S3: a
+  // credential refresh that failed while the current keys still hold).
+  virtual std::string warning() const { return {}; }
 
   // Streams the object (or a range of it) into `out`; false if it does not exist.
   virtual bool get(const std::string& key, ByteSink& out, const ByteRange& range = {}) = 0;

@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 
+#include "backends/s3/aws_credentials.h"
 #include "backends/s3/s3_options.h"
 #include "backends/s3/s3_signer.h"
 #include "backends/s3/s3_storage.h"
@@ -228,6 +229,7 @@ TEST_CASE("s3 resolve: keys from the options, then the environment, then the pro
 
 TEST_CASE("s3 resolve: missing or half keys and unknown profiles are usage errors") {
   World world;
+  world.env["AWS_EC2_METADATA_DISABLED"] = "True";
   CHECK(
       world.error("s3://bkt/p").find("no S3 credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY") !=
       std::string::npos);
@@ -239,6 +241,113 @@ TEST_CASE("s3 resolve: missing or half keys and unknown profiles are usage error
   world.env.erase("AWS_ACCESS_KEY_ID");
   world.files["/home/u/.aws/credentials"] = "[default]\naws_access_key_id=AK\n";
   CHECK(world.error("s3://bkt/p").find("has only half a key pair") != std::string::npos);
+}
+
+TEST_CASE("s3 resolve: without keys, roles in the AWS SDKs' order, the instance profile last") {
+  World world;
+  world.env["AWS_REGION"] = "eu-west-3";
+  // Nothing set: the EC2 instance profile, at the address the environment may move.
+  s3::Resolved r = world.resolve("s3://bkt/p");
+  CHECK(r.role.kind == RoleSource::Kind::instance);
+  CHECK(r.role.url == "http://169.254.169.254");
+  CHECK(r.credentials_source == "the EC2 instance profile (instance metadata at http://169.254.169.254)");
+  world.env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = "http://127.0.0.1:9/";
+  CHECK(world.resolve("s3://bkt/p").role.url == "http://127.0.0.1:9");
+
+  // Container credentials: the ECS agent's relative URI, or a full one with a token.
+  world.env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = "http://169.254.170.23/v1/credentials";
+  world.env["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"] = "/var/run/secrets/pod-identity/token";
+  r = world.resolve("s3://bkt/p");
+  CHECK(r.role.kind == RoleSource::Kind::container);
+  CHECK(r.role.url == "http://169.254.170.23/v1/credentials");
+  CHECK(r.role.token_file == "/var/run/secrets/pod-identity/token");
+  world.env["AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"] = "/v2/credentials/abc";
+  CHECK(world.resolve("s3://bkt/p").role.url == "http://169.254.170.2/v2/credentials/abc");
+  world.env.erase("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+  world.env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = "http://attacker.example/creds";
+  CHECK(world.error("s3://bkt/p").find("names a host other than loopback") != std::string::npos);
+  world.env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = "https://creds.example/v1";
+  CHECK(world.resolve("s3://bkt/p").role.kind == RoleSource::Kind::container);
+  world.env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = "http://127.0.0.1:8080/creds";
+  CHECK(world.resolve("s3://bkt/p").role.kind == RoleSource::Kind::container);
+
+  // A profile's credential_process comes before them.
+  world.files["/home/u/.aws/config"] = "[default]\ncredential_process = aws configure export-credentials\n";
+  r = world.resolve("s3://bkt/p");
+  CHECK(r.role.kind == RoleSource::Kind::process);
+  CHECK(r.role.command == "aws configure export-credentials");
+  CHECK(r.credentials_source == "the credential_process of AWS profile 'default'");
+
+  // A web identity (EKS IRSA) before that, with STS in the region or where told.
+  world.env["AWS_WEB_IDENTITY_TOKEN_FILE"] = "/var/run/secrets/eks/token";
+  world.env["AWS_ROLE_ARN"] = "arn:aws:iam::123456789012:role/app";
+  r = world.resolve("s3://bkt/p");
+  CHECK(r.role.kind == RoleSource::Kind::web_identity);
+  CHECK(r.role.url == "https://sts.eu-west-3.amazonaws.com");
+  CHECK(r.role.session_name.empty());
+  world.env["AWS_ENDPOINT_URL_STS"] = "http://127.0.0.1:8081/";
+  world.env["AWS_ROLE_SESSION_NAME"] = "app-1";
+  r = world.resolve("s3://bkt/p");
+  CHECK(r.role.url == "http://127.0.0.1:8081");
+  CHECK(r.role.session_name == "app-1");
+  world.env.erase("AWS_ROLE_ARN");
+  CHECK(world.error("s3://bkt/p")
+            .find("a web identity needs both AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN") !=
+        std::string::npos);
+
+  // Keys still win over every role.
+  world.env["AWS_ACCESS_KEY_ID"] = "AK";
+  world.env["AWS_SECRET_ACCESS_KEY"] = "SK";
+  r = world.resolve("s3://bkt/p");
+  CHECK(r.role.kind == RoleSource::Kind::none);
+  CHECK(r.credentials.access_key_id == "AK");
+}
+
+TEST_CASE("s3 role credentials: the answers of IMDS, the container agents, credential_process and STS") {
+  const TimedCredentials imds = parse_credentials_json(
+      R"({"Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": "ASIA1", "SecretAccessKey": "s",
+          "Token": "t", "Expiration": "2026-12-06T21:00:00Z"})",
+      "IMDS");
+  CHECK(imds.keys.access_key_id == "ASIA1");
+  CHECK(imds.keys.session_token == "t");
+  CHECK(imds.expires_ms == 1'796'590'800'000);
+  const TimedCredentials process = parse_credentials_json(
+      R"({"Version": 1, "AccessKeyId": "AK", "SecretAccessKey": "s", "SessionToken": "st"})", "a process");
+  CHECK(process.keys.session_token == "st");
+  CHECK(process.expires_ms == 0);
+  CHECK_THROWS_WITH(parse_credentials_json(R"({"Code": "Failure"})", "IMDS"),
+                    doctest::Contains("not ready (Code Failure)"));
+  CHECK_THROWS_WITH(parse_credentials_json(R"({"AccessKeyId": "AK"})", "x"), doctest::Contains("lack"));
+  CHECK_THROWS_WITH(parse_credentials_json("<html>", "x"), doctest::Contains("not a JSON object"));
+  CHECK_THROWS_WITH(
+      parse_credentials_json(R"({"AccessKeyId": "A", "SecretAccessKey": "s", "Expiration": "soon"})", "x"),
+      doctest::Contains("unreadable Expiration 'soon'"));
+
+  const StsCredentials sts = parse_sts_credentials(
+      "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">"
+      "<AssumeRoleWithWebIdentityResult><Credentials><SessionToken>tok</SessionToken>"
+      "<SecretAccessKey>sec</SecretAccessKey><Expiration>2014-10-24T23:00:23Z</Expiration>"
+      "<AccessKeyId>ASIAX</AccessKeyId></Credentials></AssumeRoleWithWebIdentityResult>"
+      "</AssumeRoleWithWebIdentityResponse>");
+  CHECK(sts.access_key_id == "ASIAX");
+  CHECK(sts.session_token == "tok");
+  CHECK(sts.expiration == "2014-10-24T23:00:23Z");
+  CHECK_THROWS_AS(parse_sts_credentials("<ErrorResponse/>"), Failure);
+  const auto error = parse_sts_error(
+      "<ErrorResponse><Error><Type>Sender</Type><Code>InvalidIdentityToken</Code><Message>Bad token</Message>"
+      "</Error></ErrorResponse>");
+  REQUIRE(error);
+  CHECK(error->code == "InvalidIdentityToken");
+  CHECK(error->message == "Bad token");
+  CHECK_FALSE(parse_sts_error("<Error><Code>x</Code></Error>"));
+
+  // Refreshed five minutes ahead, or at half the lifetime of short-lived keys.
+  constexpr uint64_t hour = 3'600'000;
+  CHECK_FALSE(refresh_due(0, 6 * hour, 6 * hour - 300'001));
+  CHECK(refresh_due(0, 6 * hour, 6 * hour - 300'000));
+  CHECK_FALSE(refresh_due(1000, 9000, 4999));
+  CHECK(refresh_due(1000, 9000, 5000));
+  CHECK_FALSE(refresh_due(0, 0, 99 * hour));  // keys that never expire
 }
 
 TEST_CASE("s3 resolve: region, endpoint and addressing style") {
