@@ -174,6 +174,12 @@ TimedCredentials RoleCredentials::fetch_instance() {
       }
       throw StorageError("unable to get S3 credentials from " + where + ": " + error.message, true);
     }
+    if (response.status != 200 && !m_ever && path == "/latest/api/token") {
+      throw UsageError(
+          "unable to open replica '" + m_shown + "': no S3 credentials; " + where +
+          " refused an IMDSv2 session (" + http_error(response) +
+          "): not on EC2, or IMDSv2 is unreachable from here (a container needs a hop limit of 2)");
+    }
     if (response.status == 404 && !m_ever) {
       throw UsageError("unable to open replica '" + m_shown + "': no S3 credentials; " + where +
                        " has no IAM role for this instance (attach an instance profile, or give keys)");
@@ -273,8 +279,10 @@ TimedCredentials RoleCredentials::fetch_process() {
   std::string out;
   char buffer[4096];
   size_t n;
-  while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0 && out.size() < (size_t{1} << 16))
-    out.append(buffer, n);
+  // Read to the end (a process blocked on a full pipe never exits); keep 64 KiB.
+  while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) {
+    if (out.size() < (size_t{1} << 16)) out.append(buffer, n);
+  }
   const int status = ::pclose(pipe);
   if (status != 0) {
     throw StorageError(where + " ('" + m_source.command + "') failed (exit status " +
