@@ -113,7 +113,12 @@ Credentials RoleCredentials::get() {
     m_current = fetch();
     m_fetched_ms = now;
     m_ever = true;
-    if (!m_warning.empty()) log(LogLevel::info, "S3 credentials refreshed", {{"replica", m_shown}});
+    if (log_enabled(LogLevel::info)) {
+      log(LogLevel::info, m_warning.empty() ? "S3 credentials fetched" : "S3 credentials refreshed",
+          {{"replica", m_shown},
+           {"from", describe_role(m_source)},
+           {"expires", m_current->expires_ms ? format_rfc3339(m_current->expires_ms) : "never"}});
+    }
     m_warning.clear();
   } catch (const Error& e) {
     // Keys that still hold sign on until they expire; the refresh is tried

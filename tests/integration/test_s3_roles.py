@@ -171,7 +171,11 @@ def test_replicate_refreshes_short_lived_keys_and_reports_a_failed_refresh(tmp):
         assert code == 0, text
         for bad in ("InvalidAccessKeyId", "ExpiredToken", "InvalidToken", "step failed"):
             assert bad not in text, f"{bad} in the replicate log:\n{text}"
+        # -v names where the keys came from, each time, never the keys.
+        assert "S3 credentials fetched" in text and "the EC2 instance profile" in text, text
         assert "S3 credentials refreshed" in text, text
+        for secret in json.load(open(stores.aws.credentials_file)).values():
+            assert secret["secret"] not in text and secret["token"] not in text, text
         r = walship("restore", stores.url, "-o", f"{tmp}/out.db", env=instance_env(stores.aws), check=0)
         assert check_state(f"{tmp}/out.db") == n, r
 
