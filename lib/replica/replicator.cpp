@@ -214,11 +214,11 @@ void Replicator::open_database() {
                      "replicating it (for instance to promote it to the writer after a failover)");
   }
   m_reader = std::make_unique<sqlite::Database>(m_options.db_path, SQLITE_OPEN_READWRITE);
-  limit_memory(*m_reader);
   m_reader->set_busy_timeout(k_read_busy_timeout_ms);
   // Closing the last connection would checkpoint and delete the WAL, so a
   // restart could not resume from its position: leave that to the app.
   sqlite3_db_config(m_reader->handle(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+  limit_memory(*m_reader);
   std::string mode = m_reader->query_text("PRAGMA main.journal_mode");
   if (mode != "wal") {
     if (!m_options.enable_wal) {
@@ -255,20 +255,24 @@ void Replicator::open_database() {
 // while needed: an idle database then holds one connection, not two.
 sqlite::Database& Replicator::writer() {
   if (!m_writer) {
-    m_writer = std::make_unique<sqlite::Database>(m_options.db_path, SQLITE_OPEN_READWRITE);
-    limit_memory(*m_writer);
-    sqlite3_db_config(m_writer->handle(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+    // Whole or not at all: a connection left half set up (no busy handler,
+    // checkpointing on close) by a failure here must never be used.
+    auto db = std::make_unique<sqlite::Database>(m_options.db_path, SQLITE_OPEN_READWRITE);
+    sqlite3_db_config(db->handle(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
     // Retries every millisecond: SQLite's default backoff (up to 100 ms
     // between tries) almost never finds an app that commits in a tight loop
-    // between two transactions.
+    // between two transactions. Set before the first statement, which may
+    // find the app restarting the WAL.
     sqlite3_busy_handler(
-        m_writer->handle(),
+        db->handle(),
         [](void*, int tries) {
           if (tries >= k_writer_busy_tries) return 0;
           ::usleep(1000);
           return 1;
         },
         nullptr);
+    limit_memory(*db);
+    m_writer = std::move(db);
   }
   return *m_writer;
 }
@@ -430,11 +434,13 @@ std::optional<wal::WalIndexHeader> Replicator::read_index() {
   // is writing them now. A new read transaction makes SQLite check, and
   // recover the index from the WAL if it is torn. A connection of its own:
   // m_writer may hold the writer lock or, inside pin(), the old read.
+  // Its first statement may find the app mid-commit too: set up before it,
+  // and a busy answer means look again next step, not a failed step.
   sqlite::Database probe(m_options.db_path, SQLITE_OPEN_READWRITE);
-  limit_memory(probe);
   sqlite3_db_config(probe.handle(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
   probe.set_busy_timeout(k_truncate_busy_timeout_ms);
   try {
+    limit_memory(probe);
     begin_read(probe);
     probe.exec("COMMIT");
   } catch (const Error&) {
