@@ -140,8 +140,13 @@ def test_replicate_refreshes_short_lived_keys_and_reports_a_failed_refresh(tmp):
         db, port = f"{tmp}/app.db", free_port()
         init_db(db)
         log = open(f"{tmp}/replicate.log", "w")
-        rep = subprocess.Popen([WALSHIP, "-v", "replicate", "--sync-interval", "100ms", "--http",
-                                f"127.0.0.1:{port}", db, stores.url], stdout=subprocess.DEVNULL, stderr=log,
+        # walship's own checkpoints are kept out of this test (the WAL stays
+        # below --checkpoint-pages): it is about credentials, and a commit
+        # lost around the WAL restart after walship's full checkpoint, with
+        # slow ships, is a known open bug (issue 17) that would make it flaky.
+        rep = subprocess.Popen([WALSHIP, "-v", "replicate", "--sync-interval", "100ms", "--checkpoint-pages",
+                                "100000", "--http", f"127.0.0.1:{port}", db, stores.url],
+                               stdout=subprocess.DEVNULL, stderr=log,
                                env={**os.environ, **instance_env(stores.aws)})
         try:
             wait_for(lambda: healthz(port) is not None, "replicate's /healthz")
