@@ -319,6 +319,13 @@ void Replicator::reconcile(ReplicaTarget& target) {
 
   std::optional<ShippedState> local = target.store.load();
   target.behind = behind_replica(local, target.replica_newest, target.previous_writer);
+  // From here on this process writes the replica, so the local state names
+  // it before its first object: a kill between that object and the next save
+  // must not look like another node's writes to the next run here.
+  if (local && !target.behind && local->writer != this_process().writer) {
+    local->writer = this_process().writer;
+    target.store.save(*local, {}, false);
+  }
   if (target.fence_at) return;  // the first object is a snapshot at the fence
   if (local && local->txid == target.replica_newest && local->checksum == target.replica_post &&
       local->page_size == m_page_size) {

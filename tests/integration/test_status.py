@@ -81,6 +81,9 @@ def test_status_follows_what_is_shipped(tmp):
 
     # Replicate again: it ships them, and status is ok.
     rep = start(tmp, "replicate2", "replicate", "--config", config)
+    # Stopped only once it started (its control socket opens after its first
+    # round): a SIGTERM before main() kills any process.
+    wait_for(lambda: os.path.exists(f"{src}-walship/control.sock"), "replicate's control socket")
     wait_for(lambda: status_json(config, "--max-lag", "100ms")[0] == 0, "status ok after shipping")
     assert stop(rep) == 0, log_tail(tmp, "replicate2")
 
