@@ -1,7 +1,5 @@
 #include "lib/replica/replicate_metrics.h"
 
-#include <fcntl.h>
-
 #include <algorithm>
 
 #include "lib/util/fs.h"
@@ -101,22 +99,26 @@ StorageCounters& ReplicateMonitor::storage_counters(const std::string& backend) 
 
 ReplicateStatus ReplicateMonitor::snapshot() const {
   ReplicateStatus status;
-  {
-    std::lock_guard lock(m_mutex);
-    status = m_status;
-    for (const auto& [backend, counters] : m_storage) status.storage.emplace_back(backend, counters->load());
-  }
-  // The commits SQLite counted so far: a read of the -shm header, the one
-  // bit of I/O of a scrape (a missing file just leaves the count unknown).
-  const std::string shm = status.db_path + "-shm";
-  if (const UniqueFd fd(::open(shm.c_str(), O_RDONLY | O_CLOEXEC)); fd) {
+  std::lock_guard lock(m_mutex);
+  status = m_status;
+  for (const auto& [backend, counters] : m_storage) status.storage.emplace_back(backend, counters->load());
+  // The commits SQLite counted so far: a read of the -shm header, the one bit
+  // of I/O of a scrape, under the lock so that the Replicator cannot close
+  // the descriptor meanwhile (none lent: the count is unknown).
+  if (m_shm_fd >= 0) {
+    const std::string shm = status.db_path + "-shm";
     try {
-      if (const auto index = wal::read_wal_index_header(fd.get(), shm)) status.wal_change = index->change;
+      if (const auto index = wal::read_wal_index_header(m_shm_fd, shm)) status.wal_change = index->change;
     } catch (const std::exception&) {
       // unreadable: unknown
     }
   }
   return status;
+}
+
+void ReplicateMonitor::lend_shm(int fd) {
+  std::lock_guard lock(m_mutex);
+  m_shm_fd = fd;
 }
 
 }  // namespace walship

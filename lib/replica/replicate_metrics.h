@@ -99,8 +99,16 @@ class ReplicateMonitor : public StatusMonitor<ReplicateStatus> {
   StorageCounters& storage_counters(const std::string& backend);
 
   // The status now, with the storage counters and the WAL's change counter
-  // (read from DB-shm) filled in.
+  // (read from DB-shm through the lent descriptor) filled in.
   ReplicateStatus snapshot() const;
+
+  // The Replicator lends the DB-shm descriptor it owns while its SQLite
+  // connections are open, and takes it back (-1) before closing it. The
+  // monitor never opens the file itself: closing any descriptor of DB-shm
+  // drops every POSIX lock this process holds on it, the read locks of the
+  // Replicator's connections among them (SQLite's locks are per process and
+  // file), and the app could then restart the WAL over frames not shipped.
+  void lend_shm(int fd);
   uint64_t shipped_deltas() const {
     std::lock_guard lock(m_mutex);
     return m_status.shipped_deltas;
@@ -108,6 +116,7 @@ class ReplicateMonitor : public StatusMonitor<ReplicateStatus> {
 
  private:
   std::map<std::string, std::unique_ptr<StorageCounters>> m_storage;
+  int m_shm_fd = -1;  // lent by the Replicator; guarded by m_mutex
 };
 
 }  // namespace walship

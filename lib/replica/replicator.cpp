@@ -245,6 +245,7 @@ void Replicator::open_database() {
         "unable to open '" + m_shm_path + "': " + std::strerror(errno) +
         ": replicate needs SQLite's shared-memory index (is the app using locking_mode=EXCLUSIVE?)");
   }
+  if (m_monitor) m_monitor->lend_shm(m_shm_fd.get());
   if (::mkdir(m_state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
     throw Failure("unable to create the state directory '" + m_state_dir + "': " + std::strerror(errno));
   }
@@ -277,7 +278,10 @@ sqlite::Database& Replicator::writer() {
   return *m_writer;
 }
 
+// The descriptors close after the connections: closing one of DB-shm drops
+// every lock this process holds on the file, SQLite's read locks included.
 void Replicator::close_database() {
+  if (m_monitor) m_monitor->lend_shm(-1);
   m_reader.reset();
   m_writer.reset();
   m_wal_fd.reset();

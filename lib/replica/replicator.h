@@ -161,7 +161,7 @@ class Replicator {
   // The writer lock and checkpoints, and the next read while pin() moves it; see writer().
   std::unique_ptr<sqlite::Database> m_writer;
   UniqueFd m_wal_fd;
-  UniqueFd m_shm_fd;
+  UniqueFd m_shm_fd;  // closed after the connections, never before (close_database)
   UniqueFd m_spool;
   uint64_t m_db_inode = 0;
   uint64_t m_wal_inode = 0;

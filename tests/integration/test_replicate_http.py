@@ -12,12 +12,17 @@
 - one walship.toml with both roles: one process replicates A to a replica and
   follows that replica into B (B ends byte-equal to A), then
   `serve-replica --config` follows the same file's followers alone;
+- a scrape never releases replicate's read of the WAL: commits that the app
+  checkpoints and overwrites (a WAL restart) right after a scrape still reach
+  the replica;
 - bad input is one line `walship: ...` and exit 2.
 (The replica-unreachable 503 is test_replicate_http_s3.py: it needs s3rver.)"""
 import json
 import os
 import re
+import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -111,6 +116,49 @@ def test_counters_count_what_was_shipped(tmp):
     assert metric(text, "walship_lag_seconds", db=src) == 0, text
     assert stop(rep) == 0, log_tail(tmp, "replicate")
     assert newest_txid(url) == f"{int(txid):016x}"
+
+
+def dump(path):
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return [db.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in ("accounts", "history", "meta")]
+    finally:
+        db.close()
+
+
+def test_a_scrape_keeps_the_read_that_holds_unshipped_frames(tmp):
+    # A scrape reads DB-shm. It once did so through a descriptor of its own,
+    # and closing that dropped every POSIX lock replicate held on the file,
+    # its read lock among them: the app could then checkpoint and restart the
+    # WAL over a commit not shipped yet, which the replica lost for good.
+    src, url, rep, port = replicate_with_http(tmp)
+    app = sqlite3.connect(src, isolation_level=None, timeout=30)
+    try:
+        for k in range(3):
+            write(src, 20)
+            # A snapshot moves replicate's read to the WAL's end, in its
+            # current generation, all of it shipped.
+            walship("snapshot", src, url, check=0)
+            wait_for(lambda: entry(health(port)[1], src)["lag_transactions"] == 0, "no lag")
+            scrape(port)
+            # Paused, replicate ships nothing until the WAL restarted, as on a
+            # loaded machine: only its read keeps the next commit's frames.
+            os.kill(rep.pid, signal.SIGSTOP)
+            try:
+                # Two commits on pages of their own, neither growing the
+                # database: nothing but the content tells a lost one.
+                app.execute("UPDATE accounts SET balance = balance + ? WHERE id = 1", (k + 1,))
+                app.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                app.execute("UPDATE meta SET n = n + 1")  # restarts the WAL when all was checkpointed
+            finally:
+                os.kill(rep.pid, signal.SIGCONT)
+        wait_for(lambda: entry(health(port)[1], src)["lag_transactions"] == 0, "no lag")
+    finally:
+        app.close()
+    assert stop(rep) == 0, log_tail(tmp, "replicate")
+    assert "rehashing" not in log_tail(tmp, "replicate"), log_tail(tmp, "replicate")
+    walship("restore", url, "-o", f"{tmp}/out.db", check=0)
+    assert dump(f"{tmp}/out.db") == dump(src), log_tail(tmp, "replicate")
 
 
 def test_readyz_is_503_while_a_commit_waits_past_max_lag(tmp):
@@ -298,7 +346,8 @@ def test_bad_input_is_one_clear_line(tmp):
 
 if __name__ == "__main__":
     run_tests([test_bad_input_is_one_clear_line, test_metrics_and_healthz_move_as_transactions_ship,
-               test_counters_count_what_was_shipped, test_readyz_is_503_while_a_commit_waits_past_max_lag,
+               test_counters_count_what_was_shipped, test_a_scrape_keeps_the_read_that_holds_unshipped_frames,
+               test_readyz_is_503_while_a_commit_waits_past_max_lag,
                test_process_metrics_and_http_on_every_interface,
                test_one_process_replicates_a_and_follows_its_replica_into_b,
                test_a_follower_that_cannot_start_stops_the_process_with_exit_2])

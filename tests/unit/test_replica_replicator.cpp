@@ -4,6 +4,9 @@
 // lost continuity, checkpoint rounds, and a start on a node that lost its
 // local state (a spot node rescheduled: restore, then replicate).
 #include <doctest.h>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <memory>
@@ -80,12 +83,54 @@ struct Fixture {
   test::ScratchDir dir;
   sqlite::Database app;
   MemoryStorage storage;
-  ReplicateMonitor monitor{"app.db"};
+  ReplicateMonitor monitor{dir.path() + "/app.db"};
   ReplicatorOptions options;
   int64_t now = k_t0;
 };
 
+// Whether another process finds one of DB-shm's read locks taken (SQLite's
+// WAL_READ_LOCK(0) to (4): bytes 123 to 127). F_GETLK reports only the locks
+// of other processes, hence the child.
+bool shm_read_lock_held(const std::string& shm) {
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    const int fd = ::open(shm.c_str(), O_RDONLY | O_CLOEXEC);
+    for (int i = 3; fd >= 0 && i < 8; ++i) {
+      struct flock lock {};
+      lock.l_type = F_WRLCK;
+      lock.l_whence = SEEK_SET;
+      lock.l_start = 120 + i;
+      lock.l_len = 1;
+      if (::fcntl(fd, F_GETLK, &lock) == 0 && lock.l_type != F_UNLCK) ::_exit(0);
+    }
+    ::_exit(1);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
 }  // namespace
+
+TEST_CASE("a scrape reads the WAL's change counter and leaves the replicator's read lock held") {
+  // The read keeps the app from restarting the WAL over frames not shipped
+  // yet. Closing any descriptor of DB-shm drops every POSIX lock the process
+  // holds on it: a scrape that opened the file itself silently released it.
+  Fixture f;
+  auto r = f.replicator();
+  f.write();
+  f.step(*r);
+  const std::string shm = f.db_path() + "-shm";
+  REQUIRE(shm_read_lock_held(shm));
+  f.write();
+  const ReplicateStatus status = f.monitor.snapshot();
+  CHECK(status.wal_change.has_value());
+  CHECK(status.wal_change != status.shipped_change);
+  CHECK(shm_read_lock_held(shm));
+  r.reset();
+  CHECK_FALSE(f.monitor.snapshot().wal_change.has_value());  // taken back before the descriptor closed
+}
 
 TEST_CASE("a replicator that lost its local state starts with a few reads, not one per L0 delta") {
   set_log_level(LogLevel::warn);
