@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cerrno>
+#include <cstring>
 
 #include "lib/sqlite/sqlite.h"
 #include "lib/util/endian.h"
@@ -15,13 +16,21 @@ namespace walship {
 
 DbFileInfo check_db_file(const std::string& path) {
   struct stat st {};
+  // Permissions need a person: a usage error, not something to retry.
+  const auto unreadable = [&](int err) {
+    if (err == EACCES || err == EPERM) {
+      throw UsageError("database '" + path + "' is not readable by this user (" + std::strerror(err) +
+                       "): run as the app's user, or give this one access");
+    }
+    throw Failure(errno_message("unable to read database '" + path + "'", err));
+  };
   if (::stat(path.c_str(), &st) != 0) {
     if (errno == ENOENT) throw UsageError("database '" + path + "' does not exist: check the path");
-    throw Failure(errno_message("unable to read database '" + path + "'", errno));
+    unreadable(errno);
   }
   if (S_ISDIR(st.st_mode)) throw UsageError("database '" + path + "' is a directory: give the database file");
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) throw Failure(errno_message("unable to read database '" + path + "'", errno));
+  if (!fd) unreadable(errno);
   std::array<std::byte, 100> header{};
   const size_t n = pread_full(fd.get(), header, 0, path);
   if (n == 0) throw UsageError("database '" + path + "' is empty: nothing to snapshot");

@@ -99,8 +99,9 @@ struct StepResult {
   std::optional<int64_t> timer;
   std::string error;
   bool usage = false;
-  bool fenced = false;   // FencedError: another writer has the replica
-  bool shipped = false;  // the step shipped a delta
+  bool permanent = false;  // a StorageError that needs a person (wrong keys, no permission)
+  bool fenced = false;     // FencedError: another writer has the replica
+  bool shipped = false;    // the step shipped a delta
 };
 
 // A replicated database's control socket (control_socket.h) and the
@@ -203,6 +204,10 @@ class ReplicateLoop {
     if (!m_first_usage_error.empty()) {
       finish_all(true);
       throw UsageError(m_first_usage_error);
+    }
+    if (!m_first_permanent_error.empty()) {
+      finish_all(true);
+      throw Failure(m_first_permanent_error);
     }
     if (!m_fenced_error.empty()) {
       finish_all(true);
@@ -334,6 +339,9 @@ class ReplicateLoop {
     } catch (const FencedError& x) {
       result.error = x.what();
       result.fenced = true;
+    } catch (const StorageError& x) {
+      result.error = x.what();
+      result.permanent = !x.transient();
     } catch (const std::exception& x) {
       result.error = x.what();
     }
@@ -378,12 +386,14 @@ class ReplicateLoop {
         continue;
       }
       answer_waiting(e, r, now);
-      if (r.usage && m_initial_round) {
-        // A configured database that cannot be replicated stops the start
-        // (the error is the command's one line); one found in a directory is
-        // left out.
+      if ((r.usage || r.permanent) && m_initial_round) {
+        // A configured database that cannot be replicated, or whose replica
+        // refuses it (wrong keys, no permission), stops the start (the error
+        // is the command's one line); one found in a directory is left out.
+        // Once started, the same errors are retried: keys may be rotated.
         e.fatal = true;
-        if (m_first_usage_error.empty() && !e.from_directory) m_first_usage_error = r.error;
+        std::string& first = r.usage ? m_first_usage_error : m_first_permanent_error;
+        if (first.empty() && !e.from_directory) first = r.error;
         if (e.from_directory) {
           log(LogLevel::error, "unable to replicate", {{"db", e.replicator->db_path()}, {"error", r.error}});
         }
@@ -705,7 +715,8 @@ class ReplicateLoop {
   bool m_stop = false;
   bool m_initial_round = true;
   std::string m_first_usage_error;
-  std::string m_fenced_error;  // the first fenced database's error: exit 4
+  std::string m_first_permanent_error;  // the first round's StorageError that needs a person: exit 1
+  std::string m_fenced_error;           // the first fenced database's error: exit 4
   ChildProcess m_child;
   int64_t m_child_kill_due = 0;  // when the stopping app gets SIGKILL; 0: not stopping
   std::optional<int> m_child_status;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <utility>
 
@@ -91,6 +92,38 @@ int passive_checkpoint(sqlite::Database& db, int tries, int& wal_frames, int& ch
 void begin_read(sqlite::Database& db) {
   db.exec("BEGIN");
   db.query_int("SELECT count(*) FROM sqlite_schema");
+}
+
+// A database replicate cannot open for a reason only a person can fix
+// becomes the command's one line (exit 2, no retries), saying what to do;
+// anything else passes through and is retried.
+[[noreturn]] void explain_open_failure(const std::string& db, const sqlite::Error& e) {
+  const std::string folder = std::filesystem::path(db).parent_path().string();
+  switch (e.primary_code()) {
+    case SQLITE_READONLY:
+      if (::access(folder.empty() ? "." : folder.c_str(), W_OK) != 0) {
+        throw UsageError("the folder of database '" + db +
+                         "' is read-only for this user: a WAL database needs to create '" + db +
+                         "-shm' there; make the folder writable, or run replicate as the app's user");
+      }
+      throw UsageError(
+          "database '" + db +
+          "' is read-only for this user: replicate reads and writes it (it checkpoints the WAL); "
+          "run it as the app's user");
+    case SQLITE_NOTADB:
+    case SQLITE_CORRUPT:
+      throw UsageError("database '" + db + "' is malformed (" + sqlite3_errstr(e.code()) +
+                       "): repair it, or restore it from its replica with 'walship restore'");
+    case SQLITE_CANTOPEN:
+    case SQLITE_PERM:
+      if (::access(db.c_str(), R_OK | W_OK) != 0) {
+        throw UsageError("database '" + db + "' cannot be opened for reading and writing by this user (" +
+                         std::strerror(errno) + "): run replicate as the app's user");
+      }
+      break;
+    default: break;
+  }
+  throw e;
 }
 
 // Pages are read once (hashing, snapshots) and never re-read: a small page
@@ -213,6 +246,16 @@ void Replicator::open_database() {
                      "' is followed by walship serve-replica, its only writer: stop serve-replica before "
                      "replicating it (for instance to promote it to the writer after a failover)");
   }
+  try {
+    open_reader();
+  } catch (const sqlite::Error& e) {
+    explain_open_failure(m_options.db_path, e);
+  }
+}
+
+// The held connection, and the descriptors walship reads the WAL and the
+// wal-index through.
+void Replicator::open_reader() {
   m_reader = std::make_unique<sqlite::Database>(m_options.db_path, SQLITE_OPEN_READWRITE);
   m_reader->set_busy_timeout(k_read_busy_timeout_ms);
   // Closing the last connection would checkpoint and delete the WAL, so a
@@ -806,20 +849,22 @@ void Replicator::write_snapshot(ReplicaTarget& target, uint64_t txid, const wal:
 
 void Replicator::ship_all(uint64_t frame_cap) {
   std::string first_error;
-  bool transient = true;
+  bool storage_only = true;  // every error was the storage's...
+  bool transient = true;     // ...and each may pass
   for (auto& target : m_targets) {
     if (target->lost) continue;
     try {
       ship_new_frames(*target, frame_cap);
     } catch (const StorageError& e) {
       if (first_error.empty()) first_error = e.what();
+      transient = transient && e.transient();
     } catch (const Error& e) {
       if (first_error.empty()) first_error = e.what();
-      transient = false;
+      storage_only = false;
     }
   }
   if (!first_error.empty()) {
-    if (transient) throw StorageError(first_error, true);
+    if (storage_only) throw StorageError(first_error, transient);
     throw Failure(first_error);
   }
 }

@@ -99,6 +99,7 @@ class Replicator {
 
  private:
   void open_database();
+  void open_reader();
   void close_database();
   sqlite::Database& writer();
   bool files_replaced();

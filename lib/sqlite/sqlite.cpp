@@ -2,17 +2,16 @@
 
 #include <cstring>
 
-#include "lib/util/error.h"
-
 namespace walship::sqlite {
 
 Database::Database(const std::string& path, int flags) : m_path(path) {
   const int rc = sqlite3_open_v2(path.c_str(), &m_db, flags | SQLITE_OPEN_URI, nullptr);
   if (rc != SQLITE_OK) {
     const std::string msg = m_db ? sqlite3_errmsg(m_db) : sqlite3_errstr(rc);
+    const int code = m_db ? sqlite3_extended_errcode(m_db) : rc;
     sqlite3_close_v2(m_db);
     m_db = nullptr;
-    throw Failure("unable to open database '" + path + "': " + msg);
+    throw Error("unable to open database '" + path + "': " + msg, code);
   }
   sqlite3_extended_result_codes(m_db, 1);
 }
@@ -23,7 +22,7 @@ Database::~Database() {
 
 void Database::fail(const std::string& what, int rc) const {
   const char* msg = m_db ? sqlite3_errmsg(m_db) : sqlite3_errstr(rc);
-  throw Failure(what + " on '" + m_path + "': " + msg);
+  throw Error(what + " on '" + m_path + "': " + msg, m_db ? sqlite3_extended_errcode(m_db) : rc);
 }
 
 void Database::exec(const std::string& sql) {

@@ -1,5 +1,5 @@
-// RAII wrappers over the SQLite C API. Errors become walship::Failure naming
-// the database path and SQLite's own message.
+// RAII wrappers over the SQLite C API. Errors become sqlite::Error (a
+// walship::Failure) naming the database path and SQLite's own message.
 #pragma once
 
 #include <sqlite3.h>
@@ -9,7 +9,22 @@
 #include <string>
 #include <string_view>
 
+#include "lib/util/error.h"
+
 namespace walship::sqlite {
+
+// A failed SQLite call; code() is SQLite's extended result code, for the
+// callers that tell a person what to fix (a read-only folder, a malformed
+// file) from what passes.
+class Error : public Failure {
+ public:
+  Error(const std::string& message, int code) : Failure(message), m_code(code) {}
+  int code() const { return m_code; }
+  int primary_code() const { return m_code & 0xff; }
+
+ private:
+  int m_code;
+};
 
 class Database {
  public:
@@ -27,7 +42,7 @@ class Database {
 
   sqlite3* handle() const { return m_db; }
   const std::string& path() const { return m_path; }
-  // Throws a Failure "<what> on '<path>': <sqlite message>" for result code rc.
+  // Throws an Error "<what> on '<path>': <sqlite message>" for result code rc.
   [[noreturn]] void fail(const std::string& what, int rc) const;
 
  private:

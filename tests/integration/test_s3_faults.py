@@ -7,7 +7,7 @@ integrity_check and holds exactly the rows of the last commit). A stall
 longer than the low-speed timeout is cut and retried; an outage longer
 than one operation's retries is ridden out; a multipart upload
 survives failed parts and a lost completion. 403 and 404 are final: one
-request, no retry, one clear error line."""
+request, no retry, one clear error line (replicate's first start too)."""
 import json
 import os
 import random
@@ -245,6 +245,14 @@ def test_403_and_404_are_not_retried(tmp):
         expect_one_error_line(r, 1, r"(?i)signature|denied|403|credentials")
         assert "xyzzy" not in r.err, r  # the secret never appears
         assert proxy.stats()["requests"] == 1, proxy.stats()["log"]
+
+        # replicate's first start with that secret: the same one line and
+        # exit 1, not retries forever (once started, it would retry: keys
+        # get rotated).
+        proxy.control("clear")
+        r = walship("replicate", db, url, env=s3_env(secret="not-the-secret-xyzzy"), timeout=60)
+        expect_one_error_line(r, 1, r"(?i)signature|denied|403|credentials")
+        assert "xyzzy" not in r.err, r
 
         # 403 AccessDenied on the GET of a snapshot during a restore: once.
         proxy.control("clear")
