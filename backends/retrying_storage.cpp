@@ -30,31 +30,6 @@ class CountingSink : public ByteSink {
   uint64_t m_count = 0;
 };
 
-// Compares downloaded bytes with a source, streaming both.
-class ComparingSink : public ByteSink {
- public:
-  explicit ComparingSink(ByteSource& expected) : m_expected(expected), m_buffer(64 << 10) {}
-  void write(std::span<const std::byte> data) override {
-    m_seen += data.size();
-    while (m_equal && !data.empty()) {
-      const size_t n =
-          m_expected.read(std::span<std::byte>(m_buffer.data(), std::min(data.size(), m_buffer.size())));
-      if (n == 0 || std::memcmp(m_buffer.data(), data.data(), n) != 0) {
-        m_equal = false;
-        break;
-      }
-      data = data.subspan(n);
-    }
-  }
-  bool equal() const { return m_equal && m_seen == m_expected.size(); }
-
- private:
-  ByteSource& m_expected;
-  std::vector<std::byte> m_buffer;
-  bool m_equal = true;
-  uint64_t m_seen = 0;
-};
-
 double default_random() {
   thread_local std::mt19937_64 engine{std::random_device{}()};
   return std::uniform_real_distribution<double>(0.0, 1.0)(engine);

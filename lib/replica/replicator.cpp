@@ -173,6 +173,20 @@ struct ReplicaTarget {
   uint64_t replica_newest = 0;
   uint64_t replica_post = 0;
   int64_t last_snapshot_ms = 0;
+  // A delta written under the writer lock and not uploaded yet: its frames
+  // may be gone from the WAL, and `state` already counts it. It goes up
+  // before anything else of this replica, and the local state is saved then.
+  struct Staged {
+    UniqueFd spool;
+    uint64_t bytes = 0;
+    DeltaRecord record;
+    uint64_t commits = 0;
+    std::vector<uint32_t> changed;  // the pages whose hashes the local state saves
+    // An upload of it failed after the store may have taken it (the answer
+    // was lost): an object found under its key may be this one.
+    bool attempted = false;
+  };
+  std::optional<Staged> staged;
   Compactor compactor;
   int64_t next_retention_ms = 0;  // 0: k_first_retention_ms after the first step
   size_t slot = 0;                // its index in ReplicateStatus::replicas
@@ -531,22 +545,68 @@ FdSink Replicator::reset_spool() {
 // target's state on. nullopt when another process took that TXID (upload()
 // reconciled the target again: its state is gone).
 std::optional<Replicator::ShippedDelta> Replicator::ship_delta(ReplicaTarget& target, uint32_t db_pages,
-                                                               const DeltaPages& pages) {
+                                                               const DeltaPages& pages, bool defer) {
   const format::FileHeader file = next_delta_header(*target.state, db_pages);
   FdSink sink = reset_spool();
   format::ReplicaWriter writer(sink, file, m_options.delta_zstd_level);
   const uint64_t checksum = pages.write(writer);
   writer.finish(checksum);
-  const std::string key = format::l0_delta_key(file.min_txid);
-  if (!upload(target, key, writer.bytes_written())) return std::nullopt;
-  target.compactor.add(DeltaRecord{key, 0, file.min_txid, file.max_txid, file.commit_time_ms});
+  const DeltaRecord record{format::l0_delta_key(file.min_txid), 0, file.min_txid, file.max_txid,
+                           file.commit_time_ms};
+  const ShippedDelta shipped{file.max_txid, checksum, writer.bytes_written()};
+  if (defer) {
+    // The spool becomes the staged delta's; the next delta gets a new one.
+    target.staged = ReplicaTarget::Staged{std::move(m_spool), shipped.bytes, record, pages.commits, {}};
+    m_spool = anonymous_file(m_state_dir);
+    return shipped;
+  }
+  if (!upload(target, m_spool.get(), record.key, shipped.bytes, false)) return std::nullopt;
+  record_delta(target, record, pages.commits, pages.count);
+  return shipped;
+}
+
+// A delta durable in the target's replica: compacted later, counted now.
+void Replicator::record_delta(ReplicaTarget& target, const DeltaRecord& record, uint64_t commits,
+                              size_t pages) {
+  target.compactor.add(record);
   report([&](ReplicateStatus& s) {
     ++s.shipped_deltas;
-    s.shipped_transactions += pages.commits;
-    s.shipped_pages += pages.count;
-    s.replicas[target.slot].txid = file.max_txid;
+    s.shipped_transactions += commits;
+    s.shipped_pages += pages;
+    s.replicas[target.slot].txid = record.max_txid;
   });
-  return ShippedDelta{file.max_txid, checksum, writer.bytes_written()};
+}
+
+// Uploads the target's staged delta, if any, and saves the local state that
+// counts it. On failure it stays staged (the error propagates): nothing
+// else of the target ships before it, and the next try sends the same
+// bytes, so an earlier try that landed is recognised as this one.
+void Replicator::upload_staged(ReplicaTarget& target) {
+  if (!target.staged) return;
+  ReplicaTarget::Staged& staged = *target.staged;
+  bool uploaded = false;
+  try {
+    uploaded = upload(target, staged.spool.get(), staged.record.key, staged.bytes, staged.attempted);
+  } catch (const StorageError&) {
+    staged.attempted = true;
+    throw;
+  }
+  if (!uploaded) {
+    target.staged.reset();  // another process took the TXID: upload() reconciled the target
+    return;
+  }
+  record_delta(target, staged.record, staged.commits, staged.changed.size());
+  target.store.save(*target.state, staged.changed, false);
+  if (log_enabled(LogLevel::debug)) {
+    log(LogLevel::debug, "shipped",
+        {{"db", m_options.db_path},
+         {"replica", target.name()},
+         {"txid", format::txid_hex(staged.record.max_txid)},
+         {"commits", staged.commits},
+         {"pages", staged.changed.size()},
+         {"bytes", staged.bytes}});
+  }
+  target.staged.reset();
 }
 
 // The whole transactions the target has not shipped yet, up to `frame_cap`;
@@ -606,7 +666,12 @@ std::optional<wal::CommittedFrames> Replicator::unshipped_frames(ReplicaTarget& 
   return frames;
 }
 
-void Replicator::ship_new_frames(ReplicaTarget& target, uint64_t frame_cap) {
+void Replicator::ship_new_frames(ReplicaTarget& target, uint64_t frame_cap, bool defer) {
+  if (target.staged) {
+    if (defer) return;  // one staged delta at a time: the lock holder does not wait for an upload
+    upload_staged(target);
+    if (!target.state) return;
+  }
   const std::optional<wal::CommittedFrames> frames = unshipped_frames(target, frame_cap);
   if (!frames) return;
   ShippedState& state = *target.state;
@@ -649,10 +714,11 @@ void Replicator::ship_new_frames(ReplicaTarget& target, uint64_t frame_cap) {
                              checksum ^= state.page_hashes[pgno - 1];
                            return checksum;
                          }};
-  const std::optional<ShippedDelta> shipped = ship_delta(target, frames->db_pages, delta);
-  if (!shipped) return;
+  // Staged first, uploaded after (at once, or once the writer lock is released).
+  const std::optional<ShippedDelta> shipped = ship_delta(target, frames->db_pages, delta, true);
 
-  // The state moves on in place: only the changed pages' hashes are saved.
+  // The state moves on in place: only the changed pages' hashes are saved
+  // (a staged delta's once it is uploaded).
   std::vector<uint32_t> changed;
   changed.reserve(pages.size());
   state.page_hashes.resize(frames->db_pages, 0);
@@ -664,22 +730,20 @@ void Replicator::ship_new_frames(ReplicaTarget& target, uint64_t frame_cap) {
   state.checksum = shipped->checksum;
   state.db_pages = frames->db_pages;
   state.wal = frames->end;
-  target.store.save(state, changed, false);
   m_shipped_pages += pages.size();
-  if (log_enabled(LogLevel::debug)) {
-    log(LogLevel::debug, "shipped",
-        {{"db", m_options.db_path},
-         {"replica", target.name()},
-         {"txid", format::txid_hex(state.txid)},
-         {"commits", frames->commits},
-         {"pages", pages.size()},
-         {"bytes", shipped->bytes}});
-  }
+  target.staged->changed = std::move(changed);
+  if (!defer) upload_staged(target);
 }
 
-bool Replicator::upload(ReplicaTarget& target, const std::string& key, uint64_t size) {
-  FdSource source(m_spool.get(), size, "spool in '" + m_state_dir + "'");
+bool Replicator::upload(ReplicaTarget& target, int spool, const std::string& key, uint64_t size, bool retry) {
+  FdSource source(spool, size, "spool in '" + m_state_dir + "'");
   if (target.storage->put_if_absent(key, source)) return true;
+  if (retry) {
+    // An earlier try of this very upload may have landed and lost its answer.
+    source.rewind();
+    ComparingSink compare(source);
+    if (target.storage->get(key, compare) && compare.equal()) return true;
+  }
   target.lease.renew_if_due(INT64_MAX);  // taken over? then fenced: FencedError
   log(LogLevel::error,
       "another process wrote the next TXID of this replica: is a second replicate running on it? "
@@ -690,6 +754,7 @@ bool Replicator::upload(ReplicaTarget& target, const std::string& key, uint64_t 
 }
 
 void Replicator::resync(ReplicaTarget& target, const wal::WalPosition& pinned) {
+  upload_staged(target);  // the next TXID is the staged delta's
   if (!target.state) {
     adopt_replica(target, pinned);
     return;
@@ -783,7 +848,7 @@ void Replicator::ship_difference(ReplicaTarget& target, const wal::WalPosition& 
           }
           return diff.checksum;
         }};
-    const std::optional<ShippedDelta> shipped = ship_delta(target, db_pages, delta);
+    const std::optional<ShippedDelta> shipped = ship_delta(target, db_pages, delta, false);
     if (!shipped) return;
     txid = shipped->txid;
     log(LogLevel::info, "shipped the pages that changed while continuity was lost",
@@ -852,8 +917,12 @@ void Replicator::ship_all(uint64_t frame_cap) {
   bool storage_only = true;  // every error was the storage's...
   bool transient = true;     // ...and each may pass
   for (auto& target : m_targets) {
-    if (target->lost) continue;
+    if (target->lost && !target->staged) continue;
     try {
+      if (target->lost) {
+        upload_staged(*target);
+        continue;
+      }
       ship_new_frames(*target, frame_cap);
     } catch (const StorageError& e) {
       if (first_error.empty()) first_error = e.what();
@@ -900,7 +969,10 @@ void Replicator::checkpoint_if_due(int64_t now) {
 }
 
 // The checkpoint under the writer lock, after which the app's next commit
-// restarts the WAL; past truncate_pages, a TRUNCATE.
+// restarts the WAL; past truncate_pages, a TRUNCATE. Under the lock walship
+// does only local work, bounded: the frames committed since the last ship
+// are staged (written to a spool of their own), and go up once the lock is
+// released, so a store that stalls never stalls the app's commits.
 void Replicator::checkpoint_locked() {
   // The writer lock keeps the app from committing between the last ship and
   // the new read; an app that holds the lock all the time just postpones this.
@@ -915,12 +987,20 @@ void Replicator::checkpoint_locked() {
   const int64_t lock_start = m_clock();
   int wal_frames = -1;
   int checkpointed = -1;
+  const char* postponed = nullptr;
   try {
-    ship_all();
-    m_reader->exec("COMMIT");
-    const int rc = passive_checkpoint(*m_reader, k_locked_checkpoint_lock_tries, wal_frames, checkpointed);
-    pin_read_locked();
-    if (rc != SQLITE_OK && rc != SQLITE_BUSY) m_reader->fail("unable to checkpoint", rc);
+    if (!stage_all()) {
+      postponed = "checkpoint postponed: too much to ship since the last step, or an upload pending";
+    } else {
+      m_reader->exec("COMMIT");
+      const int rc = passive_checkpoint(*m_reader, k_locked_checkpoint_lock_tries, wal_frames, checkpointed);
+      pin_read_locked();
+      if (rc != SQLITE_OK && rc != SQLITE_BUSY) m_reader->fail("unable to checkpoint", rc);
+      // Locked out: the app's own checkpoint (a RESTART waiting for
+      // walship's read, say) holds the checkpoint lock. Try again next step;
+      // giving up on the WAL here would cost every replica a rehash.
+      if (wal_frames < 0) postponed = "checkpoint postponed: another checkpoint holds the lock";
+    }
   } catch (...) {
     m_writer->exec("ROLLBACK");
     m_writer.reset();
@@ -928,12 +1008,10 @@ void Replicator::checkpoint_locked() {
   }
   m_writer->exec("ROLLBACK");
   m_writer.reset();
-  if (wal_frames < 0) {
-    // Locked out: the app's own checkpoint (a RESTART waiting for walship's
-    // read, say) holds the checkpoint lock. Try again next step; giving up
-    // on the WAL here would cost every replica a rehash.
-    log(LogLevel::debug, "checkpoint postponed: another checkpoint holds the lock",
-        {{"db", m_options.db_path}});
+  const int64_t lock_ms = m_clock() - lock_start;
+  if (postponed) {
+    log(LogLevel::debug, postponed, {{"db", m_options.db_path}, {"writer_lock_ms", lock_ms}});
+    ship_all();  // anything staged before the postponement
     return;
   }
   report([](ReplicateStatus& s) { ++s.checkpoints_passive; });
@@ -944,18 +1022,37 @@ void Replicator::checkpoint_locked() {
          {"wal_frames", wal_frames},
          {"checkpointed", checkpointed},
          {"writer_lock_wait_ms", lock_start - wait_start},
-         {"writer_lock_ms", m_clock() - lock_start}});
+         {"writer_lock_ms", lock_ms}});
   }
-  if (checkpointed >= wal_frames) {
-    // Everything is checkpointed, so the new read got read mark 0, which
-    // keeps the app's own checkpoints from copying anything; SQLite sorts
-    // every new frame for each of them (one per commit past its threshold)
-    // before finding out. Once the app's next write restarts the WAL, step()
-    // reads again, with a mark above 0.
-    m_read_mark_zero = true;
-    return;
+  // Everything is checkpointed, so the new read got read mark 0, which
+  // keeps the app's own checkpoints from copying anything; SQLite sorts
+  // every new frame for each of them (one per commit past its threshold)
+  // before finding out. Once the app's next write restarts the WAL, step()
+  // reads again, with a mark above 0.
+  if (checkpointed >= wal_frames) m_read_mark_zero = true;
+  ship_all();  // the deltas staged under the lock
+  if (checkpointed < wal_frames && static_cast<uint32_t>(wal_frames) >= m_options.truncate_pages)
+    truncate_wal();
+}
+
+// Under the writer lock: stages each replica's frames not shipped yet; false
+// (nothing staged for any) when that is more than a bounded amount of work
+// or a staged delta still waits for its upload.
+bool Replicator::stage_all() {
+  const std::optional<wal::WalIndexHeader> index = wal::read_wal_index_header(m_shm_fd.get(), m_shm_path);
+  if (!index) return false;
+  for (auto& target : m_targets) {
+    if (target->staged) return false;
+    if (target->lost || !target->state) continue;
+    const wal::WalPosition& at = target->state->wal;
+    const bool same_generation = at.salt1 == index->salt1() && at.salt2 == index->salt2();
+    if (index->max_frame > (same_generation ? at.frame_index() : 0) + k_locked_checkpoint_frames)
+      return false;
   }
-  if (static_cast<uint32_t>(wal_frames) >= m_options.truncate_pages) truncate_wal();
+  for (auto& target : m_targets) {
+    if (!target->lost) ship_new_frames(*target, UINT64_MAX, true);
+  }
+  return true;
 }
 
 // Readers of the app keep the WAL from being checkpointed to the end and it

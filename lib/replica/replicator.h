@@ -50,6 +50,7 @@
 namespace walship {
 
 struct ReplicaTarget;
+struct DeltaRecord;
 
 class Replicator {
  public:
@@ -124,9 +125,14 @@ class Replicator {
     uint64_t checksum = 0;
     uint64_t bytes = 0;
   };
-  std::optional<ShippedDelta> ship_delta(ReplicaTarget& target, uint32_t db_pages, const DeltaPages& pages);
+  // defer: stage it in the target, for upload_staged() (always, for WAL frames).
+  std::optional<ShippedDelta> ship_delta(ReplicaTarget& target, uint32_t db_pages, const DeltaPages& pages,
+                                         bool defer);
+  void record_delta(ReplicaTarget& target, const DeltaRecord& record, uint64_t commits, size_t pages);
+  void upload_staged(ReplicaTarget& target);
+  bool stage_all();
   std::optional<wal::CommittedFrames> unshipped_frames(ReplicaTarget& target, uint64_t frame_cap);
-  void ship_new_frames(ReplicaTarget& target, uint64_t frame_cap = UINT64_MAX);
+  void ship_new_frames(ReplicaTarget& target, uint64_t frame_cap = UINT64_MAX, bool defer = false);
   std::optional<wal::WalIndexHeader> read_index();
   void resync(ReplicaTarget& target, const wal::WalPosition& pinned);
   void adopt_replica(ReplicaTarget& target, const wal::WalPosition& pinned);
@@ -139,7 +145,8 @@ class Replicator {
   void answer_snapshot_request(int64_t now);
   std::optional<int64_t> retention(ReplicaTarget& target, int64_t now);
   void ship_all(uint64_t frame_cap = UINT64_MAX);
-  bool upload(ReplicaTarget& target, const std::string& key, uint64_t size);
+  // retry: an earlier try may have landed; an object with the same bytes is this one.
+  bool upload(ReplicaTarget& target, int spool, const std::string& key, uint64_t size, bool retry);
   format::FileHeader next_delta_header(const ShippedState& state, uint32_t db_pages) const;
   FdSink reset_spool();
   template <typename F>

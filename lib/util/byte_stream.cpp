@@ -12,6 +12,19 @@
 
 namespace walship {
 
+void ComparingSink::write(std::span<const std::byte> data) {
+  m_seen += data.size();
+  while (m_equal && !data.empty()) {
+    const size_t n =
+        m_expected.read(std::span<std::byte>(m_buffer.data(), std::min(data.size(), m_buffer.size())));
+    if (n == 0 || std::memcmp(m_buffer.data(), data.data(), n) != 0) {
+      m_equal = false;
+      break;
+    }
+    data = data.subspan(n);
+  }
+}
+
 size_t MemorySource::read(std::span<std::byte> out) {
   const size_t n = std::min(out.size(), m_data.size() - m_pos);
   if (n == 0) return 0;  // an empty source has no data pointer to copy from

@@ -30,6 +30,21 @@ class ByteSink {
   virtual void write(std::span<const std::byte> data) = 0;
 };
 
+// Compares downloaded bytes with a source, streaming both: equal() once the
+// whole object was written, when it had exactly the source's bytes.
+class ComparingSink : public ByteSink {
+ public:
+  explicit ComparingSink(ByteSource& expected) : m_expected(expected), m_buffer(64 << 10) {}
+  void write(std::span<const std::byte> data) override;
+  bool equal() const { return m_equal && m_seen == m_expected.size(); }
+
+ private:
+  ByteSource& m_expected;
+  std::vector<std::byte> m_buffer;
+  bool m_equal = true;
+  uint64_t m_seen = 0;
+};
+
 class MemorySource : public ByteSource {
  public:
   explicit MemorySource(std::span<const std::byte> data) : m_data(data) {}

@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 from walship_test import WALSHIP, expect_one_error_line, run_tests, walship  # noqa: E402
 
 sys.path.insert(0, HERE)
-from test_replicate import check_state, init_db, stop, wait_for, write  # noqa: E402
+from test_replicate import check_state, init_db, payload, stop, wait_for, write  # noqa: E402
 
 sys.path.insert(0, os.path.join(HERE, "..", "s3"))
 from s3_test_server import ACCESS_KEY_ID, SECRET_ACCESS_KEY, S3rver, require_s3rver  # noqa: E402
@@ -64,9 +64,9 @@ class Proxy:
 
 
 class Servers:
-    def __init__(self, tmp):
+    def __init__(self, tmp, stall_seconds=LOW_SPEED_SECONDS + 15):
         self.s3rver = S3rver(f"{tmp}/s3rver")
-        self.proxy = Proxy(tmp, self.s3rver.address)
+        self.proxy = Proxy(tmp, self.s3rver.address, stall_seconds)
 
     def url(self, prefix="app", bucket="walship"):
         return f"s3://{bucket}/{prefix}?endpoint={self.proxy.endpoint}"
@@ -202,6 +202,60 @@ def test_a_stall_is_cut_by_the_low_speed_timeout_and_retried(tmp):
         assert proxy.stats()["faults"] == {"stall": 2}, proxy.stats()["faults"]
 
 
+def writer_lock_ms(log_text):
+    """Each locked checkpoint's writer_lock_ms in a -v log, sorted."""
+    return sorted(int(m) for m in re.findall(r'msg="checkpoint.*?writer_lock_ms=(\d+)', log_text))
+
+
+STALLS = 8
+
+
+def test_a_stalled_store_never_holds_the_writer_lock(tmp):
+    # Requests stall for 4 s at random (the answer comes late, then the
+    # connection drops) while the app commits with a 2 s busy timeout
+    # and walship checkpoints every 50 frames. Were walship to upload while it holds
+    # SQLite's writer lock, a commit would wait out the stall and fail.
+    db = f"{tmp}/app.db"
+    init_db(db)
+    with Servers(tmp, stall_seconds=4) as servers:
+        url = servers.url()
+        proxy = servers.proxy
+        log = open(f"{tmp}/replicate.log", "w")
+        rep = subprocess.Popen([WALSHIP, "-v", "replicate", db, url, "--sync-interval", "100ms",
+                                "--checkpoint-pages", "50"],
+                               stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, **s3_env()})
+        try:
+            wait_for(lambda: "replicating" in open(f"{tmp}/replicate.log").read(), "replicate to start", 60)
+            proxy.faults_at_random(0.3, kinds="stall")
+            app = sqlite3.connect(db, isolation_level=None, timeout=2)
+            n = app.execute("SELECT n FROM meta WHERE k = 1").fetchone()[0]
+            deadline = time.monotonic() + 120
+            while proxy.stats()["faults"].get("stall", 0) < STALLS:
+                assert time.monotonic() < deadline, proxy.stats()
+                n += 1
+                try:
+                    app.execute("BEGIN IMMEDIATE")
+                    app.execute("INSERT INTO t(id, payload) VALUES(?, ?)", (n, payload(n, 3000)))
+                    app.execute("UPDATE meta SET n = ? WHERE k = 1", (n,))
+                    app.execute("COMMIT")
+                except sqlite3.OperationalError as e:
+                    raise AssertionError(f"commit {n}: {e}\n{open(f'{tmp}/replicate.log').read()[-3000:]}")
+                time.sleep(0.01)
+            app.close()
+            proxy.faults_at_random(0)
+            assert stop(rep, timeout=120) == 0, open(f"{tmp}/replicate.log").read()[-3000:]
+        finally:
+            if rep.poll() is None:
+                rep.kill()
+                rep.wait()
+        text = open(f"{tmp}/replicate.log").read()
+        locks = writer_lock_ms(text)
+        assert locks, "no locked checkpoint ran: " + text[-3000:]
+        print(f"{n} commits through {STALLS} stalled uploads; writer_lock_ms over {len(locks)} locked checkpoints: "
+              f"p99 {locks[len(locks) * 99 // 100]}, max {locks[-1]}")
+        restore_and_check(tmp, url, n, size=3000)
+
+
 def test_a_multipart_snapshot_survives_failed_parts_and_a_lost_completion(tmp):
     """Above the multipart threshold: a part reset mid-body, a part answered
     500, then the CompleteMultipartUpload applied but its answer lost. The
@@ -285,5 +339,6 @@ if __name__ == "__main__":
     run_tests([test_replicate_snapshot_ls_restore_through_random_faults_lose_nothing,
                test_an_outage_longer_than_the_retries_is_ridden_out,
                test_a_stall_is_cut_by_the_low_speed_timeout_and_retried,
+               test_a_stalled_store_never_holds_the_writer_lock,
                test_a_multipart_snapshot_survives_failed_parts_and_a_lost_completion,
                test_403_and_404_are_not_retried])

@@ -338,7 +338,7 @@ TEST_CASE(
   CHECK(f.restored_rows() == f.rows());
 }
 
-TEST_CASE("a failed upload ships the same frames again at the next step: no gap, no second snapshot") {
+TEST_CASE("a failed upload sends the same delta again at the next step, then the new frames: no gap") {
   Fixture f;
   auto r = f.replicator();
   f.step(*r);
@@ -353,8 +353,87 @@ TEST_CASE("a failed upload ships the same frames again at the next step: no gap,
   fail = false;
   f.write();
   f.step(*r);
-  CHECK(f.newest() == 2);  // both writes in one delta
+  CHECK(f.newest() == 3);  // the two writes' delta as it was, then the third's
   CHECK(f.monitor.snapshot().lost_continuity == 0);
+  CHECK(f.storage.list("snapshots/").size() == 1);
+  CHECK(f.restored_rows() == f.rows());
+}
+
+TEST_CASE("no upload while walship holds the app's writer lock, though the app commits during every upload") {
+  // Under the lock walship stages what it has not shipped and uploads it
+  // after: a store that stalls must never stall the app's commits. The app
+  // here commits whenever an upload starts, so a locked checkpoint always
+  // finds frames not shipped yet.
+  Fixture f;
+  f.options.checkpoint_pages = 8;
+  sqlite::Database app2(f.db_path(), SQLITE_OPEN_READWRITE);
+  int uploads = 0;
+  int under_lock = 0;
+  f.storage.set_fault_hook([&](std::string_view op, const std::string& key) {
+    if (op != "put_if_absent" || !key.starts_with("deltas/L0/")) return;
+    ++uploads;
+    if (sqlite3_exec(app2.handle(), "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
+      ++under_lock;
+      return;
+    }
+    app2.exec("INSERT INTO t(v) VALUES (randomblob(300))");
+    app2.exec("COMMIT");
+  });
+  auto r = f.replicator();
+  for (int i = 0; i < 10; ++i) {
+    f.write(6);
+    f.step(*r);
+  }
+  f.storage.set_fault_hook({});
+  f.step(*r);
+  CHECK(f.monitor.snapshot().checkpoints_passive >= 2);
+  CHECK(uploads > 10);
+  CHECK(under_lock == 0);
+  CHECK(f.monitor.snapshot().lost_continuity == 0);
+  CHECK(f.restored_rows() == f.rows());
+}
+
+namespace {
+
+// Writes through, then loses the answer of the first upload of `key`: the
+// store holds the object, the writer sees a connection reset.
+class LosesAnswer : public test::BorrowedStorage {
+ public:
+  LosesAnswer(Storage& inner, std::string key) : BorrowedStorage(inner), m_key(std::move(key)) {}
+  bool put_if_absent(const std::string& key, ByteSource& data) override {
+    const bool created = BorrowedStorage::put_if_absent(key, data);
+    if (key == m_key && !m_lost) {
+      m_lost = true;
+      throw StorageError("injected: the answer was lost", true);
+    }
+    return created;
+  }
+
+ private:
+  std::string m_key;
+  bool m_lost = false;
+};
+
+}  // namespace
+
+TEST_CASE(
+    "an upload that landed and lost its answer is recognised at the next step, not taken for a writer's") {
+  // Before, the next step built the delta anew (another commit time, more
+  // frames), found the key taken, and took that for another writer: a
+  // reconcile, and a replicate that exited 4 as a stale node.
+  Fixture f;
+  std::vector<std::unique_ptr<Storage>> replicas;
+  replicas.push_back(std::make_unique<LosesAnswer>(f.storage, format::l0_delta_key(2)));
+  Replicator r(f.options, std::move(replicas), &f.monitor, [&f] { return f.now; });
+  f.step(r);
+  f.write(2);
+  CHECK_THROWS_AS(f.step(r), StorageError);
+  CHECK(f.newest() == 2);  // it landed
+  f.write();
+  f.step(r);
+  CHECK(f.newest() == 3);
+  CHECK(f.monitor.snapshot().lost_continuity == 0);
+  CHECK(f.storage.list("snapshots/").size() == 1);
   CHECK(f.restored_rows() == f.rows());
 }
 
