@@ -20,7 +20,7 @@ namespace {
 // and the others still pruned; exit 1 if any failed.
 int prune_configured(const std::string& config_path, const ConfigFlags& flags, const std::string& db,
                      PruneOptions options, bool use_flags, bool verbose) {
-  const ReplicateConfig config = load_config_file(config_path, replica_setting_check());
+  const ReplicateConfig config = load_config(config_path, replica_setting_check());
   std::vector<ConfiguredReplica> replicas;
   if (!db.empty() || !flags.replica.empty()) {
     replicas.push_back(pick_replica(config, config_path, normal_db_path(db), flags.replica));

@@ -60,7 +60,7 @@ void add_status_command(CLI::App& app, const GlobalOptions& /*global*/, Runner& 
         throw UsageError(
             "status needs walship.toml: pass --config FILE (or set $WALSHIP_CONFIG) listing the databases");
       }
-      const ReplicateConfig config = load_config_file(config_path, replica_setting_check());
+      const ReplicateConfig config = load_config(config_path, replica_setting_check());
       std::vector<ConfiguredReplica> replicas;
       if (args->databases.empty()) {
         replicas = configured_replicas(config, directory_database_files);

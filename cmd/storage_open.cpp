@@ -29,7 +29,7 @@ std::string default_path() {
 }
 
 ChosenReplica from_config(const std::string& config_path, const ConfigFlags& flags, const std::string& db) {
-  const ReplicateConfig config = load_config_file(config_path, replica_setting_check());
+  const ReplicateConfig config = load_config(config_path, replica_setting_check());
   ConfiguredReplica picked = pick_replica(config, config_path, normal_db_path(db), flags.replica);
   ChosenReplica chosen;
   chosen.storage = open_replica(picked.replica.url, picked.replica.settings);
@@ -72,7 +72,7 @@ std::string config_path_for(const ConfigFlags& flags, const std::string& url_or_
   const std::string path = url_or_db.starts_with('/') ? default_path() : "";
   if (path.empty()) return "";
   try {
-    return replicas_of(load_config_file(path, replica_setting_check()), normal_db_path(url_or_db)).empty()
+    return replicas_of(load_config(path, replica_setting_check()), normal_db_path(url_or_db)).empty()
                ? ""
                : path;
   } catch (const UsageError&) {

@@ -1,5 +1,7 @@
 #include "lib/config/config.h"
 
+#include <sys/stat.h>
+
 #include <toml++/toml.h>
 
 #include <algorithm>
@@ -475,6 +477,11 @@ ReplicateConfig parse_config(std::string_view text, const std::string& name, con
 }
 
 ReplicateConfig load_config(const std::string& path, const SettingCheck& check) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+    throw UsageError("the configuration '" + path + "' is a folder: give the walship.toml file in it, e.g. " +
+                     (path.ends_with('/') ? path : path + "/") + "walship.toml");
+  }
   std::ifstream in(path);
   if (!in) {
     throw UsageError("unable to read the configuration '" + path +

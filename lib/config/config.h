@@ -122,7 +122,8 @@ using SettingCheck = std::function<void(const std::string& url, const std::strin
 ReplicateConfig parse_config(std::string_view text, const std::string& name, const EnvLookup& env,
                              const SettingCheck& check = {});
 
-// Reads and parses the file. Throws UsageError (missing file, bad content).
+// Reads and parses the file. Throws UsageError (missing file, a folder, bad
+// content), one line saying what to give instead.
 ReplicateConfig load_config(const std::string& path, const SettingCheck& check = {});
 
 }  // namespace walship

@@ -30,15 +30,6 @@ std::string default_config_path(const EnvLookup& env, const std::function<bool(c
   return exists(k_default_config_path) ? k_default_config_path : "";
 }
 
-ReplicateConfig load_config_file(const std::string& path, const SettingCheck& check) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
-    throw UsageError("the configuration '" + path + "' is a folder: give the walship.toml file in it, e.g. " +
-                     (path.ends_with('/') ? path : path + "/") + "walship.toml");
-  }
-  return load_config(path, check);
-}
-
 std::vector<ConfiguredReplica> configured_replicas(
     const ReplicateConfig& config,
     const std::function<std::vector<std::string>(const std::string& dir)>& directory_files) {

@@ -1,8 +1,8 @@
 // How the one-shot commands (restore, ls, verify, prune, snapshot, status)
 // find a replica in walship.toml instead of a URL on the command line: by
 // the database's path, so the replica's options and credentials stay in the
-// file. Pure apart from load_config_file and default_config_path, which
-// look at the filesystem.
+// file. Pure apart from default_config_path, which looks at the
+// filesystem.
 #pragma once
 
 #include <functional>
@@ -17,10 +17,6 @@ namespace walship {
 // /etc/walship/walship.toml when it exists, else "" (none).
 inline constexpr const char* k_default_config_path = "/etc/walship/walship.toml";
 std::string default_config_path(const EnvLookup& env, const std::function<bool(const std::string&)>& exists);
-
-// load_config (each replica setting passing `check`), with one clear line
-// when `path` is a folder. Throws UsageError.
-ReplicateConfig load_config_file(const std::string& path, const SettingCheck& check = {});
 
 // One replica of one database of the file.
 struct ConfiguredReplica {

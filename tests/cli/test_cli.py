@@ -259,7 +259,7 @@ def test_an_unknown_command_is_one_line(tmp):
 
 
 def test_config_that_is_a_folder_says_so(tmp):
-    for cmd in ("ls", "restore", "verify", "prune", "status"):
+    for cmd in ("ls", "restore", "verify", "prune", "status", "replicate", "serve-replica"):
         expect(walship(cmd, "--config", tmp), 2, err=rf"^walship: the configuration '{tmp}' is a folder: give the "
                                                      r"walship.toml file in it")
 
