@@ -72,9 +72,8 @@ std::string config_path_for(const ConfigFlags& flags, const std::string& url_or_
   const std::string path = url_or_db.starts_with('/') ? default_path() : "";
   if (path.empty()) return "";
   try {
-    return replicas_of(load_config(path, replica_setting_check()), normal_db_path(url_or_db)).empty()
-               ? ""
-               : path;
+    return replicas_of(load_config(path, replica_setting_check()), normal_db_path(url_or_db)).empty() ? ""
+                                                                                                      : path;
   } catch (const UsageError&) {
     return "";  // an unreadable default file does not stop a command given a URL
   }

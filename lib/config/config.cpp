@@ -1,7 +1,6 @@
 #include "lib/config/config.h"
 
 #include <sys/stat.h>
-
 #include <toml++/toml.h>
 
 #include <algorithm>

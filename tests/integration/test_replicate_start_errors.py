@@ -9,6 +9,7 @@ test_s3_faults.py's (it needs s3rver); a transient error still retries
 
 Permissions are tested as the user nobody when the suite runs as root (root
 reads and writes through any mode bits)."""
+import contextlib
 import os
 import sqlite3
 import subprocess
@@ -35,6 +36,16 @@ def give(path):
         os.chown(path, NOBODY, NOBODY)
 
 
+@contextlib.contextmanager
+def mode(path, bits):
+    """`path` with mode `bits` for the block, 0o755 after (so it can be removed)."""
+    os.chmod(path, bits)
+    try:
+        yield
+    finally:
+        os.chmod(path, 0o755)
+
+
 def make_db(path):
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
@@ -57,6 +68,11 @@ def expect_line(result, code, line):
     assert "PRAGMA" not in result.err, result
 
 
+def start_fails(tmp, db, line):
+    """replicate DB to a file replica exits 2 with exactly `line`."""
+    expect_line(replicate(tmp, db, f"file://{tmp}/replica"), 2, line)
+
+
 def test_a_malformed_database(tmp):
     db = f"{tmp}/app.db"
     make_db(db)
@@ -65,7 +81,7 @@ def test_a_malformed_database(tmp):
         f.write(b"\xff" * 64)
     give(tmp)
     give(db)
-    expect_line(replicate(tmp, db, f"file://{tmp}/replica"), 2,
+    start_fails(tmp, db,
                 f"walship: database '{db}' is malformed (database disk image is malformed): repair it, or restore "
                 f"it from its replica with 'walship restore'")
 
@@ -77,28 +93,21 @@ def test_a_database_in_a_read_only_folder(tmp):
     make_db(db)
     give(folder)
     give(db)
-    os.chmod(folder, 0o555)
-    try:
-        expect_line(replicate(tmp, db, f"file://{tmp}/replica"), 2,
+    with mode(folder, 0o555):
+        start_fails(tmp, db,
                     f"walship: the folder of database '{db}' is read-only for this user: a WAL database needs to "
                     f"create '{db}-shm' there; make the folder writable, or run replicate as the app's user")
-    finally:
-        os.chmod(folder, 0o755)
 
 
 def test_a_database_this_user_cannot_read(tmp):
     db = f"{tmp}/app.db"
     make_db(db)
     give(tmp)
-    os.chmod(db, 0o600)  # root's (or, run as a user, made unreadable below)
-    if os.geteuid() != 0:
-        os.chmod(db, 0)
-    try:
-        expect_line(replicate(tmp, db, f"file://{tmp}/replica"), 2,
+    # Root's and private (run as a user: no access at all).
+    with mode(db, 0o600 if os.geteuid() == 0 else 0):
+        start_fails(tmp, db,
                     f"walship: database '{db}' is not readable by this user (Permission denied): run as the "
                     f"app's user, or give this one access")
-    finally:
-        os.chmod(db, 0o644)
 
 
 def test_a_replica_folder_it_cannot_create(tmp):
@@ -107,16 +116,12 @@ def test_a_replica_folder_it_cannot_create(tmp):
     give(tmp)
     give(db)
     replicas = f"{tmp}/replicas"
-    os.mkdir(replicas, 0o555)  # root's: the app's user cannot create anything in it
-    if os.geteuid() != 0:
-        os.chmod(replicas, 0o555)
-    try:
+    os.mkdir(replicas)
+    with mode(replicas, 0o555):  # the app's user cannot create anything in it
         r = replicate(tmp, db, f"file://{replicas}/app")
         assert r.code == 1, r
         lines = [x for x in r.err.splitlines() if x.startswith("walship:")]
         assert len(lines) == 1 and f"'{replicas}/app" in lines[0] and "Permission denied" in lines[0], r
-    finally:
-        os.chmod(replicas, 0o755)
 
 
 if __name__ == "__main__":
