@@ -9,12 +9,11 @@
 
 #include <array>
 #include <cstdlib>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <vector>
 
 #include "lib/util/error.h"
+#include "lib/util/fs.h"
 #include "lib/util/percent_encode.h"
 
 namespace walship::gcs {
@@ -65,11 +64,9 @@ std::string mbedtls_message(int code) {
 }
 
 std::string read_file(const std::string& path, const std::string& what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw UsageError(errno_message("unable to read " + what + " '" + path + "'", errno));
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
+  std::optional<std::string> content = read_small_file(path);
+  if (!content) throw UsageError(errno_message("unable to read " + what + " '" + path + "'", errno));
+  return std::move(*content);
 }
 
 // "HTTP 400: invalid_grant: Invalid JWT Signature." from an OAuth error body.
@@ -197,8 +194,9 @@ std::string make_jwt_assertion(const ServiceAccount& account, std::string_view s
 
 bool token_usable(std::chrono::system_clock::time_point expires, std::chrono::seconds lifetime,
                   std::chrono::system_clock::time_point now) {
-  const std::chrono::seconds margin = std::min<std::chrono::seconds>(std::chrono::minutes(5), lifetime / 2);
-  return now + margin < expires;
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(expires - now).count();
+  const auto total = std::chrono::duration_cast<std::chrono::milliseconds>(lifetime).count();
+  return !http::renewal_due(static_cast<uint64_t>(std::max<int64_t>(total, 0)), left);
 }
 
 Credentials::Credentials(HttpClient& http, const std::string& credentials_file, Clock clock)

@@ -5,6 +5,7 @@
 // environment.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -57,6 +58,15 @@ struct HttpResponse {
 
 // A libcurl failure before any HTTP status arrived (refused, reset, timed out,
 // DNS). `transient` says whether trying again may help.
+// Whether short-lived credentials (S3 role keys, a GCS access token) that
+// live `lifetime_ms` in all and have `left_ms` left are due for renewal: five
+// minutes before they expire, or half-way for those that live less than ten.
+// The one rule of both backends.
+inline bool renewal_due(uint64_t lifetime_ms, int64_t left_ms) {
+  constexpr int64_t k_margin_ms = 5 * 60 * 1000;
+  return left_ms <= std::min<int64_t>(k_margin_ms, static_cast<int64_t>(lifetime_ms / 2));
+}
+
 struct TransportError {
   std::string message;
   bool transient = true;

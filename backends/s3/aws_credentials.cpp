@@ -6,13 +6,12 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "backends/s3/s3_xml.h"
 #include "lib/util/byte_stream.h"
 #include "lib/util/error.h"
+#include "lib/util/fs.h"
 #include "lib/util/log.h"
 #include "lib/util/percent_encode.h"
 #include "lib/util/time.h"
@@ -25,7 +24,6 @@ using http::TransportError;
 
 namespace {
 
-constexpr uint64_t k_refresh_margin_ms = 5 * 60 * 1000;
 constexpr uint64_t k_retry_ms = 10 * 1000;
 // The instance metadata service is on the machine's link: off EC2 nothing
 // answers, and a start must not stall long on finding that out.
@@ -58,13 +56,25 @@ std::string http_error(const HttpResponse& response) {
 
 bool transient_status(long status) { return status >= 500 || status == 429 || status == 408; }
 
+// The body of a 200 answer from `where`; no answer or another status is a
+// StorageError, transient when trying again may help.
+std::string checked_body(const HttpResponse& response, const TransportError& error,
+                         const std::string& where) {
+  if (response.status == 0) {
+    throw StorageError("unable to get S3 credentials from " + where + ": " + error.message, error.transient);
+  }
+  if (response.status != 200) {
+    throw StorageError("unable to get S3 credentials from " + where + ": " + http_error(response),
+                       transient_status(response.status));
+  }
+  return response.body;
+}
+
 // A token file's content, without the trailing newline most writers add.
 std::string read_token_file(const std::string& path, const std::string& what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw StorageError(errno_message("unable to read " + what + " '" + path + "'", errno), false);
-  std::stringstream text;
-  text << in.rdbuf();
-  std::string token = text.str();
+  std::optional<std::string> content = read_small_file(path);
+  if (!content) throw StorageError(errno_message("unable to read " + what + " '" + path + "'", errno), false);
+  std::string token = std::move(*content);
   while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' '))
     token.pop_back();
   if (token.empty()) throw StorageError(what + " '" + path + "' is empty", false);
@@ -94,7 +104,7 @@ TimedCredentials parse_credentials_json(const std::string& json, const std::stri
 bool refresh_due(uint64_t fetched_ms, uint64_t expires_ms, uint64_t now_ms) {
   if (expires_ms == 0) return false;
   const uint64_t lifetime = expires_ms > fetched_ms ? expires_ms - fetched_ms : 0;
-  return now_ms + std::min(k_refresh_margin_ms, lifetime / 2) >= expires_ms;
+  return http::renewal_due(lifetime, static_cast<int64_t>(expires_ms) - static_cast<int64_t>(now_ms));
 }
 
 RoleCredentials::RoleCredentials(RoleSource source, std::string shown, http::TlsOptions tls, Clock clock)
@@ -168,18 +178,16 @@ TimedCredentials RoleCredentials::fetch_instance() {
     request.timeout_seconds = k_metadata_timeout_seconds;
     TransportError error;
     HttpResponse response = m_http.perform(request, error);
-    if (response.status == 0) {
-      if (!m_ever) {
-        throw UsageError(
-            "unable to open replica '" + m_shown +
-            "': no S3 credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile in "
-            "~/.aws/credentials, a role (AWS_ROLE_ARN with AWS_WEB_IDENTITY_TOKEN_FILE), or the "
-            "access-key-id and secret-access-key options; " +
-            where + " did not answer (not on EC2?): " + error.message);
-      }
-      throw StorageError("unable to get S3 credentials from " + where + ": " + error.message, true);
+    // A first fetch that finds no instance metadata: there are no keys at all.
+    if (response.status == 0 && !m_ever) {
+      throw UsageError("unable to open replica '" + m_shown +
+                       "': no S3 credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile in "
+                       "~/.aws/credentials, a role (AWS_ROLE_ARN with AWS_WEB_IDENTITY_TOKEN_FILE), or the "
+                       "access-key-id and secret-access-key options; " +
+                       where + " did not answer (not on EC2?): " + error.message);
     }
-    if (response.status != 200 && !m_ever && path == "/latest/api/token") {
+    if (response.status == 0) error.transient = true;  // the metadata service comes back
+    if (response.status != 200 && response.status != 0 && !m_ever && path == "/latest/api/token") {
       throw UsageError(
           "unable to open replica '" + m_shown + "': no S3 credentials; " + where +
           " refused an IMDSv2 session (" + http_error(response) +
@@ -189,11 +197,7 @@ TimedCredentials RoleCredentials::fetch_instance() {
       throw UsageError("unable to open replica '" + m_shown + "': no S3 credentials; " + where +
                        " has no IAM role for this instance (attach an instance profile, or give keys)");
     }
-    if (response.status != 200) {
-      throw StorageError("unable to get S3 credentials from " + where + ": " + http_error(response),
-                         transient_status(response.status));
-    }
-    return response.body;
+    return checked_body(response, error, where);
   };
   const std::string token = call("PUT", "/latest/api/token", "X-aws-ec2-metadata-token-ttl-seconds: 21600");
   const std::string auth = "X-aws-ec2-metadata-token: " + token;
@@ -226,15 +230,9 @@ TimedCredentials RoleCredentials::fetch_container() {
   request.timeout_seconds = k_metadata_timeout_seconds;
   TransportError error;
   const HttpResponse response = m_http.perform(request, error);
-  if (response.status == 0) {
-    throw StorageError("unable to get S3 credentials from " + where + ": " + error.message, error.transient);
-  }
-  if (response.status != 200) {
-    throw StorageError("unable to get S3 credentials from " + where + ": " + http_error(response),
-                       transient_status(response.status));
-  }
+  const std::string body = checked_body(response, error, where);
   try {
-    return parse_credentials_json(response.body, where);
+    return parse_credentials_json(body, where);
   } catch (const Failure& e) {
     throw StorageError(e.what(), true);
   }
@@ -260,15 +258,9 @@ TimedCredentials RoleCredentials::fetch_web_identity() {
   request.timeout_seconds = 30;
   TransportError error;
   const HttpResponse response = m_http.perform(request, error);
-  if (response.status == 0) {
-    throw StorageError("unable to get S3 credentials from " + where + ": " + error.message, error.transient);
-  }
-  if (response.status != 200) {
-    throw StorageError("unable to get S3 credentials from " + where + ": " + http_error(response),
-                       transient_status(response.status));
-  }
+  const std::string xml = checked_body(response, error, where);
   try {
-    const StsCredentials sts = parse_sts_credentials(response.body);
+    const StsCredentials sts = parse_sts_credentials(xml);
     return {{sts.access_key_id, sts.secret_access_key, sts.session_token},
             parse_expiration(sts.expiration, where)};
   } catch (const Failure& e) {

@@ -3,10 +3,10 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdlib>
-#include <fstream>
 #include <sstream>
 
 #include "lib/util/error.h"
+#include "lib/util/fs.h"
 
 namespace walship::s3 {
 
@@ -397,14 +397,7 @@ Resolved resolve(const Options& options, const std::string& url) {
     if (value == nullptr) return std::nullopt;
     return std::string(value);
   };
-  const ReadFileFn read_file = [](const std::string& path) -> std::optional<std::string> {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return std::nullopt;
-    std::ostringstream text;
-    text << in.rdbuf();
-    return text.str();
-  };
-  return resolve(options, url, env, read_file);
+  return resolve(options, url, env, read_small_file);
 }
 
 }  // namespace walship::s3

@@ -3,10 +3,16 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 
 namespace walship {
+
+// The whole content of a small file (a token, a key, a credentials file);
+// nullopt when it cannot be read, errno saying why. Callers say what the
+// file is for in their own error.
+std::optional<std::string> read_small_file(const std::string& path);
 
 class UniqueFd {
  public:
