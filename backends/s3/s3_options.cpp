@@ -387,7 +387,8 @@ Resolved resolve(const Options& options, const std::string& url, const EnvFn& en
         "invalid options for replica '" + shown +
         "': path-style=false needs an endpoint with a host name, not an IP address or localhost");
   }
-  out.ca_file = !options.ca_file.empty() ? options.ca_file : env_value("AWS_CA_BUNDLE");
+  out.role_ca_file = env_value("AWS_CA_BUNDLE");
+  out.ca_file = !options.ca_file.empty() ? options.ca_file : out.role_ca_file;
   return out;
 }
 

@@ -96,8 +96,9 @@ struct Resolved {
   std::string endpoint;  // "https://s3.us-east-1.amazonaws.com" or the custom one
   std::string region;
   bool path_style = false;
-  std::string ca_file;
-  Credentials credentials;  // keys, when role.kind is none
+  std::string ca_file;       // the store's trust: the ca-file option, else $AWS_CA_BUNDLE
+  std::string role_ca_file;  // the role endpoints' (STS): $AWS_CA_BUNDLE only, never the store's ca-file
+  Credentials credentials;   // keys, when role.kind is none
   RoleSource role;
   std::string credentials_source;  // "the URL options", "the environment", "profile 'x' in <file>", ...
 };

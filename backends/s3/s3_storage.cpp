@@ -115,7 +115,7 @@ S3Storage::S3Storage(s3::Options options, s3::Resolved resolved)
   if (endpoint.port) m_authority += ":" + std::to_string(*endpoint.port);
   if (m_resolved.role.kind != s3::RoleSource::Kind::none) {
     m_role = std::make_unique<s3::RoleCredentials>(m_resolved.role, redact_url(url()),
-                                                   http::TlsOptions{m_resolved.ca_file, false});
+                                                   http::TlsOptions{m_resolved.role_ca_file, false});
   }
   if (m_options.insecure_skip_verify && log_enabled(LogLevel::warn)) {
     log(LogLevel::warn,

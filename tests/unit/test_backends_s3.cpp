@@ -389,6 +389,10 @@ TEST_CASE("s3 resolve: region, endpoint and addressing style") {
   world.env["AWS_CA_BUNDLE"] = "/etc/corp-ca.pem";
   CHECK(world.resolve("s3://bkt/p?endpoint=https://h").ca_file == "/etc/corp-ca.pem");
   CHECK(world.resolve("s3://bkt/p?endpoint=https://h&ca-file=/x.pem").ca_file == "/x.pem");
+  // The store's ca-file is for the store: STS is trusted through $AWS_CA_BUNDLE alone.
+  CHECK(world.resolve("s3://bkt/p?endpoint=https://h&ca-file=/x.pem").role_ca_file == "/etc/corp-ca.pem");
+  world.env.erase("AWS_CA_BUNDLE");
+  CHECK(world.resolve("s3://bkt/p?endpoint=https://h&ca-file=/x.pem").role_ca_file.empty());
 }
 
 // ---- XML ----------------------------------------------------------------------
