@@ -43,6 +43,10 @@ void add_follow_metrics(PrometheusText& out, const FollowStatus& status, uint64_
               "Follower re-seeds from a snapshot after lost continuity on the writer.", db, status.reseeds);
   out.counter("walship_apply_errors_total", "Replica files that failed to apply (nothing was changed).", db,
               status.apply_errors);
+  out.counter("walship_follow_errors_total",
+              "Polls of a follower that failed (the replica unreachable, or a file that does not apply); "
+              "the log has one line per distinct error per minute.",
+              db, status.errors);
   out.counter("walship_checkpoints_total", k_help_checkpoints, {{"db", status.db_path}, {"mode", "passive"}},
               status.checkpoints);
   add_storage_metrics(out, status.db_path, status.backend, status.storage);

@@ -27,6 +27,7 @@ struct FollowStatus {
   uint64_t reseeds = 0;
   uint64_t checkpoints = 0;
   uint64_t apply_errors = 0;
+  uint64_t errors = 0;  // failed polls (storage errors and files that do not apply)
   StorageCounts storage;
   std::string last_error;
 };

@@ -101,6 +101,8 @@ struct FollowState {
 };
 
 constexpr std::string_view k_follow_magic = "walship-follow 1";
+// A follower stuck on the same error logs it once a minute, not every poll.
+constexpr int64_t k_error_log_interval_ms = 60'000;
 
 std::optional<FollowState> load_follow_state(const std::string& path) {
   const std::optional<StateFields> fields = read_state_file(path, k_follow_magic);
@@ -429,11 +431,11 @@ class Follower {
         m_monitor.update([](FollowStatus& s) { s.last_error.clear(); });
       } catch (const StorageError& e) {
         // Transient or not, the replica may answer at the next poll.
-        note_error(e.what());
+        note_error(e.what(), now);
       } catch (const Failure& e) {
         // A file that does not apply: PATH is unchanged. Look again from a
         // LIST at the next poll (a re-seed snapshot may explain it).
-        note_error(e.what());
+        note_error(e.what(), now);
         m_monitor.update([](FollowStatus& s) { ++s.apply_errors; });
         next_list_ms = std::min(next_list_ms, now + 10 * m_options.poll_interval_ms);
       }
@@ -445,9 +447,23 @@ class Follower {
   }
 
  private:
-  void note_error(const std::string& message) {
-    log(LogLevel::warn, "follow step failed", {{"db", m_options.db_path}, {"error", message}});
-    m_monitor.update([&](FollowStatus& s) { s.last_error = message; });
+  // Every failed poll counts (walship_follow_errors_total) and shows on
+  // /healthz; the log gets one line per distinct error per minute, saying
+  // how many failures it did not log since its last line.
+  void note_error(const std::string& message, int64_t now) {
+    m_monitor.update([&](FollowStatus& s) {
+      s.last_error = message;
+      ++s.errors;
+    });
+    if (message == m_logged_error && now < m_logged_error_ms + k_error_log_interval_ms) {
+      ++m_unlogged_errors;
+      return;
+    }
+    log(LogLevel::warn, "follow step failed",
+        {{"db", m_options.db_path}, {"error", message}, {"not_logged_since", m_unlogged_errors}});
+    m_logged_error = message;
+    m_logged_error_ms = now;
+    m_unlogged_errors = 0;
   }
 
   DbState restore() {
@@ -732,6 +748,9 @@ class Follower {
   UniqueFd m_lock;
   std::unique_ptr<Applier> m_applier;
   DbState m_state;
+  std::string m_logged_error;  // the last error logged, when, and how many failures went unlogged since
+  int64_t m_logged_error_ms = 0;
+  uint64_t m_unlogged_errors = 0;
 };
 
 }  // namespace

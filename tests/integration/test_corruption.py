@@ -291,6 +291,32 @@ def test_serve_replica_starts_from_the_newest_reachable_point(tmp):
     assert digest(follow) == digest(f"{tmp}/expected.db")
 
 
+def test_a_stuck_follower_logs_its_error_once_a_minute(tmp):
+    """A follower stopped before a delta that does not apply fails every poll:
+    /metrics counts each failure, and the log has one line per distinct
+    error per minute (it had one per poll: 60-74 lines in 6 s at 100ms)."""
+    replica, _, l0 = deltas_replica(tmp)
+    flip(f"{replica}/{l0[-2]}")
+    follow, port = f"{tmp}/follow.db", walship_test.free_port()
+    err = open(f"{tmp}/serve.log", "w")
+    serve = subprocess.Popen([WALSHIP, "serve-replica", f"file://{replica}", follow, "--poll-interval", "50ms",
+                              "--http", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=err)
+
+    def errors():
+        try:
+            status, text = walship_test.http_get(f"http://127.0.0.1:{port}/metrics")
+        except OSError:
+            return 0
+        return walship_test.metric(text, "walship_follow_errors_total", db=follow) or 0
+
+    try:
+        walship_test.wait_for(lambda: errors() >= 20, "20 failed polls")
+    finally:
+        assert walship_test.stop(serve, signal.SIGTERM, 30) == 0, open(f"{tmp}/serve.log").read()
+    lines = [x for x in open(f"{tmp}/serve.log").read().splitlines() if "follow step failed" in x]
+    assert len(lines) == 1 and f"{l0[-2]}': " in lines[0], lines
+
+
 if __name__ == "__main__":
     run_tests([
         test_corrupt_compacted_files_are_skipped,
@@ -301,4 +327,5 @@ if __name__ == "__main__":
         test_missing_delta_before_the_newest_fails_the_latest_restore,
         test_corrupt_newest_delta_fails_the_latest_restore,
         test_serve_replica_starts_from_the_newest_reachable_point,
+        test_a_stuck_follower_logs_its_error_once_a_minute,
     ])
