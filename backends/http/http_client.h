@@ -56,8 +56,6 @@ struct HttpResponse {
   bool body_truncated = false;                 // `body` was cut at HttpRequest::max_body
 };
 
-// A libcurl failure before any HTTP status arrived (refused, reset, timed out,
-// DNS). `transient` says whether trying again may help.
 // Whether short-lived credentials (S3 role keys, a GCS access token) that
 // live `lifetime_ms` in all and have `left_ms` left are due for renewal: five
 // minutes before they expire, or half-way for those that live less than ten.
@@ -67,6 +65,8 @@ inline bool renewal_due(uint64_t lifetime_ms, int64_t left_ms) {
   return left_ms <= std::min<int64_t>(k_margin_ms, static_cast<int64_t>(lifetime_ms / 2));
 }
 
+// A libcurl failure before any HTTP status arrived (refused, reset, timed out,
+// DNS). `transient` says whether trying again may help.
 struct TransportError {
   std::string message;
   bool transient = true;

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-#include "lib/util/fs.h"
 #include "lib/wal/wal_scan.h"
 
 namespace walship {
