@@ -173,9 +173,11 @@ struct ReplicaTarget {
   uint64_t replica_newest = 0;
   uint64_t replica_post = 0;
   int64_t last_snapshot_ms = 0;
-  // A delta written under the writer lock and not uploaded yet: its frames
-  // may be gone from the WAL, and `state` already counts it. It goes up
-  // before anything else of this replica, and the local state is saved then.
+  // A delta of WAL frames written to its spool and not uploaded yet (every
+  // such delta is, for a moment; under the writer lock, until the lock is
+  // released; after a failed upload, until one succeeds): its frames may be
+  // gone from the WAL, and `state` already counts it. It goes up before
+  // anything else of this replica, and the local state is saved then.
   struct Staged {
     UniqueFd spool;
     uint64_t bytes = 0;
@@ -917,12 +919,8 @@ void Replicator::ship_all(uint64_t frame_cap) {
   bool storage_only = true;  // every error was the storage's...
   bool transient = true;     // ...and each may pass
   for (auto& target : m_targets) {
-    if (target->lost && !target->staged) continue;
+    if (target->lost && !target->staged) continue;  // a lost one only uploads what it staged
     try {
-      if (target->lost) {
-        upload_staged(*target);
-        continue;
-      }
       ship_new_frames(*target, frame_cap);
     } catch (const StorageError& e) {
       if (first_error.empty()) first_error = e.what();
