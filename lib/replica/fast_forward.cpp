@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <optional>
+#include <set>
 #include <span>
 #include <vector>
 
@@ -41,16 +42,26 @@ uint64_t database_checksum(const std::string& path) {
 
 // The TXID of the replica's point whose state has checksum `sum`, older
 // than the newest: the local state knows it when this node shipped it; else
-// each delta's header holds the checksum of the state it starts from, and
-// each snapshot's trailer the checksum of its own.
+// each delta's header holds the checksum of the state it starts from, the
+// trailer of a delta no other delta continues (a snapshot of another
+// writer followed it) the checksum of the state it ends at, and each
+// snapshot's trailer the checksum of its own.
 std::optional<uint64_t> find_point(Storage& storage, const ReplicaListing& listing, HeaderCache& headers,
                                    uint64_t sum, const std::optional<ShippedState>& state, int parallelism) {
   if (state && state->checksum == sum) return state->txid;
   std::vector<std::string> keys;
-  for (const DeltaEntry& d : listing.deltas) keys.push_back(d.key);
+  std::set<uint64_t> starts;
+  for (const DeltaEntry& d : listing.deltas) {
+    keys.push_back(d.key);
+    starts.insert(d.min_txid);
+  }
   headers.prefetch(keys, parallelism);
   for (auto d = listing.deltas.rbegin(); d != listing.deltas.rend(); ++d) {
-    if (headers.get(d->key).pre_checksum == sum) return d->min_txid - 1;
+    const format::FileHeader& header = headers.get(d->key);
+    if (header.pre_checksum == sum) return d->min_txid - 1;
+    if (!starts.contains(header.max_txid + 1) && fetch_post_checksum(storage, d->key, d->size) == sum) {
+      return header.max_txid;
+    }
   }
   // A snapshot no delta continues (its writer started another history).
   for (auto s = listing.snapshots.rbegin(); s != listing.snapshots.rend(); ++s) {

@@ -82,6 +82,27 @@ def test_without_local_state_the_point_is_found_in_the_headers(tmp):
     assert check_state(node1) == 40
 
 
+def test_a_point_a_snapshot_of_another_writer_follows_is_found_in_its_trailer(tmp):
+    """Node 1 ends on a delta; node 2 wrote before its replicate started, so
+    it shipped a snapshot, not a delta continuing node 1's: node 1's point is
+    only in its last delta's trailer."""
+    node1, node2, replica = f"{tmp}/node1.db", f"{tmp}/node2.db", f"{tmp}/replica"
+    init_db(node1)
+    ship_then_kill(tmp, "node1", node1, replica, 5)
+    ship_then_kill(tmp, "node1", node1, replica, 5)  # continues with deltas
+    assert os.listdir(f"{replica}/deltas/L0"), "node 1 shipped no delta"
+    walship("restore", replica, "-o", node2, check=0)
+    write(node2, 3)
+    rep = start(tmp, "node2", node2, replica)
+    wait_for(shipped(replica, node2), "node 2's snapshot")
+    assert stop(rep) == 0
+    assert "writing a new snapshot" in log_of(tmp, "node2")
+    shutil.rmtree(f"{node1}-walship")
+    r = walship("restore", "--fast-forward", replica, "-o", node1, check=0)
+    assert r.out.startswith(f"fast-forwarded {node1} from TXID "), r
+    assert check_state(node1) == 13
+
+
 def test_writes_the_replica_never_got_are_never_thrown_away(tmp):
     node1, replica = two_nodes(tmp)
     write(node1, 2)  # committed on node 1 after its last ship: in no point
