@@ -49,6 +49,9 @@ constexpr int k_unlocked_checkpoint_rounds = 3;
 constexpr int k_locked_checkpoint_frames = 256;
 // After a complete checkpoint, how soon step() looks for the WAL's restart.
 constexpr int64_t k_repin_ms = 20;
+// Steps (one right after another) that try a snapshot asked for before it
+// is refused.
+constexpr int k_snapshot_tries = 5;
 // The first retention run comes this long after the start (or one interval,
 // if shorter), not a whole interval: a writer restarted more often than the
 // interval (spot nodes, deploys) would otherwise never prune. Not at once:
@@ -448,18 +451,19 @@ wal::WalPosition Replicator::pin() {
   // restart then drops. The app is never blocked for any of this.
   begin_read(writer());
   std::swap(m_reader, m_writer);
-  const wal::WalPosition old_pin = m_pin;
+  m_previous_pin = m_pin;
   record_pin();
   try {
-    ship_all(m_pin.frame_index());
+    ship_all(m_pin);
   } catch (...) {
     // Keep the old read: it still holds the frames not shipped yet.
     m_reader->exec("COMMIT");
     std::swap(m_reader, m_writer);
     m_writer.reset();
-    m_pin = old_pin;
+    m_pin = *std::exchange(m_previous_pin, std::nullopt);
     throw;
   }
+  m_previous_pin.reset();
   m_reader->set_busy_timeout(k_read_busy_timeout_ms);
   m_writer.reset();  // ends the old read; the next writer() opens afresh
   return m_pin;
@@ -611,10 +615,25 @@ void Replicator::upload_staged(ReplicaTarget& target) {
   target.staged.reset();
 }
 
-// The whole transactions the target has not shipped yet, up to `frame_cap`;
-// nullopt when there are none, or when the target's position turns out to be
-// lost (target.lost is then set and the caller rehashes).
-std::optional<wal::CommittedFrames> Replicator::unshipped_frames(ReplicaTarget& target, uint64_t frame_cap) {
+// Whether a restart of the WAL generation `position` is in can have dropped
+// only frames before it: it reached the end a read walship holds sees in that
+// generation. SQLite restarts the WAL only once every frame is checkpointed,
+// and checkpoints no frame past a read's end while the read is held (a read
+// at mark 0 blocks every checkpoint), so such a restart drops nothing past
+// the read's end. While pin() moves the read, both reads are held.
+bool Replicator::reached_a_pin(const wal::WalPosition& position) const {
+  const auto reached = [&](const wal::WalPosition& pin) {
+    return position.same_generation(pin) && position.frame_index() >= pin.frame_index();
+  };
+  return reached(m_pin) || (m_previous_pin && reached(*m_previous_pin));
+}
+
+// The whole transactions the target has not shipped yet (of those the read
+// pinned at `cap` sees, when given); nullopt when there are none, or when the
+// target's position turns out to be lost (target.lost is then set and the
+// caller rehashes).
+std::optional<wal::CommittedFrames> Replicator::unshipped_frames(ReplicaTarget& target,
+                                                                 const std::optional<wal::WalPosition>& cap) {
   if (target.lost) return std::nullopt;
   if (!m_wal_fd && target.verify_position) {
     target.lost = true;  // the WAL that held the saved position is gone
@@ -639,12 +658,9 @@ std::optional<wal::CommittedFrames> Replicator::unshipped_frames(ReplicaTarget& 
     return std::nullopt;
   }
   if (!state.wal.same_generation(*header)) {
-    // SQLite restarted the WAL. Only the frames the held read transaction
-    // saw can have been dropped; a replica that had shipped them all goes on
-    // in the new generation, any other lost some.
-    const bool at_pin = state.wal.salt1 == m_pin.salt1 && state.wal.salt2 == m_pin.salt2 &&
-                        state.wal.frame_index() >= m_pin.frame_index();
-    if (!at_pin) {
+    // SQLite restarted the WAL. A replica that had reached a held read's end
+    // goes on in the new generation; any other lost frames.
+    if (!reached_a_pin(state.wal)) {
       log(LogLevel::warn, "the WAL was restarted before walship read all of it; rehashing the database",
           {{"db", m_options.db_path}, {"replica", target.name()}});
       target.lost = true;
@@ -654,7 +670,10 @@ std::optional<wal::CommittedFrames> Replicator::unshipped_frames(ReplicaTarget& 
   }
   const std::optional<wal::WalIndexHeader> index = read_index();
   if (!index || !wal::wal_index_matches(*index, *header)) return std::nullopt;  // a restart is under way
-  const uint64_t max_frame = std::min<uint64_t>(index->max_frame, frame_cap);
+  // A read pinned in an earlier generation (at mark 0, reading the database
+  // file) sees none of this one.
+  if (cap && !state.wal.same_generation(*cap)) return std::nullopt;
+  const uint64_t max_frame = std::min<uint64_t>(index->max_frame, cap ? cap->frame_index() : UINT64_MAX);
   if (max_frame <= state.wal.frame_index()) return std::nullopt;
   wal::CommittedFrames frames = wal::scan_wal(m_wal_fd.get(), m_wal_path, *header, state.wal, max_frame);
   if (frames.end.frame_index() != max_frame) {
@@ -668,13 +687,14 @@ std::optional<wal::CommittedFrames> Replicator::unshipped_frames(ReplicaTarget& 
   return frames;
 }
 
-void Replicator::ship_new_frames(ReplicaTarget& target, uint64_t frame_cap, bool defer) {
+void Replicator::ship_new_frames(ReplicaTarget& target, const std::optional<wal::WalPosition>& cap,
+                                 bool defer) {
   if (target.staged) {
     if (defer) return;  // one staged delta at a time: the lock holder does not wait for an upload
     upload_staged(target);
     if (!target.state) return;
   }
-  const std::optional<wal::CommittedFrames> frames = unshipped_frames(target, frame_cap);
+  const std::optional<wal::CommittedFrames> frames = unshipped_frames(target, cap);
   if (!frames) return;
   ShippedState& state = *target.state;
   const uint32_t lock_page = format::lock_page(state.page_size);
@@ -914,14 +934,14 @@ void Replicator::write_snapshot(ReplicaTarget& target, uint64_t txid, const wal:
   }
 }
 
-void Replicator::ship_all(uint64_t frame_cap) {
+void Replicator::ship_all(const std::optional<wal::WalPosition>& cap) {
   std::string first_error;
   bool storage_only = true;  // every error was the storage's...
   bool transient = true;     // ...and each may pass
   for (auto& target : m_targets) {
     if (target->lost && !target->staged) continue;  // a lost one only uploads what it staged
     try {
-      ship_new_frames(*target, frame_cap);
+      ship_new_frames(*target, cap);
     } catch (const StorageError& e) {
       if (first_error.empty()) first_error = e.what();
       transient = transient && e.transient();
@@ -1048,7 +1068,7 @@ bool Replicator::stage_all() {
       return false;
   }
   for (auto& target : m_targets) {
-    if (!target->lost) ship_new_frames(*target, UINT64_MAX, true);
+    if (!target->lost) ship_new_frames(*target, std::nullopt, true);
   }
   return true;
 }
@@ -1082,13 +1102,16 @@ bool Replicator::scheduled_snapshot(ReplicaTarget& target, int64_t now, bool req
       (m_options.snapshot_interval_ms <= 0 || now < target.last_snapshot_ms + m_options.snapshot_interval_ms))
     return false;
   const wal::WalPosition pinned = pin();
-  // The snapshot is of the pinned state: the replica ships exactly up to it.
-  ship_new_frames(target, pinned.frame_index());
-  if (target.lost || !target.state || target.state->wal.frame_index() != pinned.frame_index() ||
-      !target.state->wal.same_generation(pinned)) {
-    return false;  // not at the pin after all (a restart slipped in); next time
+  // The snapshot is of the pinned state: the replica ships exactly up to it,
+  // or, when the read is at mark 0 and the app restarted the WAL since, to
+  // the start of the new generation (the read sees all of the pin's).
+  ship_new_frames(target, pinned);
+  if (target.lost || !target.state) return false;  // rehashes at the next step
+  const wal::WalPosition& at = target.state->wal;
+  if (at.same_generation(pinned) ? at.frame_index() != pinned.frame_index() : at.frame_index() != 0) {
+    return false;  // a restart under way kept it from the pin; next time
   }
-  write_snapshot(target, target.state->txid, pinned, true);
+  write_snapshot(target, target.state->txid, at, true);
   target.last_snapshot_ms = now;
   return true;
 }
@@ -1122,6 +1145,12 @@ void Replicator::answer_snapshot_request(int64_t now) {
     for (auto& target : m_targets) {
       if (!url->empty() && target->storage->url() != *url) continue;
       if (!scheduled_snapshot(*target, now, true)) {
+        if (++m_snapshot_tries < k_snapshot_tries) {
+          // Rehashing, or a WAL restart under way: the next step (at once) tries again.
+          std::lock_guard lock(m_request_mutex);
+          if (!m_snapshot_request) m_snapshot_request = url;
+          return;
+        }
         answer = "error replica '" + target->name() + "' is being resynchronised; try again in a moment";
         break;
       }
@@ -1129,9 +1158,11 @@ void Replicator::answer_snapshot_request(int64_t now) {
     }
   } catch (const std::exception& e) {
     answer = std::string("error ") + e.what();
+    m_snapshot_tries = 0;
     set_answer();
     throw;
   }
+  m_snapshot_tries = 0;
   set_answer();
 }
 

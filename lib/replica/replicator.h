@@ -131,8 +131,12 @@ class Replicator {
   void record_delta(ReplicaTarget& target, const DeltaRecord& record, uint64_t commits, size_t pages);
   void upload_staged(ReplicaTarget& target);
   bool stage_all();
-  std::optional<wal::CommittedFrames> unshipped_frames(ReplicaTarget& target, uint64_t frame_cap);
-  void ship_new_frames(ReplicaTarget& target, uint64_t frame_cap = UINT64_MAX, bool defer = false);
+  // cap: ship only what the read pinned at `cap` sees (nullopt: everything committed).
+  std::optional<wal::CommittedFrames> unshipped_frames(ReplicaTarget& target,
+                                                       const std::optional<wal::WalPosition>& cap);
+  void ship_new_frames(ReplicaTarget& target, const std::optional<wal::WalPosition>& cap = std::nullopt,
+                       bool defer = false);
+  bool reached_a_pin(const wal::WalPosition& position) const;
   std::optional<wal::WalIndexHeader> read_index();
   void resync(ReplicaTarget& target, const wal::WalPosition& pinned);
   void adopt_replica(ReplicaTarget& target, const wal::WalPosition& pinned);
@@ -144,7 +148,7 @@ class Replicator {
   bool scheduled_snapshot(ReplicaTarget& target, int64_t now, bool requested);
   void answer_snapshot_request(int64_t now);
   std::optional<int64_t> retention(ReplicaTarget& target, int64_t now);
-  void ship_all(uint64_t frame_cap = UINT64_MAX);
+  void ship_all(const std::optional<wal::WalPosition>& cap = std::nullopt);
   // retry: an earlier try may have landed; an object with the same bytes is this one.
   bool upload(ReplicaTarget& target, int spool, const std::string& key, uint64_t size, bool retry);
   format::FileHeader next_delta_header(const ShippedState& state, uint32_t db_pages) const;
@@ -158,6 +162,7 @@ class Replicator {
   std::mutex m_request_mutex;  // guards the two below (request_snapshot() is called from any thread)
   std::optional<std::string> m_snapshot_request;  // the replica URL asked for ("": every replica)
   std::optional<std::string> m_snapshot_answer;
+  int m_snapshot_tries = 0;  // steps that could not write the snapshot asked for
   ReplicatorOptions m_options;
   ReplicateMonitor* m_monitor = nullptr;
   Clock m_clock;
@@ -174,7 +179,9 @@ class Replicator {
   uint64_t m_db_inode = 0;
   uint64_t m_wal_inode = 0;
   uint32_t m_page_size = 0;
-  wal::WalPosition m_pin;         // where the held read transaction sees the WAL end
+  wal::WalPosition m_pin;  // where the held read transaction sees the WAL end
+  // While pin() moves the read, where the old one (still held) sees it.
+  std::optional<wal::WalPosition> m_previous_pin;
   bool m_read_mark_zero = false;  // the read began on a fully checkpointed WAL
   int64_t m_last_restart_ms = 0;  // the last checkpoint under the writer lock
   uint64_t m_shipped_pages = 0;

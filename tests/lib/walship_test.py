@@ -265,12 +265,53 @@ class Skipped(Exception):
     skipped, the others still run."""
 
 
+def descendants():
+    """The pids of this process's descendants (from /proc)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = set(), [os.getpid()]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def kill_left_running(before, test):
+    """Kills the processes a test started and left running (a failed
+    assertion skips its stops): the next test, and CTest, never wait for
+    them."""
+    for pid in descendants() - before:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            continue
+        if cmd:
+            print(f"killed  {pid} left running by {test.__name__}: {cmd}")
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass  # a grandchild: its parent reaps it, or init
+
+
 def run_tests(tests):
     """Runs test functions (each given a fresh temp dir); prints a summary line.
     Exits 1 if any failed, else SKIP if any was skipped (a run with a skipped
     part is not a pass: CTest shows it as skipped), else 0."""
     passed = failed = skipped = 0
     for test in tests:
+        before = descendants()
         with TempDir() as tmp:
             try:
                 test(tmp)
@@ -283,5 +324,7 @@ def run_tests(tests):
                 failed += 1
                 print(f"FAILED  {test.__name__}")
                 traceback.print_exc()
+            finally:
+                kill_left_running(before, test)
     print(f"{passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
     sys.exit(1 if failed else SKIP if skipped else 0)
