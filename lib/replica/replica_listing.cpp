@@ -77,6 +77,30 @@ ReplicaListing exclude_objects(const ReplicaListing& listing, const std::set<std
 HeaderCache::HeaderCache(Storage& storage)
     : m_fetch([&storage](const std::string& key) { return fetch_header(storage, key); }) {}
 
+namespace {
+
+// A header that names other TXIDs (or another kind) than its key: a copy
+// or a renamed object, which must never stand in for what the key names.
+void check_names_key(const std::string& key, const format::FileHeader& header) {
+  const std::optional<format::KeyInfo> info = format::parse_key(key);
+  if (!info) return;
+  const bool snapshot = info->kind == format::ObjectKind::snapshot;
+  std::string says;
+  if (snapshot != (header.kind == format::FileKind::snapshot)) {
+    says = header.kind == format::FileKind::snapshot ? "is a snapshot" : "is a delta";
+  } else if (header.min_txid != info->min_txid) {
+    says = (snapshot ? "is of TXID " : "starts at TXID ") + format::txid_hex(header.min_txid);
+  } else if (info->max_txid != 0 && header.max_txid != info->max_txid) {
+    says = "ends at TXID " + format::txid_hex(header.max_txid);
+  } else {
+    return;
+  }
+  throw BadObjectError(key, "replica object '" + key + "' says it " + says +
+                                ": the object was renamed or corrupted; run walship verify");
+}
+
+}  // namespace
+
 const format::FileHeader& HeaderCache::get(const std::string& key) {
   {
     std::lock_guard<std::mutex> lock(m_mutex);
@@ -93,19 +117,14 @@ const format::FileHeader& HeaderCache::get(const std::string& key) {
   } catch (const Failure& e) {
     throw BadObjectError(key, e.what());
   }
+  check_names_key(key, header);
   std::lock_guard<std::mutex> lock(m_mutex);
   return m_headers.emplace(key, header).first->second;
 }
 
 uint64_t HeaderCache::max_txid(const DeltaEntry& delta) {
   if (delta.max_txid != 0) return delta.max_txid;
-  const format::FileHeader& header = get(delta.key);
-  if (header.min_txid != delta.min_txid) {
-    throw BadObjectError(delta.key, "replica object '" + delta.key + "' says it starts at TXID " +
-                                        format::txid_hex(header.min_txid) +
-                                        ": the object was renamed or corrupted; run walship verify");
-  }
-  return header.max_txid;
+  return get(delta.key).max_txid;
 }
 
 void HeaderCache::prefetch(const std::vector<std::string>& keys, int parallelism) {

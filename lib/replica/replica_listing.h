@@ -84,7 +84,8 @@ class HeaderCache {
   explicit HeaderCache(Storage& storage);
   explicit HeaderCache(Fetch fetch) : m_fetch(std::move(fetch)) {}
 
-  // Throws BadObjectError naming the key when the header does not decode.
+  // Throws BadObjectError naming the key when the header does not decode, or
+  // names other TXIDs (or another kind) than the key.
   const format::FileHeader& get(const std::string& key);
   // The max TXID of a delta: from its key (L1+) or its header (L0).
   uint64_t max_txid(const DeltaEntry& delta);

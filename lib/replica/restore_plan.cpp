@@ -1,6 +1,7 @@
 #include "lib/replica/restore_plan.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "lib/format/keys.h"
 #include "lib/util/time.h"
@@ -56,14 +57,13 @@ RestorePlan furthest_plan(const ReplicaListing& listing, const SnapshotEntry& ne
   return best;
 }
 
-// The last TXID a bad delta claims: its key's (L1+), else its header's when
-// that decodes (the object's body is what is bad), else its key's first TXID.
-uint64_t claimed_txid(const DeltaEntry& delta, HeaderCache& headers) {
-  if (delta.level > 0) return delta.max_txid;
+// The last TXID a bad object claims (see claimed_newest_txid): nullopt for
+// junk or a stray copy, whose header does not decode or names other TXIDs.
+std::optional<uint64_t> claimed_txid(const std::string& key, HeaderCache& headers) {
   try {
-    return std::max(delta.min_txid, headers.max_txid(delta));
+    return headers.get(key).max_txid;
   } catch (const BadObjectError&) {
-    return delta.min_txid;
+    return std::nullopt;
   }
 }
 
@@ -77,7 +77,7 @@ std::string describe_gap(const ReplicaListing& listing, const std::set<std::stri
   }
   for (const DeltaEntry& d : listing.deltas) {
     if (!excluded.contains(d.key)) continue;
-    if (d.min_txid > reached || claimed_txid(d, headers) > reached) broken.push_back(d.key);
+    if (d.min_txid > reached || claimed_txid(d.key, headers).value_or(0) > reached) broken.push_back(d.key);
   }
   if (broken.empty()) return "no delta starts at TXID " + format::txid_hex(reached + 1) + " (missing)";
   constexpr size_t k_named = 3;
@@ -105,10 +105,10 @@ uint64_t claimed_newest_txid(const ReplicaListing& listing, const std::set<std::
   if (excluded.empty()) return newest_txid(listing, headers);
   uint64_t newest = newest_txid(exclude_objects(listing, excluded), headers);
   for (const SnapshotEntry& s : listing.snapshots) {
-    if (excluded.contains(s.key)) newest = std::max(newest, s.txid);
+    if (excluded.contains(s.key)) newest = std::max(newest, claimed_txid(s.key, headers).value_or(0));
   }
   for (const DeltaEntry& d : listing.deltas) {
-    if (excluded.contains(d.key)) newest = std::max(newest, claimed_txid(d, headers));
+    if (excluded.contains(d.key)) newest = std::max(newest, claimed_txid(d.key, headers).value_or(0));
   }
   return newest;
 }

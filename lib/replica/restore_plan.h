@@ -50,8 +50,11 @@ class UnreachableNewestError : public Failure {
 };
 
 // The newest TXID the replica's objects claim: newest_txid of those not in
-// `excluded`, and for the excluded (bad) ones the TXID their keys name (an
-// L0 delta's first, since its header is what is bad).
+// `excluded`, and for each excluded (bad) one whose header decodes and names
+// the TXIDs its key does, the last of them: such an object was written and
+// its body broke, so those TXIDs are lost. Junk under a TXID's key (its
+// header does not decode) or a stray copy (its header names other TXIDs)
+// claims nothing: the latest restore goes around it, and verify reports it.
 uint64_t claimed_newest_txid(const ReplicaListing& listing, const std::set<std::string>& excluded,
                              HeaderCache& headers);
 

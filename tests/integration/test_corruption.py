@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Restore takes any valid path around bad replica objects, and verify names
 them: a corrupt compacted file (L1/L2), a junk or copied object under the next
-TXID's name (L0 delta, snapshot) and a deleted first snapshot, on a real
-file:// replica with snapshots, L0, L1 and L2 files. When no path reaches the
-replica's newest TXID (a junk object claiming the next one, a missing or
-corrupt delta), the latest restore exits 1 naming the gap, and --allow-older
-restores the newest reachable point and says so."""
+TXID's name (L0 delta, snapshot: nothing was written there, so the latest
+restore goes around it) and a deleted first snapshot, on a real file://
+replica with snapshots, L0, L1 and L2 files. When no path reaches the
+replica's newest TXID (a missing delta, or one whose body is corrupt), the
+latest restore exits 1 naming the gap, and --allow-older restores the newest
+reachable point and says so."""
 
 import atexit
 import glob
@@ -150,7 +151,7 @@ def test_junk_next_l0_delta_is_skipped(tmp):
     key = f"deltas/L0/{newest_txid(replica) + 1:016x}.delta"
     with open(f"{replica}/{key}", "wb") as f:
         f.write(os.urandom(300))
-    r = check_latest_and_verify(tmp, replica, key, claims_newer=True)
+    r = check_latest_and_verify(tmp, replica, key)
     assert key in r.err, r
 
 
@@ -158,7 +159,7 @@ def test_copied_delta_under_next_l0_name_is_skipped(tmp):
     replica = copy_replica(tmp)
     key = f"deltas/L0/{newest_txid(replica) + 1:016x}.delta"
     shutil.copy(sorted(glob.glob(f"{replica}/deltas/L0/*.delta"))[-1], f"{replica}/{key}")
-    r = check_latest_and_verify(tmp, replica, key, claims_newer=True)
+    r = check_latest_and_verify(tmp, replica, key)
     assert key in r.err, r
 
 
@@ -167,7 +168,15 @@ def test_junk_next_snapshot_is_skipped(tmp):
     key = f"snapshots/{newest_txid(replica) + 1:016x}.snap"
     with open(f"{replica}/{key}", "wb") as f:
         f.write(os.urandom(300))
-    r = check_latest_and_verify(tmp, replica, key, claims_newer=True)
+    r = check_latest_and_verify(tmp, replica, key)
+    assert key in r.err, r
+
+
+def test_copied_snapshot_under_next_name_is_skipped(tmp):
+    replica = copy_replica(tmp)
+    key = f"snapshots/{newest_txid(replica) + 1:016x}.snap"
+    shutil.copy(sorted(glob.glob(f"{replica}/snapshots/*.snap"))[0], f"{replica}/{key}")
+    r = check_latest_and_verify(tmp, replica, key)
     assert key in r.err, r
 
 
@@ -323,6 +332,7 @@ if __name__ == "__main__":
         test_junk_next_l0_delta_is_skipped,
         test_copied_delta_under_next_l0_name_is_skipped,
         test_junk_next_snapshot_is_skipped,
+        test_copied_snapshot_under_next_name_is_skipped,
         test_deleted_first_snapshot_is_one_named_problem,
         test_missing_delta_before_the_newest_fails_the_latest_restore,
         test_corrupt_newest_delta_fails_the_latest_restore,

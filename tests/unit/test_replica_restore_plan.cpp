@@ -287,6 +287,43 @@ TEST_CASE("excluded bad objects claim the TXIDs their keys name, and the gap nam
   CHECK(plan.newest_txid == 5);
 }
 
+TEST_CASE(
+    "junk or a stray copy under the next TXID's name claims nothing; a genuine object whose body broke "
+    "does") {
+  FakeReplica r;
+  r.snapshot(1, 1000);
+  for (uint64_t t = 2; t <= 4; ++t) r.delta(0, t, t, t * 1000);
+  r.objects.push_back({format::l0_delta_key(5), 10});
+  r.objects.push_back({format::snapshot_key(6), 10});
+  bool junk = true;
+  HeaderCache headers([&](const std::string& key) -> format::FileHeader {
+    if (junk && key != format::l0_delta_key(4) && r.headers.find(key) == r.headers.end())
+      throw Failure("corrupt replica file '" + key + "': bad magic");
+    return r.headers.at(key);
+  });
+  const ReplicaListing listing = parse_listing(r.objects);
+  const std::set<std::string> bad{format::l0_delta_key(5), format::snapshot_key(6)};
+  // Junk: headers that do not decode.
+  CHECK(claimed_newest_txid(listing, bad, headers) == 4);
+  RestorePlan plan = plan_restore(listing, {}, headers, "file:///r", bad);
+  CHECK(plan.txid == 4);
+  CHECK(plan.newest_txid == 4);
+
+  // Stray copies: headers that name other TXIDs than their keys.
+  r.headers[format::l0_delta_key(5)] = r.headers[format::l0_delta_key(4)];
+  r.headers[format::snapshot_key(6)] = r.headers[format::snapshot_key(1)];
+  HeaderCache copies = r.cache();
+  CHECK(claimed_newest_txid(listing, bad, copies) == 4);
+  CHECK(plan_restore(listing, {}, copies, "file:///r", bad).txid == 4);
+
+  // Genuine objects whose bodies broke: their TXIDs were written, and are lost.
+  r.delta(0, 5, 5, 5000);
+  r.objects.pop_back();  // already listed
+  HeaderCache genuine = r.cache();
+  CHECK(claimed_newest_txid(listing, bad, genuine) == 5);
+  CHECK_THROWS_AS(plan_restore(listing, {}, genuine, "file:///r", bad), UnreachableNewestError);
+}
+
 TEST_CASE("a bad compacted file with its L0 deltas still there is no gap") {
   FakeReplica r;
   r.snapshot(1, 1000);
