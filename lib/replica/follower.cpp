@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <optional>
+#include <set>
 #include <vector>
 
 #include "lib/format/checksum.h"
@@ -432,11 +433,16 @@ class Follower {
       } catch (const StorageError& e) {
         // Transient or not, the replica may answer at the next poll.
         note_error(e.what(), now);
-      } catch (const Failure& e) {
-        // A file that does not apply: PATH is unchanged. Look again from a
-        // LIST at the next poll (a re-seed snapshot may explain it).
+      } catch (const BadObjectError& e) {
+        // A file that does not apply: PATH is unchanged. It is left out from
+        // now on, and the next poll's LIST looks for a way around it.
+        left_out(e);
         note_error(e.what(), now);
-        m_monitor.update([](FollowStatus& s) { ++s.apply_errors; });
+        next_list_ms = now;
+      } catch (const Failure& e) {
+        // No way on from here (a replica with a gap): look again from a LIST
+        // every ten polls (a snapshot written meanwhile may re-seed).
+        note_error(e.what(), now);
         next_list_ms = std::min(next_list_ms, now + 10 * m_options.poll_interval_ms);
       }
       if (signals.wait(m_options.poll_interval_ms)) break;
@@ -611,18 +617,37 @@ class Follower {
     return std::make_optional<FdSource>(fd.get(), static_cast<uint64_t>(st.st_size), name);
   }
 
+  // A bad object is never tried again: the follower goes around it.
+  void left_out(const BadObjectError& e) {
+    if (!m_bad_objects.insert(e.key()).second) return;
+    m_monitor.update([](FollowStatus& s) { ++s.apply_errors; });
+    log(LogLevel::warn, "skipping a bad replica object: following by another path",
+        {{"db", m_options.db_path}, {"object", e.key()}, {"why", e.what()}});
+  }
+
   // Applies one object (a snapshot for a re-seed, or a delta) from `source`.
+  // Throws BadObjectError naming it when it does not decode or chain on.
   void apply_object(ByteSource& source, const std::string& key, bool spanning = false) {
     const std::string name = m_storage.url() + "/" + key;
-    format::ReplicaReader reader(source, name);
     uint64_t pages = 0;
-    const bool snapshot = reader.header().kind == format::FileKind::snapshot;
-    m_monitor.update([&](FollowStatus& s) {
-      s.replica_txid = std::max(s.replica_txid, reader.header().max_txid);
-      s.next_commit_ms = reader.header().commit_time_ms;
-    });
-    const DbState next = m_applier->apply(reader, name, m_state, spanning, pages,
-                                          [&](const DbState& proven) { save_pending(proven); });
+    bool snapshot = false;
+    DbState next;
+    try {
+      format::ReplicaReader reader(source, name);
+      snapshot = reader.header().kind == format::FileKind::snapshot;
+      m_monitor.update([&](FollowStatus& s) {
+        s.replica_txid = std::max(s.replica_txid, reader.header().max_txid);
+        s.next_commit_ms = reader.header().commit_time_ms;
+      });
+      next = m_applier->apply(reader, name, m_state, spanning, pages,
+                              [&](const DbState& proven) { save_pending(proven); });
+    } catch (const StorageError&) {
+      throw;
+    } catch (const BadObjectError&) {
+      throw;
+    } catch (const Failure& e) {
+      throw BadObjectError(key, e.what());
+    }
     m_state = next;
     save_clean();
     m_monitor.update([&](FollowStatus& s) {
@@ -646,6 +671,7 @@ class Follower {
   // One GET of the next L0 delta; a miss is the cheap, normal answer.
   bool probe_next() {
     const std::string key = format::l0_delta_key(m_state.txid + 1);
+    if (m_bad_objects.contains(key)) return false;  // the LIST goes around it
     UniqueFd fd;
     std::optional<FdSource> source = download(key, fd);
     if (!source) {
@@ -660,10 +686,24 @@ class Follower {
   }
 
   // From one LIST: the fewest deltas from the current TXID to the newest,
-  // and a re-seed from a newer snapshot when no delta chain reaches it.
+  // and a re-seed from a newer snapshot when no delta chain reaches it. A
+  // bad object met on the way is left out and the way planned again: a
+  // compacted file over a bad delta, or a newer snapshot past it.
   void catch_up(StopSignals& signals) {
-    const ReplicaListing listing = list_replica(m_storage);
+    const ReplicaListing full = list_replica(m_storage);
     HeaderCache headers(m_storage);
+    for (;;) {
+      try {
+        catch_up(exclude_objects(full, m_bad_objects), headers, signals);
+        return;
+      } catch (const BadObjectError& e) {
+        if (m_bad_objects.contains(e.key())) throw;
+        left_out(e);
+      }
+    }
+  }
+
+  void catch_up(const ReplicaListing& listing, HeaderCache& headers, StopSignals& signals) {
     const uint64_t newest = newest_txid(listing, headers);
     m_monitor.update([&](FollowStatus& s) {
       s.replica_txid = std::max(s.replica_txid, newest);
@@ -674,28 +714,25 @@ class Follower {
       apply_chain(chain_deltas(listing, m_state.txid, newest, std::nullopt, headers), signals);
       if (m_state.txid >= newest || signals.stopped()) return;
       // While the follower was away, a prune may have deleted the deltas
-      // that chain onto its TXID, keeping compacted files that span it.
+      // that chain onto its TXID (or one is bad), keeping compacted files
+      // that span it.
       const DeltaEntry* span = spanning_delta(listing, m_state.txid);
       if (!span) break;
-      try {
-        apply_delta(*span, true);
-      } catch (const Failure& e) {
-        log(LogLevel::warn, "a compacted file spanning the follower's TXID does not apply",
-            {{"db", m_options.db_path}, {"object", span->key}, {"error", e.what()}});
-        break;
-      }
+      apply_delta(*span, true);
     }
     // The chain ends before the newest TXID: continuity was lost on the
-    // writer, which started again from a snapshot. Re-seed from the newest
-    // snapshot past this point, then follow its deltas.
+    // writer, which started again from a snapshot (or a delta is bad).
+    // Re-seed from the newest snapshot past this point, then follow its
+    // deltas.
     const auto snapshot = std::find_if(listing.snapshots.rbegin(), listing.snapshots.rend(),
                                        [&](const SnapshotEntry& s) { return s.txid > m_state.txid; });
     if (snapshot == listing.snapshots.rend()) {
-      throw Failure("replica '" + m_storage.url() + "' has TXIDs up to " + txid_hex(newest) +
-                    " but no delta chains onto TXID " + txid_hex(m_state.txid) +
+      throw Failure("replica '" + m_storage.url() + "' has TXIDs up to " + txid_hex(newest) + " but no " +
+                    (m_bad_objects.empty() ? "" : "good ") + "delta chains onto TXID " +
+                    txid_hex(m_state.txid) +
                     " and no later snapshot exists: the replica is incomplete; run walship verify");
     }
-    log(LogLevel::info, "the replica's history restarted from a snapshot: re-seeding",
+    log(LogLevel::info, "no delta chain reaches the replica's newest TXID: re-seeding from a snapshot",
         {{"db", m_options.db_path},
          {"from", txid_hex(m_state.txid)},
          {"snapshot", txid_hex(snapshot->txid)}});
@@ -748,6 +785,7 @@ class Follower {
   UniqueFd m_lock;
   std::unique_ptr<Applier> m_applier;
   DbState m_state;
+  std::set<std::string> m_bad_objects;  // objects that did not apply: never tried again
   std::string m_logged_error;  // the last error logged, when, and how many failures went unlogged since
   int64_t m_logged_error_ms = 0;
   uint64_t m_unlogged_errors = 0;
