@@ -128,34 +128,35 @@ void LocalStateStore::ensure_dir() {
 
 void LocalStateStore::save(const ShippedState& state, const std::vector<uint32_t>& changed, bool full) {
   ensure_dir();
-  if (full || !m_pages_fd) {
-    m_pages_fd.reset(::open(m_pages_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-    if (!m_pages_fd) throw Failure("unable to open '" + m_pages_path + "': " + std::strerror(errno));
-    full = true;
-  }
+  // Opened for each save, not kept: an idle database costs no descriptor.
+  const UniqueFd fd(::open(m_pages_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!fd) throw Failure("unable to open '" + m_pages_path + "': " + std::strerror(errno));
+  full = full || !m_pages_written;
+  m_pages_written = false;  // until the whole save succeeds
   std::byte entry[8];
   if (full) {
     std::vector<std::byte> bytes(state.page_hashes.size() * 8);
     for (size_t i = 0; i < state.page_hashes.size(); ++i)
       put_be64(bytes.data() + 8 * i, state.page_hashes[i]);
-    pwrite_all(m_pages_fd.get(), bytes, 0, m_pages_path);
+    pwrite_all(fd.get(), bytes, 0, m_pages_path);
   } else {
     for (uint32_t pgno : changed) {
       if (pgno == 0 || pgno > state.db_pages) continue;
       put_be64(entry, state.page_hashes[pgno - 1]);
-      pwrite_all(m_pages_fd.get(), entry, uint64_t{pgno - 1} * 8, m_pages_path);
+      pwrite_all(fd.get(), entry, uint64_t{pgno - 1} * 8, m_pages_path);
     }
   }
-  if (::ftruncate(m_pages_fd.get(), static_cast<off_t>(uint64_t{state.db_pages} * 8)) != 0) {
+  if (::ftruncate(fd.get(), static_cast<off_t>(uint64_t{state.db_pages} * 8)) != 0) {
     throw Failure("unable to truncate '" + m_pages_path + "': " + std::strerror(errno));
   }
   write_state_file(m_state_path, k_state_magic, state_fields(state, m_replica_url), 0600);
+  m_pages_written = true;
 }
 
 void LocalStateStore::remove() {
   ::unlink(m_state_path.c_str());
   ::unlink(m_pages_path.c_str());
-  m_pages_fd.reset();
+  m_pages_written = false;
 }
 
 }  // namespace walship

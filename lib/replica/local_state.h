@@ -74,7 +74,7 @@ class LocalStateStore {
   std::string m_replica_url;
   std::string m_state_path;
   std::string m_pages_path;
-  UniqueFd m_pages_fd;
+  bool m_pages_written = false;  // the pages file is this store's last save: updated in place
 };
 
 }  // namespace walship

@@ -311,7 +311,6 @@ void Replicator::open_reader() {
   if (::mkdir(m_state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
     throw Failure("unable to create the state directory '" + m_state_dir + "': " + std::strerror(errno));
   }
-  m_spool = anonymous_file(m_state_dir);
 }
 
 // The second connection, for the writer lock and checkpoints. Opened only
@@ -350,15 +349,18 @@ void Replicator::close_database() {
   m_shm_fd.reset();
 }
 
+// Also opens walship's descriptor of the WAL for the step (see WalForAStep).
 bool Replicator::files_replaced() {
   if (inode_of(m_options.db_path) != m_db_inode) return true;
-  if (!m_wal_fd) {
-    m_wal_fd.reset(::open(m_wal_path.c_str(), O_RDONLY | O_CLOEXEC));
-    m_wal_inode = m_wal_fd ? inode_of(m_wal_path) : 0;
+  // SQLite never replaces or deletes the WAL while a connection (ours) is open.
+  if (m_wal_fd) return inode_of(m_wal_path) != m_wal_inode;
+  m_wal_fd.reset(::open(m_wal_path.c_str(), O_RDONLY | O_CLOEXEC));
+  const uint64_t inode = m_wal_fd ? inode_of(m_wal_path) : 0;
+  if (m_wal_inode == 0) {
+    m_wal_inode = inode;  // the first WAL since the database was opened
     return false;
   }
-  // SQLite never replaces or deletes the WAL while a connection (ours) is open.
-  return inode_of(m_wal_path) != m_wal_inode;
+  return inode != m_wal_inode;
 }
 
 void Replicator::reconcile(ReplicaTarget& target) {
@@ -470,6 +472,7 @@ wal::WalPosition Replicator::pin() {
 }
 
 void Replicator::start() {
+  const WalForAStep wal(m_wal_fd);
   if (!m_reader) {
     try {
       open_database();
@@ -537,8 +540,12 @@ format::FileHeader Replicator::next_delta_header(const ShippedState& state, uint
 }
 
 // Empties the spool file deltas are written to before upload.
+// The spool is opened when a delta is written and closed once it is uploaded:
+// an idle database costs no descriptor.
 FdSink Replicator::reset_spool() {
-  if (::ftruncate(m_spool.get(), 0) != 0 || ::lseek(m_spool.get(), 0, SEEK_SET) != 0) {
+  if (!m_spool) {
+    m_spool = anonymous_file(m_state_dir);
+  } else if (::ftruncate(m_spool.get(), 0) != 0 || ::lseek(m_spool.get(), 0, SEEK_SET) != 0) {
     throw Failure("unable to reset the spool file in '" + m_state_dir + "': " + std::strerror(errno));
   }
   return FdSink(m_spool.get(), "delta spool in '" + m_state_dir + "'");
@@ -563,10 +570,11 @@ std::optional<Replicator::ShippedDelta> Replicator::ship_delta(ReplicaTarget& ta
   if (defer) {
     // The spool becomes the staged delta's; the next delta gets a new one.
     target.staged = ReplicaTarget::Staged{std::move(m_spool), shipped.bytes, record, pages.commits, {}};
-    m_spool = anonymous_file(m_state_dir);
     return shipped;
   }
-  if (!upload(target, m_spool.get(), record.key, shipped.bytes, false)) return std::nullopt;
+  const bool uploaded = upload(target, m_spool.get(), record.key, shipped.bytes, false);
+  m_spool.reset();
+  if (!uploaded) return std::nullopt;
   record_delta(target, record, pages.commits, pages.count);
   return shipped;
 }
@@ -1167,6 +1175,7 @@ void Replicator::answer_snapshot_request(int64_t now) {
 }
 
 std::optional<int64_t> Replicator::step(int64_t now) {
+  const WalForAStep wal(m_wal_fd);
   if (!m_started) start();
   // Nothing is written under a lease that may have passed to another writer.
   for (auto& target : m_targets) target->lease.renew_if_due(now);
@@ -1280,6 +1289,7 @@ std::optional<int64_t> Replicator::retention(ReplicaTarget& target, int64_t now)
 void Replicator::finish() {
   // Never started (created just before the app exited, or its start failed):
   // what is committed ships all the same.
+  const WalForAStep wal(m_wal_fd);
   if (!m_started) start();
   if (!files_replaced()) ship_all();
   // Released whether or not the last ship succeeded: this writer writes

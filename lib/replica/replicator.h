@@ -173,7 +173,17 @@ class Replicator {
   std::unique_ptr<sqlite::Database> m_reader;  // holds the read transaction
   // The writer lock and checkpoints, and the next read while pin() moves it; see writer().
   std::unique_ptr<sqlite::Database> m_writer;
+  // Walship's own descriptor of the WAL lives for one step (or finish()):
+  // SQLite takes no lock on the WAL, so closing it drops none, and an idle
+  // database costs no descriptor (thousands of them fit the fd limit).
   UniqueFd m_wal_fd;
+  struct WalForAStep {
+    explicit WalForAStep(UniqueFd& fd) : m_fd(fd) {}
+    ~WalForAStep() { m_fd.reset(); }
+    WalForAStep(const WalForAStep&) = delete;
+    WalForAStep& operator=(const WalForAStep&) = delete;
+    UniqueFd& m_fd;
+  };
   UniqueFd m_shm_fd;  // closed after the connections, never before (close_database)
   UniqueFd m_spool;
   uint64_t m_db_inode = 0;
