@@ -176,17 +176,18 @@ struct ReplicaTarget {
   uint64_t replica_newest = 0;
   uint64_t replica_post = 0;
   int64_t last_snapshot_ms = 0;
-  // A delta of WAL frames written to its spool and not uploaded yet (every
-  // such delta is, for a moment; under the writer lock, until the lock is
-  // released; after a failed upload, until one succeeds): its frames may be
-  // gone from the WAL, and `state` already counts it. It goes up before
-  // anything else of this replica, and the local state is saved then.
+  // A delta written to its spool and not uploaded yet (every delta of WAL
+  // frames or of a rehash is, for a moment; under the writer lock, until the
+  // lock is released; after a failed upload, until one succeeds): its frames
+  // may be gone from the WAL, and `state` already counts it. It goes up
+  // before anything else of this replica, and the local state is saved then.
   struct Staged {
     UniqueFd spool;
     uint64_t bytes = 0;
     DeltaRecord record;
     uint64_t commits = 0;
     std::vector<uint32_t> changed;  // the pages whose hashes the local state saves
+    bool full = false;              // a rehash's: the local state is saved whole
     // An upload of it failed after the store may have taken it (the answer
     // was lost): an object found under its key may be this one.
     bool attempted = false;
@@ -198,13 +199,17 @@ struct ReplicaTarget {
 
   std::string name() const { return storage->url(); }
 
-  // Takes `shipped` as what the replica holds from now on: saved whole (page
-  // hashes and all), continuity restored.
-  void trust(ShippedState shipped) {
+  // Takes `shipped` as what the replica holds from now on, continuity
+  // restored; saved whole (page hashes and all) by trust(), by the upload of
+  // the staged delta that reaches it after move_on().
+  void move_on(ShippedState shipped) {
     state = std::move(shipped);
     state->writer = this_process().writer;
-    store.save(*state, {}, true);
     lost = false;
+  }
+  void trust(ShippedState shipped) {
+    move_on(std::move(shipped));
+    store.save(*state, {}, true);
   }
 };
 
@@ -367,6 +372,9 @@ void Replicator::reconcile(ReplicaTarget& target) {
   const ReplicaListing listing = list_replica(*target.storage);
   target.lost = true;
   target.state.reset();
+  // A delta staged on the state dropped here (a start that failed after it,
+  // tried again): the rehash that follows ships what the replica lacks.
+  target.staged.reset();
   target.behind.reset();
   target.replica_empty = listing.empty();
   HeaderCache headers(*target.storage);
@@ -540,42 +548,23 @@ format::FileHeader Replicator::next_delta_header(const ShippedState& state, uint
 }
 
 // Empties the spool file deltas are written to before upload.
-// The spool is opened when a delta is written and closed once it is uploaded:
-// an idle database costs no descriptor.
-FdSink Replicator::reset_spool() {
-  if (!m_spool) {
-    m_spool = anonymous_file(m_state_dir);
-  } else if (::ftruncate(m_spool.get(), 0) != 0 || ::lseek(m_spool.get(), 0, SEEK_SET) != 0) {
-    throw Failure("unable to reset the spool file in '" + m_state_dir + "': " + std::strerror(errno));
-  }
-  return FdSink(m_spool.get(), "delta spool in '" + m_state_dir + "'");
-}
-
-// The one way a delta reaches a replica, for WAL frames and for a resync
-// alike: the header chaining onto the target's state, the pages (write()
-// returns the whole-database checksum after them), the upload as the next
-// TXID and the record of it (compactor, metrics). The caller then moves the
-// target's state on. nullopt when another process took that TXID (upload()
-// reconciled the target again: its state is gone).
-std::optional<Replicator::ShippedDelta> Replicator::ship_delta(ReplicaTarget& target, uint32_t db_pages,
-                                                               const DeltaPages& pages, bool defer) {
+// The one way a delta reaches a replica, for WAL frames and for a rehash
+// alike: the header chaining onto the target's state and the pages (write()
+// returns the whole-database checksum after them), written to a spool of its
+// own (opened for it: an idle database holds none) and staged in the target
+// for upload_staged(). The caller then moves the target's state on.
+Replicator::ShippedDelta Replicator::stage_delta(ReplicaTarget& target, uint32_t db_pages,
+                                                 const DeltaPages& pages) {
   const format::FileHeader file = next_delta_header(*target.state, db_pages);
-  FdSink sink = reset_spool();
+  UniqueFd spool = anonymous_file(m_state_dir);
+  FdSink sink(spool.get(), "delta spool in '" + m_state_dir + "'");
   format::ReplicaWriter writer(sink, file, m_options.delta_zstd_level);
   const uint64_t checksum = pages.write(writer);
   writer.finish(checksum);
   const DeltaRecord record{format::l0_delta_key(file.min_txid), 0, file.min_txid, file.max_txid,
                            file.commit_time_ms};
   const ShippedDelta shipped{file.max_txid, checksum, writer.bytes_written()};
-  if (defer) {
-    // The spool becomes the staged delta's; the next delta gets a new one.
-    target.staged = ReplicaTarget::Staged{std::move(m_spool), shipped.bytes, record, pages.commits, {}};
-    return shipped;
-  }
-  const bool uploaded = upload(target, m_spool.get(), record.key, shipped.bytes, false);
-  m_spool.reset();
-  if (!uploaded) return std::nullopt;
-  record_delta(target, record, pages.commits, pages.count);
+  target.staged = ReplicaTarget::Staged{std::move(spool), shipped.bytes, record, pages.commits, {}};
   return shipped;
 }
 
@@ -595,8 +584,8 @@ void Replicator::record_delta(ReplicaTarget& target, const DeltaRecord& record, 
 // counts it. On failure it stays staged (the error propagates): nothing
 // else of the target ships before it, and the next try sends the same
 // bytes, so an earlier try that landed is recognised as this one.
-void Replicator::upload_staged(ReplicaTarget& target) {
-  if (!target.staged) return;
+bool Replicator::upload_staged(ReplicaTarget& target) {
+  if (!target.staged) return true;
   ReplicaTarget::Staged& staged = *target.staged;
   bool uploaded = false;
   try {
@@ -607,10 +596,10 @@ void Replicator::upload_staged(ReplicaTarget& target) {
   }
   if (!uploaded) {
     target.staged.reset();  // another process took the TXID: upload() reconciled the target
-    return;
+    return false;
   }
   record_delta(target, staged.record, staged.commits, staged.changed.size());
-  target.store.save(*target.state, staged.changed, false);
+  target.store.save(*target.state, staged.changed, staged.full);
   if (log_enabled(LogLevel::debug)) {
     log(LogLevel::debug, "shipped",
         {{"db", m_options.db_path},
@@ -621,6 +610,7 @@ void Replicator::upload_staged(ReplicaTarget& target) {
          {"bytes", staged.bytes}});
   }
   target.staged.reset();
+  return true;
 }
 
 // Whether a restart of the WAL generation `position` is in can have dropped
@@ -745,7 +735,7 @@ void Replicator::ship_new_frames(ReplicaTarget& target, const std::optional<wal:
                            return checksum;
                          }};
   // Staged first, uploaded after (at once, or once the writer lock is released).
-  const std::optional<ShippedDelta> shipped = ship_delta(target, frames->db_pages, delta, true);
+  const ShippedDelta shipped = stage_delta(target, frames->db_pages, delta);
 
   // The state moves on in place: only the changed pages' hashes are saved
   // (a staged delta's once it is uploaded).
@@ -756,8 +746,8 @@ void Replicator::ship_new_frames(ReplicaTarget& target, const std::optional<wal:
     state.page_hashes[pages[i].first - 1] = hashes[i];
     changed.push_back(pages[i].first);
   }
-  state.txid = shipped->txid;
-  state.checksum = shipped->checksum;
+  state.txid = shipped.txid;
+  state.checksum = shipped.checksum;
   state.db_pages = frames->db_pages;
   state.wal = frames->end;
   m_shipped_pages += pages.size();
@@ -864,7 +854,7 @@ void Replicator::ship_difference(ReplicaTarget& target, const wal::WalPosition& 
   std::vector<uint64_t> hashes = hash_database(*m_reader, m_page_size);
   const auto db_pages = static_cast<uint32_t>(hashes.size());
   const ShippedState::Difference diff = state.difference(hashes);
-  uint64_t txid = state.txid;
+  std::optional<ShippedDelta> shipped;
   if (!diff.changed.empty() || db_pages != state.db_pages) {
     const DeltaPages delta{
         diff.changed.size(), 0, [&](format::ReplicaWriter& writer) {
@@ -878,23 +868,29 @@ void Replicator::ship_difference(ReplicaTarget& target, const wal::WalPosition& 
           }
           return diff.checksum;
         }};
-    const std::optional<ShippedDelta> shipped = ship_delta(target, db_pages, delta, false);
-    if (!shipped) return;
-    txid = shipped->txid;
-    log(LogLevel::info, "shipped the pages that changed while continuity was lost",
-        {{"db", m_options.db_path},
-         {"replica", target.name()},
-         {"txid", format::txid_hex(txid)},
-         {"pages", diff.changed.size()}});
+    shipped = stage_delta(target, db_pages, delta);
   }
   ShippedState next;
   next.page_size = m_page_size;
-  next.txid = txid;
+  next.txid = shipped ? shipped->txid : state.txid;
   next.checksum = diff.checksum;
   next.db_pages = db_pages;
   next.page_hashes = std::move(hashes);
   next.wal = pinned;
-  target.trust(std::move(next));
+  if (!shipped) {
+    target.trust(std::move(next));
+    return;
+  }
+  // Staged like the WAL's deltas: a failed upload goes up again as it is at
+  // the next step, not after another rehash.
+  target.move_on(std::move(next));
+  target.staged->full = true;
+  if (!upload_staged(target)) return;  // another writer's TXID: reconciled
+  log(LogLevel::info, "shipped the pages that changed while continuity was lost",
+      {{"db", m_options.db_path},
+       {"replica", target.name()},
+       {"txid", format::txid_hex(shipped->txid)},
+       {"pages", diff.changed.size()}});
 }
 
 void Replicator::write_snapshot(ReplicaTarget& target, uint64_t txid, const wal::WalPosition& pinned,

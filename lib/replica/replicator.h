@@ -125,11 +125,10 @@ class Replicator {
     uint64_t checksum = 0;
     uint64_t bytes = 0;
   };
-  // defer: stage it in the target, for upload_staged() (always, for WAL frames).
-  std::optional<ShippedDelta> ship_delta(ReplicaTarget& target, uint32_t db_pages, const DeltaPages& pages,
-                                         bool defer);
+  ShippedDelta stage_delta(ReplicaTarget& target, uint32_t db_pages, const DeltaPages& pages);
   void record_delta(ReplicaTarget& target, const DeltaRecord& record, uint64_t commits, size_t pages);
-  void upload_staged(ReplicaTarget& target);
+  // false: another writer took the TXID (the target was reconciled).
+  bool upload_staged(ReplicaTarget& target);
   bool stage_all();
   // cap: ship only what the read pinned at `cap` sees (nullopt: everything committed).
   std::optional<wal::CommittedFrames> unshipped_frames(ReplicaTarget& target,
@@ -152,7 +151,6 @@ class Replicator {
   // retry: an earlier try may have landed; an object with the same bytes is this one.
   bool upload(ReplicaTarget& target, int spool, const std::string& key, uint64_t size, bool retry);
   format::FileHeader next_delta_header(const ShippedState& state, uint32_t db_pages) const;
-  FdSink reset_spool();
   template <typename F>
   void report(F&& f) {
     if (m_monitor) m_monitor->update(std::forward<F>(f));
@@ -185,7 +183,6 @@ class Replicator {
     UniqueFd& m_fd;
   };
   UniqueFd m_shm_fd;  // closed after the connections, never before (close_database)
-  UniqueFd m_spool;
   uint64_t m_db_inode = 0;
   uint64_t m_wal_inode = 0;
   uint32_t m_page_size = 0;

@@ -273,6 +273,36 @@ TEST_CASE("the WAL checkpointed behind its back: a rehash ships only the pages t
   CHECK(f.restored_rows() == f.rows());
 }
 
+TEST_CASE("a rehash whose upload failed sends the same delta at the next step, without rehashing again") {
+  // Past truncate_pages the WAL is truncated and every replica rehashes at
+  // the next step; that rehash's delta fails to upload once.
+  Fixture f;
+  f.options.checkpoint_pages = 4;
+  f.options.truncate_pages = 8;
+  auto r = f.replicator();
+  f.step(*r);
+  // An app's read keeps the checkpoints from the WAL's end.
+  sqlite::Database reader(f.db_path(), SQLITE_OPEN_READONLY);
+  reader.exec("BEGIN");
+  reader.query_int("SELECT count(*) FROM t");
+  f.write(20);
+  f.step(*r);
+  reader.exec("COMMIT");
+  f.write(2);
+  bool fail = true;
+  f.storage.set_fault_hook([&](std::string_view op, const std::string& key) {
+    if (fail && op == "put_if_absent" && key.starts_with("deltas/L0/"))
+      throw StorageError("injected: connection reset", true);
+  });
+  CHECK_THROWS_AS(f.step(*r), StorageError);
+  CHECK(f.monitor.snapshot().lost_continuity == 1);
+  fail = false;
+  f.step(*r);
+  CHECK(f.monitor.snapshot().lost_continuity == 1);  // one rehash, its delta sent twice
+  CHECK(f.storage.list("snapshots/").size() == 1);
+  CHECK(f.restored_rows() == f.rows());
+}
+
 TEST_CASE("lost continuity with no local state and a database the replica never had: a new snapshot") {
   Fixture f;
   {
