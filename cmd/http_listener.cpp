@@ -2,6 +2,8 @@
 
 #include <httplib.h>
 
+#include <atomic>
+#include <chrono>
 #include <thread>
 
 #include "lib/config/config.h"
@@ -12,9 +14,12 @@
 
 namespace walship::cmd {
 
+using namespace std::chrono_literals;
+
 struct HttpListener::Impl {
   httplib::Server server;
   std::thread thread;
+  std::atomic<bool> listen_ended{false};
 };
 
 HttpListener::HttpListener(const std::string& address, const std::string& what, const StatusBoard& board,
@@ -44,11 +49,18 @@ HttpListener::HttpListener(const std::string& address, const std::string& what, 
     throw UsageError("unable to listen on " + address + " (" + what +
                      "): the port is in use or the address is not local; choose another");
   }
-  m_impl->thread = std::thread([this] { m_impl->server.listen_after_bind(); });
+  m_impl->thread = std::thread([this] {
+    m_impl->server.listen_after_bind();
+    m_impl->listen_ended = true;
+  });
   log(LogLevel::info, "http listening", {{"address", address}});
 }
 
 HttpListener::~HttpListener() {
+  // stop() does nothing before listen_after_bind() has begun, which would
+  // then serve for ever: a command that fails right after its start hung
+  // here. Wait for it to begin (at once), or to have ended (it could not run).
+  while (!m_impl->server.is_running() && !m_impl->listen_ended) std::this_thread::sleep_for(1ms);
   m_impl->server.stop();
   if (m_impl->thread.joinable()) m_impl->thread.join();
 }
