@@ -537,7 +537,9 @@ class Follower {
 
   // A TXID of the replica whose whole-database checksum equals `actual`, for
   // a PATH without a trusted local state (made by walship restore, say): the
-  // state before a delta, after the newest delta, or a snapshot's.
+  // state before a delta, after a delta no other delta continues (the newest,
+  // or one another writer's snapshot followed), or a snapshot's. A bad
+  // object is passed over (and left out from then on).
   std::optional<DbState> locate(const DbState& actual) {
     const ReplicaListing listing = list_replica(m_storage);
     HeaderCache headers(m_storage);
@@ -547,23 +549,27 @@ class Follower {
       state.commit_ms = commit_ms;
       return state;
     };
-    for (auto it = listing.deltas.rbegin(); it != listing.deltas.rend(); ++it) {
-      const format::FileHeader& header = headers.get(it->key);
-      if (header.pre_checksum == actual.checksum && header.min_txid > 0) return at(header.min_txid - 1, 0);
-    }
-    if (!listing.deltas.empty()) {
-      const DeltaEntry& newest = *std::max_element(listing.deltas.begin(), listing.deltas.end(),
-                                                   [&](const DeltaEntry& a, const DeltaEntry& b) {
-                                                     return headers.max_txid(a) < headers.max_txid(b);
-                                                   });
-      if (post_checksum(newest.key, newest.size) == actual.checksum) {
-        const format::FileHeader& header = headers.get(newest.key);
-        return at(header.max_txid, header.commit_time_ms);
+    auto header_of = [&](const std::string& key) -> const format::FileHeader* {
+      try {
+        return &headers.get(key);
+      } catch (const BadObjectError& e) {
+        left_out(e);
+        return nullptr;
       }
+    };
+    std::set<uint64_t> starts;
+    for (const DeltaEntry& d : listing.deltas) starts.insert(d.min_txid);
+    for (auto it = listing.deltas.rbegin(); it != listing.deltas.rend(); ++it) {
+      const format::FileHeader* header = header_of(it->key);
+      if (!header) continue;
+      if (header->pre_checksum == actual.checksum && header->min_txid > 0) return at(header->min_txid - 1, 0);
+      if (!starts.contains(header->max_txid + 1) && post_checksum(it->key, it->size) == actual.checksum)
+        return at(header->max_txid, header->commit_time_ms);
     }
     for (auto it = listing.snapshots.rbegin(); it != listing.snapshots.rend(); ++it) {
-      if (post_checksum(it->key, it->size) == actual.checksum)
-        return at(it->txid, headers.get(it->key).commit_time_ms);
+      const format::FileHeader* header = header_of(it->key);
+      if (header && post_checksum(it->key, it->size) == actual.checksum)
+        return at(it->txid, header->commit_time_ms);
     }
     return std::nullopt;
   }
@@ -694,7 +700,11 @@ class Follower {
     HeaderCache headers(m_storage);
     for (;;) {
       try {
-        catch_up(exclude_objects(full, m_bad_objects), headers, signals);
+        // The newest TXID counts a bad object's that was written (its header
+        // names its key's TXIDs, its body broke): a follower stopped before
+        // it says so, though no good object reaches it.
+        const uint64_t newest = claimed_newest_txid(full, m_bad_objects, headers);
+        catch_up(exclude_objects(full, m_bad_objects), newest, headers, signals);
         return;
       } catch (const BadObjectError& e) {
         if (m_bad_objects.contains(e.key())) throw;
@@ -703,8 +713,7 @@ class Follower {
     }
   }
 
-  void catch_up(const ReplicaListing& listing, HeaderCache& headers, StopSignals& signals) {
-    const uint64_t newest = newest_txid(listing, headers);
+  void catch_up(const ReplicaListing& listing, uint64_t newest, HeaderCache& headers, StopSignals& signals) {
     m_monitor.update([&](FollowStatus& s) {
       s.replica_txid = std::max(s.replica_txid, newest);
       s.last_check_ms = now_ms();

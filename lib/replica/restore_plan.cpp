@@ -42,9 +42,9 @@ RestorePlan chain_from(const ReplicaListing& listing, const SnapshotEntry& snaps
   return plan;
 }
 
-// The latest point's plan: from the newest snapshot, else (its chain falls
-// short of `newest`) from older snapshots in turn, newest first, until one
-// reaches `newest`. Only a replica with a gap pays for the extra header
+// The plan to a TXID (the latest point's: `newest`): from the newest
+// snapshot, else (its chain falls short of `newest`) from older snapshots in
+// turn, newest first, until one reaches `newest`. Only a replica with a gap pays for the extra header
 // reads. The plan reaching furthest wins; on a tie, the newer snapshot's.
 RestorePlan furthest_plan(const ReplicaListing& listing, const SnapshotEntry& newest_snapshot,
                           const RestoreTarget& target, uint64_t newest, HeaderCache& headers) {
@@ -168,8 +168,10 @@ RestorePlan plan_restore(const ReplicaListing& full, const RestoreTarget& target
                   "; run walship ls to see them all");
   }
 
-  RestorePlan plan = latest ? furthest_plan(listing, *snapshot, target, target_txid, headers)
-                            : chain_from(listing, *snapshot, target, target_txid, headers);
+  // A TXID (or the latest) is reached from an older snapshot when the newer
+  // one's chain is broken; a time target takes the newest snapshot's chain.
+  RestorePlan plan = target.time_ms ? chain_from(listing, *snapshot, target, target_txid, headers)
+                                    : furthest_plan(listing, *snapshot, target, target_txid, headers);
   if (target.txid && plan.txid != *target.txid) {
     throw Failure("TXID " + format::txid_hex(*target.txid) + " is not a restore point of replica '" +
                   replica + "': the nearest earlier one is " + format::txid_hex(plan.txid) +
@@ -189,7 +191,7 @@ std::optional<RestorePlan> plan_partial(const ReplicaListing& listing, uint64_t 
   target.txid = target_txid;
   const SnapshotEntry* snapshot = choose_snapshot(listing, target, target_txid, headers);
   if (!snapshot) return std::nullopt;
-  return chain_from(listing, *snapshot, target, target_txid, headers);
+  return furthest_plan(listing, *snapshot, target, target_txid, headers);
 }
 
 }  // namespace walship

@@ -324,6 +324,21 @@ TEST_CASE(
   CHECK_THROWS_AS(plan_restore(listing, {}, genuine, "file:///r", bad), UnreachableNewestError);
 }
 
+TEST_CASE("a TXID the newer snapshot's chain misses is reached from an older snapshot") {
+  FakeReplica r;
+  r.snapshot(1, 1000);
+  for (uint64_t t : {2, 3, 4, 6}) r.delta(0, t, t, t * 1000);  // L0 5 is gone...
+  r.delta(1, 2, 6, 6000);                                      // ...under an L1 that spans it
+  r.snapshot(4, 4000);
+  const RestorePlan plan = r.plan({6, {}});
+  CHECK(plan.txid == 6);
+  CHECK(plan.snapshot.txid == 1);
+  HeaderCache headers = r.cache();
+  const std::optional<RestorePlan> partial = plan_partial(parse_listing(r.objects), 6, headers);
+  REQUIRE(partial);
+  CHECK(partial->txid == 6);
+}
+
 TEST_CASE("a bad compacted file with its L0 deltas still there is no gap") {
   FakeReplica r;
   r.snapshot(1, 1000);
