@@ -147,6 +147,10 @@ RestorePlan plan_restore(const ReplicaListing& full, const RestoreTarget& target
   if (!excluded.empty()) kept = exclude_objects(full, excluded);
   const ReplicaListing& listing = excluded.empty() ? full : kept;
   if (listing.snapshots.empty()) {
+    if (!full.snapshots.empty()) {
+      throw Failure("replica '" + replica + "' has no whole snapshot to restore from: " +
+                    describe_gap(full, excluded, 0, headers) + "; run walship verify " + replica);
+    }
     throw Failure("replica '" + replica +
                   "' has no snapshot to restore from: run walship snapshot or replicate first");
   }

@@ -339,6 +339,18 @@ TEST_CASE("a TXID the newer snapshot's chain misses is reached from an older sna
   CHECK(partial->txid == 6);
 }
 
+TEST_CASE("a replica whose every snapshot is bad says so, not to write a first one") {
+  FakeReplica r;
+  r.snapshot(1, 1000);
+  r.delta(0, 2, 2, 2000);
+  HeaderCache headers = r.cache();
+  CHECK_THROWS_WITH_AS(
+      plan_restore(parse_listing(r.objects), {}, headers, "file:///r", {format::snapshot_key(1)}),
+      "replica 'file:///r' has no whole snapshot to restore from: "
+      "snapshots/0000000000000001.snap is broken; run walship verify file:///r",
+      Failure);
+}
+
 TEST_CASE("a bad compacted file with its L0 deltas still there is no gap") {
   FakeReplica r;
   r.snapshot(1, 1000);
