@@ -654,10 +654,7 @@ class ReplicateLoop {
 
   // The last ship of every database, in parallel; true if all succeeded.
   bool finish_all(bool quiet) {
-    std::mutex mutex;
-    std::condition_variable cv;
-    int pending = 0;
-    bool ok = true;
+    std::vector<Entry*> to_finish;
     for (const auto& entry : m_entries) {
       if (entry->fatal) continue;
       // Waited for and never created: nothing to ship. Created, though the
@@ -665,8 +662,16 @@ class ReplicateLoop {
       if (entry->absent &&
           !is_wal_database_file(entry->replicator->db_path(), entry->replicator->enable_wal()))
         continue;
-      Entry* e = entry.get();
-      ++pending;
+      to_finish.push_back(entry.get());
+    }
+    std::mutex mutex;
+    std::condition_variable cv;
+    // Counted before the first job starts: a count raised here while the
+    // workers lowered it lost updates, and the stop waited for ever (issue
+    // 17: 1000 and 3000 idle databases, whose finish() is quick).
+    size_t pending = to_finish.size();
+    bool ok = true;
+    for (Entry* e : to_finish) {
       m_pool.submit([&, e] {
         std::string error;
         try {

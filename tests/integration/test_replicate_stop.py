@@ -90,7 +90,10 @@ def run_and_stop_in(tmp, base, count, busy):
         for i in written:
             commit(f"{data}/db{i:04}.db", 1)
         began = time.monotonic()
-        code = stop(rep, timeout=SHUTDOWN_TIMEOUT_S)
+        try:
+            code = stop(rep, timeout=SHUTDOWN_TIMEOUT_S)
+        except AssertionError as e:
+            raise AssertionError(f"{e}; its log ends:\n{log_text(log)[-3000:]}") from None
         took = time.monotonic() - began
     finally:
         if rep.poll() is None:
