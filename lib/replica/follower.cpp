@@ -651,6 +651,8 @@ class Follower {
       throw;
     } catch (const BadObjectError&) {
       throw;
+    } catch (const sqlite::Error&) {
+      throw;  // PATH's, not the object's (a full disk, say): tried again
     } catch (const Failure& e) {
       throw BadObjectError(key, e.what());
     }
