@@ -186,7 +186,12 @@ def test_kill_9_of_the_replicator_loses_at_most_the_sync_interval(tmp):
         # with what the app wrote while none ran (a rehash when the app's
         # checkpoint restarted the WAL meanwhile, which takes long on a slow or
         # loaded machine), then it is killed 2.5-3.5 s later.
-        wait_for(lambda: replicating_lines(tmp) > started, "the last replicate to start replicating", timeout=180)
+        try:
+            wait_for(lambda: replicating_lines(tmp) > started, "the last replicate to start replicating", timeout=180)
+        except AssertionError as e:
+            state = "running" if rep.poll() is None else f"exited {rep.returncode}"
+            with open(f"{tmp}/replicate.log") as f:
+                raise AssertionError(f"{e} (it is {state}); its log ends:\n{f.read()[-4000:]}") from None
         time.sleep(rng.uniform(2.5, 3.5))
         rep.kill()
         rep.wait()
