@@ -265,32 +265,34 @@ class Skipped(Exception):
     skipped, the others still run."""
 
 
-def descendants():
-    """The pids of this process's descendants (from /proc)."""
-    children = {}
+def children_of(pid):
+    """Every descendant of pid (from /proc), deepest first."""
+    parents = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
+                stat = f.read()
+        except OSError:
             continue  # gone meanwhile
-        children.setdefault(ppid, []).append(int(entry))
-    found, todo = set(), [os.getpid()]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        parents.setdefault(ppid, []).append(int(entry))
+    out = []
+
+    def walk(p):
+        for child in parents.get(p, []):
+            walk(child)
+            out.append(child)
+    walk(pid)
+    return out
 
 
 def kill_left_running(before, test):
     """Kills the processes a test started and left running (a failed
     assertion skips its stops): the next test, and CTest, never wait for
     them."""
-    for pid in descendants() - before:
+    for pid in set(children_of(os.getpid())) - before:
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
@@ -311,7 +313,7 @@ def run_tests(tests):
     part is not a pass: CTest shows it as skipped), else 0."""
     passed = failed = skipped = 0
     for test in tests:
-        before = descendants()
+        before = set(children_of(os.getpid()))
         with TempDir() as tmp:
             try:
                 test(tmp)

@@ -22,6 +22,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from walship_test import children_of  # noqa: E402
+
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 SSH_KEYGEN = shutil.which("ssh-keygen")
 
@@ -43,29 +46,6 @@ def free_port():
 
 def keygen(path, comment, kind="ed25519", passphrase=""):
     subprocess.run([SSH_KEYGEN, "-q", "-t", kind, "-N", passphrase, "-C", comment, "-f", path], check=True)
-
-
-def children_of(pid):
-    """Every descendant of pid, deepest first."""
-    parents = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-        parents.setdefault(ppid, []).append(int(entry))
-    out = []
-
-    def walk(p):
-        for child in parents.get(p, []):
-            walk(child)
-            out.append(child)
-    walk(pid)
-    return out
 
 
 class Sshd:

@@ -67,6 +67,13 @@ struct Fixture {
     now += 1'000;
     return next;
   }
+  // Every L0 delta upload fails (a connection reset) while `fail` is true.
+  void fail_l0_uploads_while(const bool& fail) {
+    storage.set_fault_hook([&fail](std::string_view op, const std::string& key) {
+      if (fail && op == "put_if_absent" && key.starts_with("deltas/L0/"))
+        throw StorageError("injected: connection reset", true);
+    });
+  }
   int64_t rows() { return app.query_int("SELECT count(*) FROM t"); }
   uint64_t newest() {
     HeaderCache headers(storage);
@@ -290,10 +297,7 @@ TEST_CASE("a rehash whose upload failed sends the same delta at the next step, w
   reader.exec("COMMIT");
   f.write(2);
   bool fail = true;
-  f.storage.set_fault_hook([&](std::string_view op, const std::string& key) {
-    if (fail && op == "put_if_absent" && key.starts_with("deltas/L0/"))
-      throw StorageError("injected: connection reset", true);
-  });
+  f.fail_l0_uploads_while(fail);
   CHECK_THROWS_AS(f.step(*r), StorageError);
   CHECK(f.monitor.snapshot().lost_continuity == 1);
   fail = false;
@@ -413,10 +417,7 @@ TEST_CASE("a failed upload sends the same delta again at the next step, then the
   f.step(*r);
   f.write(2);
   bool fail = true;
-  f.storage.set_fault_hook([&](std::string_view op, const std::string& key) {
-    if (fail && op == "put_if_absent" && key.starts_with("deltas/L0/"))
-      throw StorageError("injected: connection reset", true);
-  });
+  f.fail_l0_uploads_while(fail);
   CHECK_THROWS_AS(f.step(*r), StorageError);
   CHECK(f.newest() == 1);
   fail = false;
