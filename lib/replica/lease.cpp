@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "lib/format/keys.h"
+#include "lib/replica/process_metrics.h"
 #include "lib/util/byte_stream.h"
 #include "lib/util/log.h"
 #include "lib/util/state_file.h"
@@ -46,16 +47,17 @@ LeaseIdentity make_identity() {
   if (const ssize_t n = ::readlink("/proc/self/ns/pid", ns, sizeof ns - 1); n > 0)
     me.pid_ns.assign(ns, size_t(n));
   me.pid = ::getpid();
+  if (const std::optional<PidStat> stat = read_pid_stat(me.pid)) me.start = stat->start_ticks;
   return me;
 }
 
-// Gone: no such process, or a zombie (dead, not yet reaped by its parent).
-bool pid_gone_here(int64_t pid) {
-  if (pid <= 0 || (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)) return true;
-  const std::string stat = first_line_of("/proc/" + std::to_string(pid) + "/stat");
-  const size_t paren = stat.rfind(')');
-  return paren != std::string::npos && paren + 2 < stat.size() &&
-         (stat[paren + 2] == 'Z' || stat[paren + 2] == 'X');
+// Gone: no such process, a zombie (dead, not yet reaped by its parent), or
+// a later process that reuses the pid (another start time).
+bool holder_gone_here(const LeaseIdentity& holder) {
+  if (holder.pid <= 0 || (::kill(static_cast<pid_t>(holder.pid), 0) != 0 && errno == ESRCH)) return true;
+  const std::optional<PidStat> stat = read_pid_stat(holder.pid);
+  if (!stat) return false;  // unreadable: assume alive
+  return stat->state == 'Z' || stat->state == 'X' || (holder.start != 0 && stat->start_ticks != holder.start);
 }
 
 // A value of a lease record: one line, no spaces that would confuse a reader.
@@ -79,6 +81,7 @@ std::string encode_lease(const LeaseRecord& record) {
   fields.set("boot-id", one_line(record.holder.boot_id));
   fields.set("pid-ns", one_line(record.holder.pid_ns));
   fields.set_dec("pid", static_cast<uint64_t>(record.holder.pid));
+  fields.set_dec("start", record.holder.start);
   fields.set_dec("generation", record.generation);
   fields.set("since", format_rfc3339(static_cast<uint64_t>(record.since_ms)));
   fields.set("expires", format_rfc3339(static_cast<uint64_t>(record.expires_ms)));
@@ -107,6 +110,7 @@ std::optional<LeaseRecord> decode_lease(std::string_view text) {
   record.holder.boot_id = fields->text("boot-id").value_or("");
   record.holder.pid_ns = fields->text("pid-ns").value_or("");
   record.holder.pid = static_cast<int64_t>(*pid);
+  record.holder.start = fields->dec("start").value_or(0);
   record.generation = *generation;
   record.since_ms = static_cast<int64_t>(*since_ms);
   record.expires_ms = static_cast<int64_t>(*expires_ms);
@@ -115,7 +119,7 @@ std::optional<LeaseRecord> decode_lease(std::string_view text) {
 }
 
 LeaseDecision decide_lease(const std::optional<LeaseRecord>& current, const LeaseIdentity& me, int64_t now_ms,
-                           bool take_over, const std::function<bool(int64_t pid)>& pid_gone) {
+                           bool take_over, const std::function<bool(const LeaseIdentity&)>& holder_gone) {
   if (!current) return {true, false, "free"};
   if (current->released) return {true, false, "released"};
   if (current->holder == me) return {true, false, "ours"};
@@ -125,7 +129,7 @@ LeaseDecision decide_lease(const std::optional<LeaseRecord>& current, const Leas
   // pid says nothing.
   const bool here = !me.boot_id.empty() && current->holder.boot_id == me.boot_id && !me.pid_ns.empty() &&
                     current->holder.pid_ns == me.pid_ns;
-  if (here && (current->holder.pid == me.pid || pid_gone(current->holder.pid)))
+  if (here && (current->holder.pid == me.pid || holder_gone(current->holder)))
     return {true, false, "holder gone"};
   // Expired or not, a holder elsewhere may be paused, not dead: fence it.
   if (now_ms > current->expires_ms) return {true, true, "expired"};
@@ -237,7 +241,7 @@ Lease::Taken Lease::acquire(bool wait, std::string_view what_to_do) {
     const std::optional<LeaseRecord> current =
         newest ? std::optional<LeaseRecord>(newest->second) : std::nullopt;
     const int64_t now = m_clock();
-    const LeaseDecision decision = decide_lease(current, m_me, now, m_take_over, pid_gone_here);
+    const LeaseDecision decision = decide_lease(current, m_me, now, m_take_over, holder_gone_here);
     if (!decision.take) {
       // Held: wait once for its expiry. A holder that is gone (a node that
       // vanished) renews nothing and its lease is taken then; one that

@@ -37,6 +37,9 @@ struct LeaseIdentity {
   std::string boot_id;  // the kernel's boot id: with pid_ns, says whether `pid` means
   std::string pid_ns;   // the same process here as where the record was written
   int64_t pid = 0;
+  // The process's start (clock ticks after boot; 0: unknown, a record of an
+  // older walship): a pid a later process reuses is not the holder.
+  uint64_t start = 0;
   bool operator==(const LeaseIdentity&) const = default;
 };
 
@@ -56,8 +59,9 @@ std::string encode_lease(const LeaseRecord& record);
 // nullopt when `text` is not a lease record.
 std::optional<LeaseRecord> decode_lease(std::string_view text);
 
-// What a writer finding `current` may do (pure; `pid_gone` says whether a
-// pid of this machine's pid namespace no longer runs).
+// What a writer finding `current` may do (pure; `holder_gone` says whether a
+// holder of this machine's pid namespace no longer runs: its pid is free,
+// a zombie, or another process's since).
 struct LeaseDecision {
   bool take = false;
   // The previous holder may still be alive (an expired or taken lease):
@@ -66,7 +70,7 @@ struct LeaseDecision {
   std::string why;  // "free", "released", "ours", "holder gone", "expired", "taken over", "held"
 };
 LeaseDecision decide_lease(const std::optional<LeaseRecord>& current, const LeaseIdentity& me, int64_t now_ms,
-                           bool take_over, const std::function<bool(int64_t pid)>& pid_gone);
+                           bool take_over, const std::function<bool(const LeaseIdentity&)>& holder_gone);
 
 // The first TXID of a writer of `generation` that fences: above every TXID a
 // writer of an older generation can reach (each stays under 2^40 TXIDs past

@@ -10,16 +10,33 @@
 
 namespace walship {
 
+namespace {
+
+// The fields of a /proc/PID/stat line from field 3 (state) on: the command
+// name (field 2) is in parentheses and may hold spaces, so they start after
+// the last ')'.
+std::vector<std::string> stat_fields(std::string_view stat) {
+  std::vector<std::string> f;
+  const size_t close = stat.rfind(')');
+  if (close == std::string_view::npos) return f;
+  std::istringstream fields{std::string(stat.substr(close + 1))};
+  for (std::string word; fields >> word;) f.push_back(word);
+  return f;
+}
+
+std::string read_text(const char* path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+}  // namespace
+
 std::optional<ProcessStats> parse_proc_stat(std::string_view self_stat, std::string_view proc_stat,
                                             long ticks_per_second, long page_size) {
-  // The command name (field 2) is in parentheses and may hold spaces: the
-  // fields that follow start after the last ')'.
-  const size_t close = self_stat.rfind(')');
-  if (close == std::string_view::npos || ticks_per_second <= 0) return std::nullopt;
-  std::istringstream fields{std::string(self_stat.substr(close + 1))};
-  std::vector<std::string> f;  // f[0] is field 3 (state)
-  for (std::string word; fields >> word;) f.push_back(word);
-  if (f.size() < 22) return std::nullopt;
+  const std::vector<std::string> f = stat_fields(self_stat);  // f[0] is field 3 (state)
+  if (f.size() < 22 || ticks_per_second <= 0) return std::nullopt;
   const size_t btime_at = proc_stat.find("btime ");
   if (btime_at == std::string_view::npos) return std::nullopt;
   try {
@@ -35,16 +52,20 @@ std::optional<ProcessStats> parse_proc_stat(std::string_view self_stat, std::str
   }
 }
 
-namespace {
-
-std::string read_text(const char* path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
+std::optional<PidStat> parse_pid_stat(std::string_view stat) {
+  const std::vector<std::string> f = stat_fields(stat);
+  if (f.size() < 20 || f[0].size() != 1) return std::nullopt;
+  try {
+    return PidStat{f[0][0], std::stoull(f[19])};
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
 }
 
-}  // namespace
+std::optional<PidStat> read_pid_stat(int64_t pid) {
+  if (pid <= 0) return std::nullopt;
+  return parse_pid_stat(read_text(("/proc/" + std::to_string(pid) + "/stat").c_str()));
+}
 
 ProcessStats read_process_stats() {
   ProcessStats stats = parse_proc_stat(read_text("/proc/self/stat"), read_text("/proc/stat"),

@@ -25,6 +25,18 @@ struct ProcessStats {
 std::optional<ProcessStats> parse_proc_stat(std::string_view self_stat, std::string_view proc_stat,
                                             long ticks_per_second, long page_size);
 
+// Of /proc/PID/stat, what tells one process from a later one with the same
+// pid: its state letter (field 3) and its start time (field 22, clock ticks
+// after boot). nullopt when the text does not parse.
+struct PidStat {
+  char state = '?';
+  uint64_t start_ticks = 0;
+};
+std::optional<PidStat> parse_pid_stat(std::string_view stat);
+// Of process `pid` now; nullopt when it does not exist (or /proc cannot be
+// read).
+std::optional<PidStat> read_pid_stat(int64_t pid);
+
 // This process's stats now (zeros where /proc cannot be read).
 ProcessStats read_process_stats();
 

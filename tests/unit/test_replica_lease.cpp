@@ -1,4 +1,5 @@
 #include <doctest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <span>
@@ -6,6 +7,7 @@
 #include "backends/memory/memory_storage.h"
 #include "lib/format/keys.h"
 #include "lib/replica/lease.h"
+#include "lib/replica/process_metrics.h"
 #include "lib/replica/prune.h"
 #include "lib/replica/replica_listing.h"
 #include "lib/util/byte_stream.h"
@@ -37,8 +39,8 @@ LeaseRecord held_by(const LeaseIdentity& holder, int64_t expires_ms) {
   return r;
 }
 
-bool never_gone(int64_t) { return false; }
-bool always_gone(int64_t) { return true; }
+bool never_gone(const LeaseIdentity&) { return false; }
+bool always_gone(const LeaseIdentity&) { return true; }
 
 std::vector<uint64_t> lease_seqs(MemoryStorage& storage) {
   std::vector<uint64_t> seqs;
@@ -64,7 +66,13 @@ TEST_SUITE_BEGIN("replica.lease");
 TEST_CASE("a lease record round-trips and anything else is refused") {
   LeaseRecord r = held_by(writer("00112233aabbccdd"), k_t0 + k_ttl);
   r.released = true;
+  r.holder.start = 123456;
   CHECK(decode_lease(encode_lease(r)) == r);
+  // A record of a walship that did not write the start: unknown (0).
+  std::string old = encode_lease(r);
+  old.erase(old.find("start 123456\n"), 13);
+  REQUIRE(decode_lease(old));
+  CHECK(decode_lease(old)->holder.start == 0);
   CHECK_FALSE(decode_lease("").has_value());
   CHECK_FALSE(decode_lease("walship-state 1\nwriter x\n").has_value());
   std::string text = encode_lease(r);
@@ -75,7 +83,7 @@ TEST_CASE("who may take a lease, and whether the taker fences") {
   const LeaseIdentity me = writer("mine", "node-b", 200);
   const LeaseIdentity other = writer("other", "node-a", 100);
   auto decide = [&](const std::optional<LeaseRecord>& current, bool take_over = false,
-                    bool (*gone)(int64_t) = never_gone) {
+                    bool (*gone)(const LeaseIdentity&) = never_gone) {
     return decide_lease(current, me, k_t0, take_over, gone);
   };
 
@@ -113,6 +121,34 @@ TEST_CASE("who may take a lease, and whether the taker fences") {
   lineage.pid = 300;
   CHECK_FALSE(decide(held_by(lineage, k_t0 + k_ttl)).take);
   CHECK(decide(held_by(me, k_t0 + k_ttl)).take);
+}
+
+TEST_CASE("a holder of this machine whose pid a later process reuses is gone; the live holder is not") {
+  // The parent process (the test runner) plays a holder of this machine.
+  LeaseIdentity parent = this_process();
+  parent.writer = "parent";
+  parent.pid = ::getppid();
+  const std::optional<PidStat> stat = read_pid_stat(parent.pid);
+  REQUIRE(stat);
+  LeaseIdentity me = this_process();
+  me.writer = "me";
+  auto taken = [&](uint64_t start) {
+    World w;
+    parent.start = start;
+    const std::string text = encode_lease(held_by(parent, w.now + k_ttl));
+    MemorySource source(std::as_bytes(std::span(text)));
+    REQUIRE(w.storage.put_if_absent(format::lease_key(1), source));
+    Lease lease = w.make(me);
+    const Lease::Taken t = lease.acquire(false);
+    CHECK_FALSE(t.fence);
+    return lease.held();
+  };
+  // The very process: alive, its lease held.
+  CHECK_THROWS_AS(taken(stat->start_ticks), FencedError);
+  // Its pid, another start: a later process; the holder is gone.
+  CHECK(taken(stat->start_ticks + 1));
+  // A record without a start (an older walship): the pid alone, alive.
+  CHECK_THROWS_AS(taken(0), FencedError);
 }
 
 TEST_CASE("where a writer's first object goes: on after the newest, or at a fence") {

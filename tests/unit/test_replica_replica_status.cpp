@@ -1,4 +1,5 @@
 #include <doctest.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -85,6 +86,16 @@ TEST_CASE("process metrics come from /proc/self/stat and /proc/stat's btime") {
   CHECK(s->resident_bytes == 2048u * 4096u);
   CHECK_FALSE(parse_proc_stat("garbage", stat, 100, 4096));
   CHECK_FALSE(parse_proc_stat(self, "no boot time", 100, 4096));
+  // What tells a process from a later one with its pid: state and start.
+  const std::optional<PidStat> pid = parse_pid_stat(self);
+  REQUIRE(pid);
+  CHECK(pid->state == 'S');
+  CHECK(pid->start_ticks == 1000u);
+  CHECK_FALSE(parse_pid_stat("4242 (x) S 1 2"));
+  CHECK_FALSE(parse_pid_stat(""));
+  REQUIRE(read_pid_stat(::getpid()));
+  CHECK(read_pid_stat(::getpid())->state == 'R');
+  CHECK_FALSE(read_pid_stat(0));
 
   PrometheusText out;
   add_process_metrics(out, *s, "1.2.3");
