@@ -22,6 +22,7 @@
 #include "lib/format/keys.h"
 #include "lib/format/replica_file.h"
 #include "lib/replica/counting_storage.h"
+#include "lib/replica/lease.h"
 #include "lib/replica/local_state.h"
 #include "lib/replica/object_stream.h"
 #include "lib/replica/replica_listing.h"
@@ -422,9 +423,10 @@ class Follower {
     while (!signals.stopped()) {
       const auto now = static_cast<int64_t>(now_ms());
       try {
-        if (now >= next_list_ms) {
+        if (now >= next_list_ms || m_list_now) {
           next_list_ms = now + m_options.list_interval_ms;
           catch_up(signals);
+          m_list_now = false;
         }
         while (!signals.stopped() && probe_next()) {
         }
@@ -676,7 +678,10 @@ class Follower {
     }
   }
 
-  // One GET of the next L0 delta; a miss is the cheap, normal answer.
+  // One GET of the next L0 delta; a miss is the cheap, normal answer. A
+  // delta found is applied once the lease says its writer still holds the
+  // replica: after a takeover it may be the fenced writer's, which only a
+  // LIST (with the fence) tells apart.
   bool probe_next() {
     const std::string key = format::l0_delta_key(m_state.txid + 1);
     if (m_bad_objects.contains(key)) return false;  // the LIST goes around it
@@ -689,6 +694,10 @@ class Follower {
       });
       return false;
     }
+    if (m_lease.holder_changed()) {
+      m_list_now = true;
+      return false;
+    }
     apply_object(*source, key);
     return true;
   }
@@ -699,6 +708,13 @@ class Follower {
   // compacted file over a bad delta, or a newer snapshot past it.
   void catch_up(StopSignals& signals) {
     const ReplicaListing full = list_replica(m_storage);
+    m_lease.listed(full.newest_lease_seq);
+    if (m_lease.fence_pending(full.fences, static_cast<int64_t>(now_ms()))) {
+      throw Failure(
+          "replica '" + m_storage.url() +
+          "' was taken over by another writer that has not written its fence yet: following on once "
+          "it has (or its lease expires)");
+    }
     HeaderCache headers(m_storage);
     for (;;) {
       try {
@@ -797,6 +813,8 @@ class Follower {
   std::unique_ptr<Applier> m_applier;
   DbState m_state;
   std::set<std::string> m_bad_objects;  // objects that did not apply: never tried again
+  LeaseWatch m_lease{m_storage};        // who writes the replica, for deltas found by name
+  bool m_list_now = false;              // the lease changed hands: LIST before anything else
   std::string m_logged_error;  // the last error logged, when, and how many failures went unlogged since
   int64_t m_logged_error_ms = 0;
   uint64_t m_unlogged_errors = 0;

@@ -86,6 +86,7 @@ std::string encode_lease(const LeaseRecord& record) {
   fields.set("since", format_rfc3339(static_cast<uint64_t>(record.since_ms)));
   fields.set("expires", format_rfc3339(static_cast<uint64_t>(record.expires_ms)));
   fields.set("released", record.released ? "true" : "false");
+  fields.set("fenced", record.fenced ? "true" : "false");
   return render_state_file(k_lease_magic, fields);
 }
 
@@ -115,6 +116,10 @@ std::optional<LeaseRecord> decode_lease(std::string_view text) {
   record.since_ms = static_cast<int64_t>(*since_ms);
   record.expires_ms = static_cast<int64_t>(*expires_ms);
   record.released = *released == "true";
+  // Absent in records of a walship that did not write it.
+  const auto fenced = fields->text("fenced").value_or("false");
+  if (fenced != "true" && fenced != "false") return std::nullopt;
+  record.fenced = fenced == "true";
   return record;
 }
 
@@ -206,6 +211,51 @@ std::string describe_holder(const LeaseRecord& record) {
          format_rfc3339(static_cast<uint64_t>(record.expires_ms));
 }
 
+void LeaseWatch::listed(uint64_t newest_seq) {
+  if (newest_seq == m_seq && m_record) return;
+  m_seq = newest_seq;
+  m_record.reset();
+  if (newest_seq == 0) return;
+  try {
+    m_record = read_lease_record(m_storage, newest_seq);
+  } catch (const Failure&) {
+    // Not a lease record: the holder stays unknown, and the next record
+    // found counts as a change.
+  }
+}
+
+bool LeaseWatch::holder_changed() {
+  const std::string known = m_record ? m_record->holder.writer : std::string();
+  bool changed = false;
+  for (;;) {
+    std::optional<LeaseRecord> next;
+    try {
+      next = read_lease_record(m_storage, m_seq + 1);
+    } catch (const Failure&) {
+      return true;
+    }
+    if (!next) break;
+    ++m_seq;
+    changed = changed || next->holder.writer != known;
+    m_record = std::move(next);
+  }
+  if (changed || m_seq == 0) return changed;
+  // Nothing after the known record: nothing new, unless the holder renewed
+  // past the records it keeps and deleted the known one too.
+  try {
+    return !read_lease_record(m_storage, m_seq);
+  } catch (const Failure&) {
+    return true;
+  }
+}
+
+bool LeaseWatch::fence_pending(const std::vector<format::FenceInfo>& fences, int64_t now_ms) const {
+  if (!m_record || !m_record->fenced || m_record->released || now_ms > m_record->expires_ms) return false;
+  const uint64_t first = fence_txid(m_record->generation);
+  return std::none_of(fences.begin(), fences.end(),
+                      [&](const format::FenceInfo& f) { return f.fence >= first; });
+}
+
 Lease::Lease(Storage& storage, int64_t ttl_ms, bool take_over, Clock clock, Sleep sleep, LeaseIdentity me)
     : m_storage(storage),
       m_me(std::move(me)),
@@ -262,6 +312,7 @@ Lease::Taken Lease::acquire(bool wait, std::string_view what_to_do) {
     mine.generation = (current ? current->generation : 0) + 1;
     mine.since_ms = now;
     mine.expires_ms = now + m_ttl_ms;
+    mine.fenced = decision.fence;
     if (!write_next(mine)) continue;  // another writer wrote that seq first: look again
     ++m_seq;
     m_record = mine;

@@ -52,6 +52,9 @@ struct LeaseRecord {
   int64_t since_ms = 0;     // when this holder took it (Unix ms)
   int64_t expires_ms = 0;   // the holder's clock at this record's write, plus the TTL
   bool released = false;    // a clean stop: anyone may take it, no fence needed
+  // This holder took the lease behind a fence (the previous holder may
+  // still write): a fence object of its generation follows.
+  bool fenced = false;
   bool operator==(const LeaseRecord&) const = default;
 };
 
@@ -107,6 +110,33 @@ std::optional<LeaseRecord> read_lease_record(Storage& storage, uint64_t seq);
 
 // "holder host/pid 123 (writer 0123...), since ..., expires ..." for messages.
 std::string describe_holder(const LeaseRecord& record);
+
+// What a reader that finds deltas by name between its LISTs (serve-replica)
+// knows of the replica's writer: enough to never take a delta a fenced
+// writer landed after a takeover for the holder's. Between LISTs, nothing
+// else tells it that a fence appeared; the lease's next record does.
+class LeaseWatch {
+ public:
+  explicit LeaseWatch(Storage& storage) : m_storage(storage) {}
+  // After a LIST whose newest lease record is `newest_seq` (0: none): one
+  // GET when it is not the one already known.
+  void listed(uint64_t newest_seq);
+  // Whether the holder may have changed since the last look: reads the
+  // records after the known one (normally one GET, a miss, and one of the
+  // known record, which tells "nothing new" from "deleted since"). True
+  // sends the reader to a LIST before it applies anything found by name.
+  bool holder_changed();
+  // Whether the holder took the lease behind a fence that `fences` does not
+  // hold yet, and its lease still runs (`now_ms`): what a LIST shows past the
+  // previous writer's newest may be that writer's, superseded once the fence
+  // lands, so the reader waits for it.
+  bool fence_pending(const std::vector<format::FenceInfo>& fences, int64_t now_ms) const;
+
+ private:
+  Storage& m_storage;
+  uint64_t m_seq = 0;                   // the newest record known; 0: none
+  std::optional<LeaseRecord> m_record;  // its text; nullopt: none, or unreadable
+};
 
 class Lease {
  public:

@@ -13,6 +13,8 @@ ReplicaListing parse_listing(const std::vector<ObjectInfo>& objects) {
   ReplicaListing listing;
   for (const ObjectInfo& object : objects) {
     if (const auto fence = format::parse_fence_key(object.key)) listing.fences.push_back(*fence);
+    if (const auto seq = format::parse_lease_key(object.key))
+      listing.newest_lease_seq = std::max(listing.newest_lease_seq, *seq);
   }
   std::sort(listing.fences.begin(), listing.fences.end(),
             [](const format::FenceInfo& a, const format::FenceInfo& b) { return a.after < b.after; });

@@ -47,6 +47,7 @@ struct ReplicaListing {
   std::vector<DeltaEntry> deltas;           // ascending (min_txid, level, max_txid)
   std::vector<format::FenceInfo> fences;    // ascending `after`
   std::vector<SupersededEntry> superseded;  // ascending key
+  uint64_t newest_lease_seq = 0;            // the newest lease record's seq (lease.h); 0: none
   bool empty() const { return snapshots.empty() && deltas.empty(); }
 };
 

@@ -66,6 +66,7 @@ TEST_SUITE_BEGIN("replica.lease");
 TEST_CASE("a lease record round-trips and anything else is refused") {
   LeaseRecord r = held_by(writer("00112233aabbccdd"), k_t0 + k_ttl);
   r.released = true;
+  r.fenced = true;
   r.holder.start = 123456;
   CHECK(decode_lease(encode_lease(r)) == r);
   // A record of a walship that did not write the start: unknown (0).
@@ -73,6 +74,9 @@ TEST_CASE("a lease record round-trips and anything else is refused") {
   old.erase(old.find("start 123456\n"), 13);
   REQUIRE(decode_lease(old));
   CHECK(decode_lease(old)->holder.start == 0);
+  old.erase(old.find("fenced true\n"), 12);
+  REQUIRE(decode_lease(old));
+  CHECK_FALSE(decode_lease(old)->fenced);
   CHECK_FALSE(decode_lease("").has_value());
   CHECK_FALSE(decode_lease("walship-state 1\nwriter x\n").has_value());
   std::string text = encode_lease(r);
@@ -294,6 +298,50 @@ TEST_CASE("of two writers racing for one record, one wins and the other looks ag
   CHECK(raced);
   CHECK(a.held());
   CHECK_FALSE(b.held());
+}
+
+TEST_CASE("a reader sees the lease change hands between its LISTs, and waits for a taker's fence") {
+  World w;
+  LeaseWatch watch(w.storage);
+  watch.listed(0);
+  CHECK_FALSE(watch.holder_changed());  // no lease at all: nothing to tell
+  Lease a = w.make(writer("a"));
+  a.acquire();
+  watch.listed(list_replica(w.storage).newest_lease_seq);
+  CHECK_FALSE(watch.holder_changed());
+  w.now += k_ttl / 3;
+  a.renew_if_due(w.now);  // a renewal is no change
+  CHECK_FALSE(watch.holder_changed());
+  CHECK_FALSE(watch.fence_pending({}, w.now));
+
+  // b takes over: the next look says so, and a LIST then waits for b's fence.
+  Lease b = w.make(writer("b", "node-b"), true);
+  CHECK(b.acquire().fence);
+  CHECK(watch.holder_changed());
+  watch.listed(list_replica(w.storage).newest_lease_seq);
+  CHECK(watch.fence_pending({}, w.now));
+  CHECK(watch.fence_pending({{5, fence_txid(b.generation() - 1)}}, w.now));  // an older takeover's
+  CHECK_FALSE(watch.fence_pending({{5, fence_txid(b.generation())}}, w.now));
+  CHECK_FALSE(watch.fence_pending({}, w.now + k_ttl + 1));  // a taker that died before its fence
+  CHECK_FALSE(watch.holder_changed());
+
+  // A clean handover writes no fence: nothing to wait for.
+  b.release();
+  Lease c = w.make(writer("c", "node-c"));
+  CHECK_FALSE(c.acquire().fence);
+  CHECK(watch.holder_changed());
+  watch.listed(list_replica(w.storage).newest_lease_seq);
+  CHECK_FALSE(watch.fence_pending({}, w.now));
+
+  // Knowledge so old that the holder deleted the known record: a change
+  // maybe, the reader LISTs.
+  for (int i = 0; i < 30; ++i) {
+    w.now += k_ttl / 3;
+    c.renew_if_due(w.now);
+  }
+  LeaseWatch late(w.storage);
+  late.listed(3);
+  CHECK(late.holder_changed());
 }
 
 TEST_CASE("old lease records are deleted in batches; the newest two stay") {
