@@ -6,7 +6,6 @@
 #include <cerrno>
 #include <cstdio>
 #include <optional>
-#include <set>
 #include <span>
 #include <vector>
 
@@ -38,36 +37,6 @@ uint64_t database_checksum(const std::string& path) {
                    [&](uint32_t pgno, std::span<const std::byte> page) { sum.add(pgno, page); });
   db.exec("COMMIT");
   return sum.value();
-}
-
-// The TXID of the replica's point whose state has checksum `sum`, older
-// than the newest: the local state knows it when this node shipped it; else
-// each delta's header holds the checksum of the state it starts from, the
-// trailer of a delta no other delta continues (a snapshot of another
-// writer followed it) the checksum of the state it ends at, and each
-// snapshot's trailer the checksum of its own.
-std::optional<uint64_t> find_point(Storage& storage, const ReplicaListing& listing, HeaderCache& headers,
-                                   uint64_t sum, const std::optional<ShippedState>& state, int parallelism) {
-  if (state && state->checksum == sum) return state->txid;
-  std::vector<std::string> keys;
-  std::set<uint64_t> starts;
-  for (const DeltaEntry& d : listing.deltas) {
-    keys.push_back(d.key);
-    starts.insert(d.min_txid);
-  }
-  headers.prefetch(keys, parallelism);
-  for (auto d = listing.deltas.rbegin(); d != listing.deltas.rend(); ++d) {
-    const format::FileHeader& header = headers.get(d->key);
-    if (header.pre_checksum == sum) return d->min_txid - 1;
-    if (!starts.contains(header.max_txid + 1) && fetch_post_checksum(storage, d->key, d->size) == sum) {
-      return header.max_txid;
-    }
-  }
-  // A snapshot no delta continues (its writer started another history).
-  for (auto s = listing.snapshots.rbegin(); s != listing.snapshots.rend(); ++s) {
-    if (fetch_post_checksum(storage, s->key, s->size) == sum) return s->txid;
-  }
-  return std::nullopt;
 }
 
 void rename_if_exists(const std::string& from, const std::string& to) {
@@ -124,8 +93,14 @@ FastForwardResult run_fast_forward(const RestoreOptions& options, Storage& stora
     return result;
   }
   const std::optional<ShippedState> state = LocalStateStore(local_state_dir(path), storage.url()).load();
-  const std::optional<uint64_t> point =
-      find_point(storage, listing, headers, sum, state, options.parallelism);
+  // The local state names the point this node shipped; without it (or when
+  // it describes another file), the replica's headers and trailers place it.
+  std::optional<uint64_t> point;
+  if (state && state->checksum == sum) {
+    point = state->txid;
+  } else if (const auto found = find_point_by_checksum(storage, listing, headers, sum, options.parallelism)) {
+    point = found->txid;
+  }
   if (!point) {
     // This node shipped the newest point itself and committed more since
     // (a crash kept it from shipping them): replicate ships them.

@@ -524,56 +524,20 @@ class Follower {
                      "restore it afresh");
   }
 
-  // The post-checksum in a replica file's trailer (one small ranged GET).
-  std::optional<uint64_t> post_checksum(const std::string& key, uint64_t size) {
-    if (size < format::k_header_size + format::k_trailer_size) return std::nullopt;
-    MemorySink sink;
-    if (!m_storage.get(key, sink, ByteRange{size - format::k_trailer_size, format::k_trailer_size}) ||
-        sink.data().size() != format::k_trailer_size) {
-      return std::nullopt;
-    }
-    const std::optional<format::FileTrailer> trailer = format::decode_trailer(sink.data());
-    if (!trailer) return std::nullopt;
-    return trailer->post_checksum;
-  }
-
   // A TXID of the replica whose whole-database checksum equals `actual`, for
-  // a PATH without a trusted local state (made by walship restore, say): the
-  // state before a delta, after a delta no other delta continues (the newest,
-  // or one another writer's snapshot followed), or a snapshot's. A bad
-  // object is passed over (and left out from then on).
+  // a PATH without a trusted local state (made by walship restore, say). A
+  // bad object is passed over (and left out from then on).
   std::optional<DbState> locate(const DbState& actual) {
     const ReplicaListing listing = list_replica(m_storage);
     HeaderCache headers(m_storage);
-    auto at = [&](uint64_t txid, uint64_t commit_ms) {
-      DbState state = actual;
-      state.txid = txid;
-      state.commit_ms = commit_ms;
-      return state;
-    };
-    auto header_of = [&](const std::string& key) -> const format::FileHeader* {
-      try {
-        return &headers.get(key);
-      } catch (const BadObjectError& e) {
-        left_out(e);
-        return nullptr;
-      }
-    };
-    std::set<uint64_t> starts;
-    for (const DeltaEntry& d : listing.deltas) starts.insert(d.min_txid);
-    for (auto it = listing.deltas.rbegin(); it != listing.deltas.rend(); ++it) {
-      const format::FileHeader* header = header_of(it->key);
-      if (!header) continue;
-      if (header->pre_checksum == actual.checksum && header->min_txid > 0) return at(header->min_txid - 1, 0);
-      if (!starts.contains(header->max_txid + 1) && post_checksum(it->key, it->size) == actual.checksum)
-        return at(header->max_txid, header->commit_time_ms);
-    }
-    for (auto it = listing.snapshots.rbegin(); it != listing.snapshots.rend(); ++it) {
-      const format::FileHeader* header = header_of(it->key);
-      if (header && post_checksum(it->key, it->size) == actual.checksum)
-        return at(it->txid, header->commit_time_ms);
-    }
-    return std::nullopt;
+    const std::optional<PointFound> found =
+        find_point_by_checksum(m_storage, listing, headers, actual.checksum, m_options.parallelism,
+                               [&](const BadObjectError& e) { left_out(e); });
+    if (!found) return std::nullopt;
+    DbState state = actual;
+    state.txid = found->txid;
+    state.commit_ms = found->commit_ms;
+    return state;
   }
 
   // PATH's state as the local state file records it, nothing pending.

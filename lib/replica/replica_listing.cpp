@@ -1,6 +1,8 @@
 #include "lib/replica/replica_listing.h"
 
 #include <algorithm>
+#include <functional>
+#include <set>
 
 #include "lib/format/keys.h"
 #include "lib/format/replica_file.h"
@@ -164,10 +166,58 @@ uint64_t fetch_post_checksum(Storage& storage, const std::string& key, uint64_t 
     trailer = format::decode_trailer(sink.data());
   }
   if (!trailer) {
-    throw Failure("corrupt replica file '" + storage.url() + "/" + key +
-                  "': no valid trailer; run walship verify on the replica");
+    throw BadObjectError(key, "corrupt replica file '" + storage.url() + "/" + key +
+                                  "': no valid trailer; run walship verify on the replica");
   }
   return trailer->post_checksum;
+}
+
+std::optional<PointFound> find_point_by_checksum(Storage& storage, const ReplicaListing& listing,
+                                                 HeaderCache& headers, uint64_t sum, int parallelism,
+                                                 const std::function<void(const BadObjectError&)>& on_bad) {
+  // Whether `check` found the point; a bad object passes over or throws.
+  auto matches = [&](const std::function<bool()>& check) {
+    try {
+      return check();
+    } catch (const BadObjectError& e) {
+      if (!on_bad) throw;
+      on_bad(e);
+      return false;
+    }
+  };
+  std::vector<std::string> keys;
+  std::set<uint64_t> starts;
+  for (const DeltaEntry& d : listing.deltas) {
+    keys.push_back(d.key);
+    starts.insert(d.min_txid);
+  }
+  try {
+    headers.prefetch(keys, parallelism);
+  } catch (const BadObjectError&) {
+    // Met again, and judged, in the walk below.
+  }
+  std::optional<PointFound> found;
+  for (auto d = listing.deltas.rbegin(); d != listing.deltas.rend() && !found; ++d) {
+    matches([&] {
+      const format::FileHeader& header = headers.get(d->key);
+      if (header.pre_checksum == sum && header.min_txid > 0) {
+        found = PointFound{header.min_txid - 1, 0};
+      } else if (!starts.contains(header.max_txid + 1) &&
+                 fetch_post_checksum(storage, d->key, d->size) == sum) {
+        found = PointFound{header.max_txid, header.commit_time_ms};
+      }
+      return found.has_value();
+    });
+  }
+  // A snapshot no delta continues (its writer started another history).
+  for (auto s = listing.snapshots.rbegin(); s != listing.snapshots.rend() && !found; ++s) {
+    matches([&] {
+      if (fetch_post_checksum(storage, s->key, s->size) == sum)
+        found = PointFound{s->txid, headers.get(s->key).commit_time_ms};
+      return found.has_value();
+    });
+  }
+  return found;
 }
 
 }  // namespace walship

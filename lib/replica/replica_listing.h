@@ -113,7 +113,22 @@ std::optional<std::pair<std::string, uint64_t>> object_ending_at(const ReplicaLi
                                                                  HeaderCache& headers, uint64_t txid);
 
 // The whole-database checksum after an object (from its trailer: one range
-// GET). Throws Failure naming the object when the trailer is corrupt.
+// GET). Throws BadObjectError naming the object when the trailer is corrupt.
 uint64_t fetch_post_checksum(Storage& storage, const std::string& key, uint64_t size);
+
+// Where a database whose whole-database checksum is `sum` stands among the
+// replica's points, newest first: the state before a delta (its header's
+// checksum-before), after a delta no other delta continues (its trailer:
+// the newest, or one a snapshot of another writer followed), or a
+// snapshot's (its trailer). Headers are fetched `parallelism` at a time.
+// With `on_bad`, a bad object is passed over and `on_bad` told of it;
+// without, it throws BadObjectError.
+struct PointFound {
+  uint64_t txid = 0;
+  uint64_t commit_ms = 0;  // 0 for the state before a delta (not recorded there)
+};
+std::optional<PointFound> find_point_by_checksum(
+    Storage& storage, const ReplicaListing& listing, HeaderCache& headers, uint64_t sum, int parallelism,
+    const std::function<void(const BadObjectError&)>& on_bad = {});
 
 }  // namespace walship
