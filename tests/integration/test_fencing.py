@@ -322,6 +322,7 @@ def zombie(tmp, store, take_over):
     app = f"{sys.executable} {WRITER} {a} {tmp}/acks --rate 50 --size {A_SIZE}"
     old = start(tmp, "A", "--exec", app, a, store.url)
     new = None
+    apps = []
     try:
         wait_for(lambda: source_n(a) >= 10, "A's app's first commits")
         wait_for(shipped(tmp, store.url, a), "A's first commits")
@@ -358,6 +359,10 @@ def zombie(tmp, store, take_over):
         assert stop(new) == 0
     finally:
         kill_leftovers(old, new)
+        # A killed -9 leaves its app to init, where run_tests does not look.
+        for pid in apps:
+            if running(pid):
+                os.kill(pid, signal.SIGKILL)
     assert base >= 10 and source_n(a) > base, "A's app wrote nothing after the takeover's restore"
     walship("verify", store.url, check=0)
     restore(tmp, store.url, f"{tmp}/out.db")
