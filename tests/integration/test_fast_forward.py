@@ -1,7 +1,9 @@
 """restore --fast-forward, for a node that comes back with its old disk: an
 older point of the replica is moved aside and replaced by the newest, the
 newest and a node ahead of a replica nobody else wrote are left alone, and
-writes the replica never got are never thrown away (exit 4)."""
+writes the replica never got are never thrown away (exit 4). The returning
+node end to end, through the Docker entrypoint on every backend, is
+test_fencing.py's."""
 import os
 import shutil
 import sys
@@ -53,25 +55,6 @@ def test_the_newest_point_is_left_as_it_is(tmp):
     r = walship("restore", "--fast-forward", replica, "-o", db, check=0)
     assert "is the replica's newest point (TXID 0000000000000001): left as it is" in r.out, r
     assert read(db) == before and not os.path.exists(f"{db}.walship-old")
-
-
-def test_the_returning_node_fast_forwards_and_replicates_on(tmp):
-    """The issue's scenario end to end: node 1 comes back with its old disk,
-    fast-forwards to node 2's data, and replicates on from there."""
-    node1, replica = two_nodes(tmp)
-    old = read(node1)
-    r = walship("restore", "--fast-forward", replica, "-o", node1, check=0)
-    assert r.out.startswith(f"fast-forwarded {node1} from TXID "), r
-    assert f"the old file is {node1}.walship-old" in r.out, r
-    assert check_state(node1) == 40
-    assert read(f"{node1}.walship-old") == old  # nothing thrown away
-    rep = start(tmp, "node1", node1, replica)
-    write(node1, 1)
-    wait_for(shipped(replica, node1), "node 1's commit after the fast-forward")
-    assert stop(rep) == 0
-    assert "behind" not in log_of(tmp, "node1")
-    walship("restore", replica, "-o", f"{tmp}/out.db", check=0)
-    assert check_state(f"{tmp}/out.db") == 41
 
 
 def test_without_local_state_the_point_is_found_in_the_headers(tmp):

@@ -65,22 +65,34 @@ const FilesystemStore = require(path.join(s3rverDir, 'lib', 'stores', 'filesyste
 // s3rver 3.7 answers a PUT (object or part) once its hashing stream has seen
 // the last byte, before the file stream has written it: a GET, a listing or
 // a CompleteMultipartUpload right after could see a short file. These wait
-// for the file, so a 200 means what S3's does: written.
+// for the file, so a 200 means what S3's does: written. And s3rver writes the
+// object's own file, so a GET or a listing during the PUT saw it short (empty,
+// even): the body goes to a temp file renamed over the object once whole, so
+// a reader sees the old object or the new one, as on S3. (The temp name does
+// not end in "._S3rver_object": listings pass it over.)
+let tempCount = 0;
 async function writeStreamed(content, filePath) {
   await fs.promises.mkdir(path.dirname(filePath), { recursive: true });
   const md5 = crypto.createHash('md5');
   let size = 0;
-  await pipeline(
-    Buffer.isBuffer(content) ? Readable.from([content]) : content,
-    new Transform({
-      transform(chunk, encoding, callback) {
-        md5.update(chunk);
-        size += chunk.length;
-        callback(null, chunk);
-      },
-    }),
-    fs.createWriteStream(filePath),
-  );
+  const temp = `${filePath}.${process.pid}-${++tempCount}.tmp`;
+  try {
+    await pipeline(
+      Buffer.isBuffer(content) ? Readable.from([content]) : content,
+      new Transform({
+        transform(chunk, encoding, callback) {
+          md5.update(chunk);
+          size += chunk.length;
+          callback(null, chunk);
+        },
+      }),
+      fs.createWriteStream(temp),
+    );
+    await fs.promises.rename(temp, filePath);
+  } catch (err) {
+    await fs.promises.rm(temp, { force: true });
+    throw err;
+  }
   return { size, md5: md5.digest('hex') };
 }
 
