@@ -48,6 +48,8 @@ def test_a_follower_never_applies_what_a_fenced_writer_lands_after_the_takeover(
     node1, node2, replica, follower = f"{tmp}/node1.db", f"{tmp}/node2.db", f"{tmp}/replica", f"{tmp}/follower.db"
     init_db(node1)
     old = start(tmp, "node1", "replicate", "--lease-ttl", TTL, "--sync-interval", "100ms", node1, replica)
+    # Each replicate ships deltas only of what is written once it runs.
+    wait_for(lambda: 'msg="replicating"' in log_of(tmp, "node1"), "node 1 to replicate")
     write(node1, 20)
     serve = start(tmp, "serve", "serve-replica", "--poll-interval", "100ms", "--list-interval", "1h",
                   f"file://{replica}", follower)
@@ -58,9 +60,9 @@ def test_a_follower_never_applies_what_a_fenced_writer_lands_after_the_takeover(
             assert walship("restore", replica, "-o", node2).code == 0
             new = start(tmp, "node2", "replicate", "--take-over", "--lease-ttl", TTL, "--sync-interval", "100ms",
                         node2, replica)
+            wait_for(lambda: 'msg="replicating"' in log_of(tmp, "node2"), "node 2 to take over")
+            assert "fenced off the previous writer" in log_of(tmp, "node2")
             write(node2, 30)
-            wait_for(lambda: "fenced off the previous writer" in log_of(tmp, "node2") and
-                     'msg="shipped"' in log_of(tmp, "node2"), "node 2's fence and first ship")
             before = old_l0_keys(replica)
             write(node1, 7)  # the zombie app writes on; node 1 ships them on waking
         finally:
