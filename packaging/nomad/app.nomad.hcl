@@ -12,7 +12,16 @@
 #
 # Replace the app task, the bucket and the image tags with your own; the
 # credentials come from Nomad variables (nomad var put nomad/jobs/app
-# AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=...).
+# AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=...). On EC2 clients an
+# instance profile needs no keys at all: drop the two template blocks and
+# walship takes the role's keys from the instance metadata (IMDSv2; set the
+# hop limit to 2 for Docker's bridge network), refreshing them before they
+# expire.
+#
+# Spot clients: constrain the group to them with the node's own attribute
+# or metadata (for example constraint { attribute = "${meta.capacity}"
+# value = "spot" }); the replicate sidecar watches the cloud's preemption
+# notice there (below).
 #
 # Needs Nomad 1.4 or later: Nomad variables (nomadVar) and checks on
 # Nomad-native services (provider = "nomad") arrived in 1.4.
