@@ -63,12 +63,6 @@ std::string mbedtls_message(int code) {
   return buffer;
 }
 
-std::string read_file(const std::string& path, const std::string& what) {
-  std::optional<std::string> content = read_small_file(path);
-  if (!content) throw UsageError(errno_message("unable to read " + what + " '" + path + "'", errno));
-  return std::move(*content);
-}
-
 // "HTTP 400: invalid_grant: Invalid JWT Signature." from an OAuth error body.
 std::string oauth_error(const HttpResponse& response) {
   std::string message = "HTTP " + std::to_string(response.status);
@@ -192,13 +186,6 @@ std::string make_jwt_assertion(const ServiceAccount& account, std::string_view s
          base64url(std::string_view(reinterpret_cast<const char*>(signature.data()), signature_len));
 }
 
-bool token_usable(std::chrono::system_clock::time_point expires, std::chrono::seconds lifetime,
-                  std::chrono::system_clock::time_point now) {
-  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(expires - now).count();
-  const auto total = std::chrono::duration_cast<std::chrono::milliseconds>(lifetime).count();
-  return !http::renewal_due(static_cast<uint64_t>(std::max<int64_t>(total, 0)), left);
-}
-
 Credentials::Credentials(HttpClient& http, const std::string& credentials_file, Clock clock)
     : m_http(http),
       m_clock(clock ? std::move(clock) : Clock([] { return std::chrono::system_clock::now(); })) {
@@ -215,7 +202,8 @@ Credentials::Credentials(HttpClient& http, const std::string& credentials_file, 
   }
   if (!path.empty()) {
     m_credentials_path = path;
-    m_account = parse_service_account(read_file(path, "Google Cloud credentials file"), path);
+    m_account = parse_service_account(
+        read_credentials_file(path, "Google Cloud credentials file", CredentialsFileError::usage), path);
     return;
   }
   const char* host = std::getenv("GCE_METADATA_HOST");
@@ -225,7 +213,9 @@ Credentials::Credentials(HttpClient& http, const std::string& credentials_file, 
 std::string Credentials::authorization_header() {
   if (m_emulator) return {};
   std::lock_guard lock(m_mutex);
-  if (m_token.empty() || !token_usable(m_expires, m_lifetime, m_clock())) fetch_token();
+  const auto now_ms = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(m_clock().time_since_epoch()).count());
+  if (m_token.empty() || http::renewal_due(m_fetched_ms, m_expires_ms, now_ms)) fetch_token();
   return "Authorization: Bearer " + m_token;
 }
 
@@ -290,8 +280,11 @@ void Credentials::fetch_token() {
   if (doc.contains("expires_in") && doc["expires_in"].is_number_integer()) {
     expires_in = doc["expires_in"].get<int64_t>();
   }
-  m_lifetime = std::chrono::seconds(std::max<int64_t>(expires_in, 0));
-  m_expires = requested + m_lifetime;
+  const auto requested_ms = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(requested.time_since_epoch()).count());
+  m_fetched_ms = requested_ms;
+  m_expires_ms =
+      std::max<uint64_t>(requested_ms + static_cast<uint64_t>(std::max<int64_t>(expires_in, 0)) * 1000, 1);
 }
 
 }  // namespace walship::gcs

@@ -3,7 +3,7 @@
 // JSON key (the `credentials-file` option or GOOGLE_APPLICATION_CREDENTIALS;
 // a JWT signed RS256 with mbedTLS, exchanged at the key's token_uri), then the
 // GCE/GKE metadata server (GCE_METADATA_HOST overrides its address). Tokens
-// are cached until five minutes before they expire.
+// are renewed by http::renewal_due (five minutes ahead, or half-way).
 #pragma once
 
 #include <chrono>
@@ -39,11 +39,6 @@ std::string base64url(std::string_view data);
 // exp = now + 1 h. Throws UsageError if the private key does not parse.
 std::string make_jwt_assertion(const ServiceAccount& account, std::string_view scope, int64_t now_unix);
 
-// Whether a token that expires at `expires` is still good to use at `now`:
-// more than five minutes left, or more than half its `lifetime` for short-lived ones.
-bool token_usable(std::chrono::system_clock::time_point expires, std::chrono::seconds lifetime,
-                  std::chrono::system_clock::time_point now);
-
 class Credentials {
  public:
   using Clock = std::function<std::chrono::system_clock::time_point()>;
@@ -75,8 +70,8 @@ class Credentials {
 
   std::mutex m_mutex;
   std::string m_token;
-  std::chrono::system_clock::time_point m_expires;
-  std::chrono::seconds m_lifetime{0};
+  uint64_t m_fetched_ms = 0;
+  uint64_t m_expires_ms = 0;
 };
 
 }  // namespace walship::gcs

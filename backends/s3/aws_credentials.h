@@ -31,10 +31,6 @@ struct TimedCredentials {
 // naming `where` for anything else. Pure.
 TimedCredentials parse_credentials_json(const std::string& json, const std::string& where);
 
-// Whether keys fetched at `fetched_ms` that expire at `expires_ms` are due
-// for a refresh at `now_ms`. Pure.
-bool refresh_due(uint64_t fetched_ms, uint64_t expires_ms, uint64_t now_ms);
-
 class RoleCredentials {
  public:
   using Clock = std::function<uint64_t()>;  // ms since the epoch
@@ -58,6 +54,9 @@ class RoleCredentials {
   TimedCredentials fetch_container();
   TimedCredentials fetch_web_identity();
   TimedCredentials fetch_process();
+  // The body of `request`'s 200 answer; no answer or another status throws
+  // the StorageError naming `where` (transient when trying again may help).
+  std::string perform_or_throw(const http::HttpRequest& request, const std::string& where);
 
   RoleSource m_source;
   std::string m_shown;

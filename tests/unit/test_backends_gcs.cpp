@@ -200,18 +200,6 @@ TEST_CASE("service-account key files are parsed and bad ones named") {
                        UsageError);
 }
 
-TEST_CASE("tokens are reused until five minutes before they expire") {
-  using namespace std::chrono;
-  const system_clock::time_point t0{seconds(1'000'000)};
-  CHECK(token_usable(t0 + hours(1), hours(1), t0));
-  CHECK(token_usable(t0 + hours(1), hours(1), t0 + minutes(54)));
-  CHECK_FALSE(token_usable(t0 + hours(1), hours(1), t0 + minutes(55)));
-  CHECK_FALSE(token_usable(t0 + hours(1), hours(1), t0 + hours(2)));
-  // A short-lived token is refreshed at half its life.
-  CHECK(token_usable(t0 + seconds(60), seconds(60), t0 + seconds(29)));
-  CHECK_FALSE(token_usable(t0 + seconds(60), seconds(60), t0 + seconds(30)));
-}
-
 TEST_CASE("without credentials or a metadata server the error says what to set") {
   ScopedEnv emulator("STORAGE_EMULATOR_HOST", nullptr);
   ScopedEnv key("GOOGLE_APPLICATION_CREDENTIALS", nullptr);
