@@ -53,6 +53,8 @@ class GcsStorage : public Storage {
   ~GcsStorage() override;
 
   std::string url() const override;
+  // "gs", the credentials' source and the current token's expiry.
+  StorageFacts facts() const override;
 
   // Media upload (one request) below resumable_threshold, a resumable
   // session in upload_chunk_size chunks above it; a chunk that fails is

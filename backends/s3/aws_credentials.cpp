@@ -144,6 +144,20 @@ std::string RoleCredentials::perform_or_throw(const HttpRequest& request, const 
   return checked_body(response, error, where);
 }
 
+std::string RoleCredentials::source() const {
+  std::lock_guard lock(m_mutex);
+  if (m_source.kind == RoleSource::Kind::instance && !m_instance_role.empty()) {
+    return "IMDSv2 role '" + m_instance_role + "' of the EC2 instance profile (instance metadata at " +
+           m_source.url + ")";
+  }
+  return describe_role(m_source);
+}
+
+uint64_t RoleCredentials::expires_ms() const {
+  std::lock_guard lock(m_mutex);
+  return m_current ? m_current->expires_ms : 0;
+}
+
 TimedCredentials RoleCredentials::fetch() {
   switch (m_source.kind) {
     case RoleSource::Kind::instance: return fetch_instance();
@@ -195,6 +209,7 @@ TimedCredentials RoleCredentials::fetch_instance() {
   if (role.empty()) {
     throw StorageError("unable to get S3 credentials from " + where + ": it names no IAM role", false);
   }
+  m_instance_role = role;  // fetch() runs under m_mutex
   const std::string json =
       call("GET", "/latest/meta-data/iam/security-credentials/" + percent_encode(role), auth);
   try {

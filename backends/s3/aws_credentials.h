@@ -47,6 +47,11 @@ class RoleCredentials {
   void invalidate();
   // Empty, or why the last refresh failed while the current keys still hold.
   std::string warning() const;
+  // Where the keys come from (describe_role), with the instance profile's
+  // role name once it is known; never a key.
+  std::string source() const;
+  // When the current keys expire (ms since the epoch); 0: none fetched yet, or never.
+  uint64_t expires_ms() const;
 
  private:
   TimedCredentials fetch();
@@ -68,7 +73,8 @@ class RoleCredentials {
   uint64_t m_fetched_ms = 0;
   uint64_t m_retry_ms = 0;  // no refresh before this, after a failed one
   std::string m_warning;
-  bool m_ever = false;  // keys were obtained once
+  bool m_ever = false;          // keys were obtained once
+  std::string m_instance_role;  // the IAM role IMDS named
 };
 
 }  // namespace walship::s3

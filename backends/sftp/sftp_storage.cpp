@@ -272,6 +272,19 @@ SftpStorage::SftpStorage(SftpOptions options) : m_options(std::move(options)) {
 
 SftpStorage::~SftpStorage() = default;
 
+StorageFacts SftpStorage::facts() const {
+  std::lock_guard lock(m_login_mutex);
+  std::string login = m_login;
+  if (login.empty()) {
+    login = m_options.password           ? "password"
+            : m_options.key_file.empty() ? "ssh-agent or ~/.ssh/id_ed25519, id_ecdsa, id_rsa"
+                                         : m_options.key_file;
+  }
+  if (login != "password" && login != "ssh-agent" && !login.starts_with("ssh-agent ")) login = "key " + login;
+  return {"sftp",
+          (login == "password" ? "the password in the URL" : login) + " as user '" + m_options.user + "'", 0};
+}
+
 std::string SftpStorage::url() const {
   std::string host =
       m_options.host.find(':') != std::string::npos ? "[" + m_options.host + "]" : m_options.host;
@@ -382,6 +395,10 @@ SftpStorage::Connection& SftpStorage::connection() {
         if (file_exists(path)) authenticated = try_key(path);
       }
     }
+  }
+  if (authenticated) {
+    std::lock_guard login_lock(m_login_mutex);
+    m_login = tried.back();
   }
   if (!authenticated) {
     std::string list;
