@@ -408,8 +408,8 @@ class Handler(BaseHTTPRequestHandler):
         with state.lock:
             federated = state.federated.get(token)
         if federated is None or federated[0] < time.time():
-            return bad(401, "Request had invalid authentication credentials. Expected OAuth 2 access token, login "
-                            "cookie or other valid authentication credential.", "UNAUTHENTICATED")
+            return bad(401, "Request had invalid authentication credentials. Expected OAuth 2 access token, "
+                            "login cookie or other valid authentication credential.", "UNAUTHENTICATED")
         if CLOUD_PLATFORM not in federated[1]:
             return bad(403, "Request had insufficient authentication scopes.", "PERMISSION_DENIED")
         if email != state.client_email:
