@@ -15,6 +15,7 @@
 #include "backends/url.h"
 #include "lib/util/error.h"
 #include "lib/util/fs.h"
+#include "lib/util/log.h"
 #include "lib/util/percent_encode.h"
 #include "lib/util/time.h"
 
@@ -437,6 +438,10 @@ std::string Credentials::authorization_header() {
     m_token = std::move(token.value);
     m_fetched_ms = now;
     m_expires_ms = std::max<uint64_t>(token.expires_ms, 1);  // 0 would mean "never expires"
+    if (log_enabled(LogLevel::debug)) {
+      log(LogLevel::debug, "GCS access token fetched",
+          {{"from", source()}, {"expires", format_rfc3339(m_expires_ms)}});
+    }
   }
   return "Authorization: Bearer " + m_token;
 }

@@ -153,6 +153,8 @@ def test_replicate_renews_tokens_that_live_20_s(tmp):
             code = stop(rep)
         text = clean_log(code, f"{tmp}/replicate.log", ("401", "step failed", "retrying", "level=error",
                                                         "level=warn"))
+        # -v says where each token came from and when it expires, never the token.
+        assert text.count('msg="GCS access token fetched" from="external_account ') >= 3, text
         stats = server.stats()
         assert stats["sts_exchanges"] >= 3 and stats["impersonations"] >= 3, stats
         assert stats["sts_refusals"] == 0, stats
