@@ -273,16 +273,17 @@ SftpStorage::SftpStorage(SftpOptions options) : m_options(std::move(options)) {
 SftpStorage::~SftpStorage() = default;
 
 StorageFacts SftpStorage::facts() const {
-  std::lock_guard lock(m_login_mutex);
-  std::string login = m_login;
-  if (login.empty()) {
-    login = m_options.password           ? "password"
-            : m_options.key_file.empty() ? "ssh-agent or ~/.ssh/id_ed25519, id_ecdsa, id_rsa"
-                                         : m_options.key_file;
+  std::string how;
+  if (m_options.password) {
+    how = "the password in the URL";
+  } else {
+    std::lock_guard lock(m_login_mutex);
+    const std::string& used = !m_login.empty() ? m_login : m_options.key_file;
+    how = used.empty()          ? "ssh-agent or ~/.ssh/id_ed25519, id_ecdsa, id_rsa"
+          : used == "ssh-agent" ? "ssh-agent"
+                                : "key " + used;
   }
-  if (login != "password" && login != "ssh-agent" && !login.starts_with("ssh-agent ")) login = "key " + login;
-  return {"sftp",
-          (login == "password" ? "the password in the URL" : login) + " as user '" + m_options.user + "'", 0};
+  return {"sftp", how + " as user '" + m_options.user + "'", 0};
 }
 
 std::string SftpStorage::url() const {

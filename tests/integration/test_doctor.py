@@ -4,7 +4,8 @@ profile's role (tests/aws/aws_test_server.py), gs:// with a service-account
 key file and with an external_account file (workload identity federation).
 It names the backend and where the credentials come from, when temporary
 ones expire and whether conditional writes are honoured, proves access with
-one LIST, exits 0 / 1 / 2, and never prints a secret."""
+one LIST, exits 0 / 1 / 2, and never prints a secret. sftp:// names the key
+it logged in with."""
 import json
 import os
 import re
@@ -124,6 +125,20 @@ def test_gcs_with_a_key_file_and_with_workload_identity_federation(tmp):
         assert field(r.out, "credentials") == "the metadata server at 127.0.0.1:1", r
 
 
+def test_sftp_with_a_key(tmp):
+    sys.path.insert(0, os.path.join(HERE, "..", "sftp"))
+    from sshd_server import Sshd, available
+    reason = available()
+    if reason:
+        skip(reason)
+    with Sshd() as sshd:
+        r = walship("doctor", sshd.url(f"{tmp}/replica"), env={"SSH_AUTH_SOCK": ""}, check=0)
+        assert field(r.out, "backend") == "sftp", r
+        assert field(r.out, "credentials") == f"key {sshd.user_key} as user '{sshd.user}'", r
+        assert field(r.out, "conditional").startswith("honoured"), r
+        assert "PRIVATE KEY" not in r.out + r.err, r
+
+
 if __name__ == "__main__":
     run_tests([test_file_replica, test_s3_with_environment_keys_and_with_an_instance_role,
-               test_gcs_with_a_key_file_and_with_workload_identity_federation])
+               test_gcs_with_a_key_file_and_with_workload_identity_federation, test_sftp_with_a_key])
