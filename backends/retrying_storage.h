@@ -38,6 +38,7 @@ class RetryingStorage : public Storage {
   std::string url() const override { return m_inner->url(); }
   bool atomic_put_if_absent() const override { return m_inner->atomic_put_if_absent(); }
   std::string warning() const override { return m_inner->warning(); }
+  StorageFacts facts() const override { return m_inner->facts(); }
 
   // Rewinds `data` before every attempt.
   void put(const std::string& key, ByteSource& data) override;

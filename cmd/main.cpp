@@ -78,6 +78,7 @@ int main(int argc, char** argv) {
       "  walship verify file:///backups/app\n"
       "  walship prune --dry-run file:///backups/app\n"
       "  walship serve-replica file:///backups/app /data/replica.db\n"
+      "  walship doctor gs://bucket/app\n"
       "\n"
       "  walship status --config /etc/walship/walship.toml\n"
       "\n"
@@ -113,6 +114,7 @@ int main(int argc, char** argv) {
   walship::cmd::add_prune_command(app, global, run);
   walship::cmd::add_serve_replica_command(app, global, run);
   walship::cmd::add_status_command(app, global, run);
+  walship::cmd::add_doctor_command(app, run);
   walship::cmd::add_version_command(app, run);
 
   try {

@@ -27,6 +27,7 @@ class FileStorage : public Storage {
 
   // "file://" + the percent-encoded root.
   std::string url() const override;
+  StorageFacts facts() const override { return {"file", "", 0}; }
 
   // Writes `.<name>.walship-tmp-<random>` beside the object, fsyncs it,
   // renames it onto the key and fsyncs the directory, so the object is either

@@ -117,6 +117,8 @@ GcsStorage::GcsStorage(GcsOptions options)
 
 GcsStorage::~GcsStorage() = default;
 
+StorageFacts GcsStorage::facts() const { return {"gs", m_credentials.source(), m_credentials.expires_ms()}; }
+
 std::string GcsStorage::url() const { return m_names.url(); }
 
 http::HttpResponse GcsStorage::send(http::HttpRequest request, const std::string& what) {

@@ -3,8 +3,9 @@
 //   gs://bucket/prefix[?option=value...]
 //
 // Options (URL query or the replica's settings in walship.toml):
-//   credentials-file     service-account key JSON (default: $GOOGLE_APPLICATION_CREDENTIALS,
-//                        then the GCE metadata server; $STORAGE_EMULATOR_HOST: no auth)
+//   credentials-file     service-account key or external_account JSON (default:
+//                        $GOOGLE_APPLICATION_CREDENTIALS, then the GCE metadata
+//                        server; $STORAGE_EMULATOR_HOST: no auth)
 //   endpoint             base URL of the API (default https://storage.googleapis.com)
 //   resumable-threshold  objects of at least this many bytes use a resumable upload (default 8 MiB)
 //   upload-chunk-size    bytes per resumable chunk, a multiple of 256 KiB (default 8 MiB)
@@ -52,6 +53,8 @@ class GcsStorage : public Storage {
   ~GcsStorage() override;
 
   std::string url() const override;
+  // "gs", the credentials' source and the current token's expiry.
+  StorageFacts facts() const override;
 
   // Media upload (one request) below resumable_threshold, a resumable
   // session in upload_chunk_size chunks above it; a chunk that fails is

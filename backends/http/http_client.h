@@ -56,13 +56,17 @@ struct HttpResponse {
   bool body_truncated = false;                 // `body` was cut at HttpRequest::max_body
 };
 
-// Whether short-lived credentials (S3 role keys, a GCS access token) that
-// live `lifetime_ms` in all and have `left_ms` left are due for renewal: five
-// minutes before they expire, or half-way for those that live less than ten.
-// The one rule of both backends.
-inline bool renewal_due(uint64_t lifetime_ms, int64_t left_ms) {
+// Whether short-lived credentials (S3 role keys, a GCS access token) fetched
+// at `fetched_ms` that expire at `expires_ms` (0: never) are due for renewal
+// at `now_ms` (all in ms since the epoch): five minutes before they expire,
+// or half-way for those that live less than ten. The one rule of both
+// backends. Pure.
+inline bool renewal_due(uint64_t fetched_ms, uint64_t expires_ms, uint64_t now_ms) {
+  if (expires_ms == 0) return false;
   constexpr int64_t k_margin_ms = 5 * 60 * 1000;
-  return left_ms <= std::min<int64_t>(k_margin_ms, static_cast<int64_t>(lifetime_ms / 2));
+  const int64_t lifetime = expires_ms > fetched_ms ? static_cast<int64_t>(expires_ms - fetched_ms) : 0;
+  const int64_t left = static_cast<int64_t>(expires_ms) - static_cast<int64_t>(now_ms);
+  return left <= std::min<int64_t>(k_margin_ms, lifetime / 2);
 }
 
 // A libcurl failure before any HTTP status arrived (refused, reset, timed out,

@@ -70,17 +70,6 @@ std::string checked_body(const HttpResponse& response, const TransportError& err
   return response.body;
 }
 
-// A token file's content, without the trailing newline most writers add.
-std::string read_token_file(const std::string& path, const std::string& what) {
-  std::optional<std::string> content = read_small_file(path);
-  if (!content) throw StorageError(errno_message("unable to read " + what + " '" + path + "'", errno), false);
-  std::string token = std::move(*content);
-  while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' '))
-    token.pop_back();
-  if (token.empty()) throw StorageError(what + " '" + path + "' is empty", false);
-  return token;
-}
-
 }  // namespace
 
 TimedCredentials parse_credentials_json(const std::string& json, const std::string& where) {
@@ -101,12 +90,6 @@ TimedCredentials parse_credentials_json(const std::string& json, const std::stri
   return out;
 }
 
-bool refresh_due(uint64_t fetched_ms, uint64_t expires_ms, uint64_t now_ms) {
-  if (expires_ms == 0) return false;
-  const uint64_t lifetime = expires_ms > fetched_ms ? expires_ms - fetched_ms : 0;
-  return http::renewal_due(lifetime, static_cast<int64_t>(expires_ms) - static_cast<int64_t>(now_ms));
-}
-
 RoleCredentials::RoleCredentials(RoleSource source, std::string shown, http::TlsOptions tls, Clock clock)
     : m_source(std::move(source)),
       m_shown(std::move(shown)),
@@ -117,7 +100,7 @@ Credentials RoleCredentials::get() {
   std::lock_guard lock(m_mutex);
   const uint64_t now = m_clock();
   const bool valid = m_current && (m_current->expires_ms == 0 || now < m_current->expires_ms);
-  if (valid && !refresh_due(m_fetched_ms, m_current->expires_ms, now)) return m_current->keys;
+  if (valid && !http::renewal_due(m_fetched_ms, m_current->expires_ms, now)) return m_current->keys;
   if (valid && now < m_retry_ms) return m_current->keys;
   try {
     m_current = fetch();
@@ -153,6 +136,26 @@ void RoleCredentials::invalidate() {
 std::string RoleCredentials::warning() const {
   std::lock_guard lock(m_mutex);
   return m_warning;
+}
+
+std::string RoleCredentials::perform_or_throw(const HttpRequest& request, const std::string& where) {
+  TransportError error;
+  const HttpResponse response = m_http.perform(request, error);
+  return checked_body(response, error, where);
+}
+
+std::string RoleCredentials::source() const {
+  std::lock_guard lock(m_mutex);
+  if (m_source.kind == RoleSource::Kind::instance && !m_instance_role.empty()) {
+    return "IMDSv2 role '" + m_instance_role + "' of the EC2 instance profile (instance metadata at " +
+           m_source.url + ")";
+  }
+  return describe_role(m_source);
+}
+
+uint64_t RoleCredentials::expires_ms() const {
+  std::lock_guard lock(m_mutex);
+  return m_current ? m_current->expires_ms : 0;
 }
 
 TimedCredentials RoleCredentials::fetch() {
@@ -206,6 +209,7 @@ TimedCredentials RoleCredentials::fetch_instance() {
   if (role.empty()) {
     throw StorageError("unable to get S3 credentials from " + where + ": it names no IAM role", false);
   }
+  m_instance_role = role;  // fetch() runs under m_mutex
   const std::string json =
       call("GET", "/latest/meta-data/iam/security-credentials/" + percent_encode(role), auth);
   try {
@@ -222,15 +226,15 @@ TimedCredentials RoleCredentials::fetch_container() {
   request.url = m_source.url;
   if (!m_source.token_file.empty()) {
     request.headers.push_back("Authorization: " +
-                              read_token_file(m_source.token_file, "the container authorization token file"));
+                              read_credentials_file(m_source.token_file,
+                                                    "the container authorization token file",
+                                                    CredentialsFileError::storage));
   } else if (!m_source.authorization.empty()) {
     request.headers.push_back("Authorization: " + m_source.authorization);
   }
   request.connect_timeout_seconds = k_metadata_connect_seconds;
   request.timeout_seconds = k_metadata_timeout_seconds;
-  TransportError error;
-  const HttpResponse response = m_http.perform(request, error);
-  const std::string body = checked_body(response, error, where);
+  const std::string body = perform_or_throw(request, where);
   try {
     return parse_credentials_json(body, where);
   } catch (const Failure& e) {
@@ -242,7 +246,8 @@ TimedCredentials RoleCredentials::fetch_container() {
 // (Kubernetes rotates it).
 TimedCredentials RoleCredentials::fetch_web_identity() {
   const std::string where = "STS at " + m_source.url + " for role '" + m_source.role_arn + "'";
-  const std::string token = read_token_file(m_source.token_file, "the web identity token file");
+  const std::string token = read_credentials_file(m_source.token_file, "the web identity token file",
+                                                  CredentialsFileError::storage);
   const std::string session =
       m_source.session_name.empty() ? "walship-" + std::to_string(::getpid()) : m_source.session_name;
   const std::string form =
@@ -256,9 +261,7 @@ TimedCredentials RoleCredentials::fetch_web_identity() {
   request.body = &body;
   request.body_size = form.size();
   request.timeout_seconds = 30;
-  TransportError error;
-  const HttpResponse response = m_http.perform(request, error);
-  const std::string xml = checked_body(response, error, where);
+  const std::string xml = perform_or_throw(request, where);
   try {
     const StsCredentials sts = parse_sts_credentials(xml);
     return {{sts.access_key_id, sts.secret_access_key, sts.session_token},

@@ -31,10 +31,6 @@ struct TimedCredentials {
 // naming `where` for anything else. Pure.
 TimedCredentials parse_credentials_json(const std::string& json, const std::string& where);
 
-// Whether keys fetched at `fetched_ms` that expire at `expires_ms` are due
-// for a refresh at `now_ms`. Pure.
-bool refresh_due(uint64_t fetched_ms, uint64_t expires_ms, uint64_t now_ms);
-
 class RoleCredentials {
  public:
   using Clock = std::function<uint64_t()>;  // ms since the epoch
@@ -51,6 +47,11 @@ class RoleCredentials {
   void invalidate();
   // Empty, or why the last refresh failed while the current keys still hold.
   std::string warning() const;
+  // Where the keys come from (describe_role), with the instance profile's
+  // role name once it is known; never a key.
+  std::string source() const;
+  // When the current keys expire (ms since the epoch); 0: none fetched yet, or never.
+  uint64_t expires_ms() const;
 
  private:
   TimedCredentials fetch();
@@ -58,6 +59,9 @@ class RoleCredentials {
   TimedCredentials fetch_container();
   TimedCredentials fetch_web_identity();
   TimedCredentials fetch_process();
+  // The body of `request`'s 200 answer; no answer or another status throws
+  // the StorageError naming `where` (transient when trying again may help).
+  std::string perform_or_throw(const http::HttpRequest& request, const std::string& where);
 
   RoleSource m_source;
   std::string m_shown;
@@ -69,7 +73,8 @@ class RoleCredentials {
   uint64_t m_fetched_ms = 0;
   uint64_t m_retry_ms = 0;  // no refresh before this, after a failed one
   std::string m_warning;
-  bool m_ever = false;  // keys were obtained once
+  bool m_ever = false;          // keys were obtained once
+  std::string m_instance_role;  // the IAM role IMDS named
 };
 
 }  // namespace walship::s3

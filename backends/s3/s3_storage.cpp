@@ -131,6 +131,11 @@ std::string S3Storage::url() const { return m_names.url(); }
 
 std::string S3Storage::warning() const { return m_role ? m_role->warning() : ""; }
 
+StorageFacts S3Storage::facts() const {
+  if (!m_role) return {"s3", m_resolved.credentials_source, 0};
+  return {"s3", m_role->source(), m_role->expires_ms()};
+}
+
 http::HttpResponse S3Storage::send(const Request& request, const std::string& what) const {
   const std::string path = s3::uri_encode(request.object, false);
   std::string host;

@@ -58,6 +58,9 @@ class S3Storage : public Storage {
   // A failed refresh of role credentials (aws_credentials.h), while the
   // current ones still hold.
   std::string warning() const override;
+  // "s3", and resolve()'s credentials_source, or the role's (with the
+  // instance profile's role name and the keys' expiry once fetched).
+  StorageFacts facts() const override;
 
   // GetObject with a Range header.
   bool get(const std::string& key, ByteSink& out, const ByteRange& range = {}) override;

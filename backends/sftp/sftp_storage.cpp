@@ -272,6 +272,20 @@ SftpStorage::SftpStorage(SftpOptions options) : m_options(std::move(options)) {
 
 SftpStorage::~SftpStorage() = default;
 
+StorageFacts SftpStorage::facts() const {
+  std::string how;
+  if (m_options.password) {
+    how = "the password in the URL";
+  } else {
+    std::lock_guard lock(m_login_mutex);
+    const std::string& used = !m_login.empty() ? m_login : m_options.key_file;
+    how = used.empty()          ? "ssh-agent or ~/.ssh/id_ed25519, id_ecdsa, id_rsa"
+          : used == "ssh-agent" ? "ssh-agent"
+                                : "key " + used;
+  }
+  return {"sftp", how + " as user '" + m_options.user + "'", 0};
+}
+
 std::string SftpStorage::url() const {
   std::string host =
       m_options.host.find(':') != std::string::npos ? "[" + m_options.host + "]" : m_options.host;
@@ -382,6 +396,10 @@ SftpStorage::Connection& SftpStorage::connection() {
         if (file_exists(path)) authenticated = try_key(path);
       }
     }
+  }
+  if (authenticated) {
+    std::lock_guard login_lock(m_login_mutex);
+    m_login = tried.back();
   }
   if (!authenticated) {
     std::string list;

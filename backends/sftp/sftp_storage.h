@@ -57,6 +57,9 @@ class SftpStorage : public Storage {
   ~SftpStorage() override;
 
   std::string url() const override;
+  // "sftp", and how it logged in: the URL's password, the key file, or the
+  // agent (named once a connection was made).
+  StorageFacts facts() const override;
 
   // Writes `.<name>.walship-tmp-<random>` beside the object, fsyncs it
   // (fsync@openssh.com) and renames it onto the key (posix-rename@openssh.com
@@ -99,6 +102,8 @@ class SftpStorage : public Storage {
   SftpOptions m_options;
   std::mutex m_mutex;  // libssh2 sessions are not thread-safe: one operation at a time
   std::unique_ptr<Connection> m_connection;
+  mutable std::mutex m_login_mutex;
+  std::string m_login;  // what the last login used: "ssh-agent", a key path, "password"
 };
 
 }  // namespace walship

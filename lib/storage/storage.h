@@ -26,6 +26,16 @@ struct ByteRange {
   std::optional<uint64_t> length;
 };
 
+// What `walship doctor` shows about a storage besides what it tries: which
+// backend, and where its credentials come from. Never a secret.
+struct StorageFacts {
+  std::string backend;      // "file", "s3", "gs", "sftp"
+  std::string credentials;  // the source, named ("the environment", "key file PATH ..."); "" when none needed
+  // When the current temporary credentials expire (ms since the epoch); 0:
+  // they do not, or none were fetched yet.
+  uint64_t credentials_expire_ms = 0;
+};
+
 // Failures throw StorageError, whose transient() tells RetryingStorage whether
 // to try again. Not-found is a normal result, never an exception.
 class Storage {
@@ -45,6 +55,9 @@ class Storage {
   // Empty, or what an operator should know though nothing failed (S3: a
   // credential refresh that failed while the current keys still hold).
   virtual std::string warning() const { return {}; }
+  // The backend and its credentials' source (after an operation, for the
+  // temporary credentials it fetched).
+  virtual StorageFacts facts() const { return {}; }
 
   // Streams the object (or a range of it) into `out`; false if it does not exist.
   virtual bool get(const std::string& key, ByteSink& out, const ByteRange& range = {}) = 0;

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <string_view>
 
 #include "lib/util/error.h"
 #include "lib/util/signals.h"
@@ -22,6 +23,20 @@ std::optional<std::string> read_small_file(const std::string& path) {
   text << in.rdbuf();
   if (in.bad()) return std::nullopt;
   return text.str();
+}
+
+std::string read_credentials_file(const std::string& path, const std::string& what,
+                                  CredentialsFileError error) {
+  auto fail = [&](const std::string& message) -> std::string {
+    if (error == CredentialsFileError::usage) throw UsageError(message);
+    throw StorageError(message, false);
+  };
+  std::optional<std::string> content = read_small_file(path);
+  if (!content) return fail(errno_message("unable to read " + what + " '" + path + "'", errno));
+  constexpr std::string_view k_space = " \t\r\n";
+  const size_t first = content->find_first_not_of(k_space);
+  if (first == std::string::npos) return fail(what + " '" + path + "' is empty");
+  return content->substr(first, content->find_last_not_of(k_space) - first + 1);
 }
 
 UniqueFd& UniqueFd::operator=(UniqueFd&& other) noexcept {

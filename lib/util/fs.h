@@ -14,6 +14,17 @@ namespace walship {
 // file is for in their own error.
 std::optional<std::string> read_small_file(const std::string& path);
 
+// How a credentials file that cannot be read is reported: as a usage error
+// (a file read once, at start: the setup is wrong) or as a non-transient
+// StorageError (a token file read again at each refresh, by a running process).
+enum class CredentialsFileError { usage, storage };
+
+// A credentials file (a key, a token, a credentials JSON) named `what` in
+// errors ("unable to read WHAT 'PATH': <cause>", "WHAT 'PATH' is empty"):
+// its content without the white space around it, which most writers add.
+std::string read_credentials_file(const std::string& path, const std::string& what,
+                                  CredentialsFileError error);
+
 class UniqueFd {
  public:
   UniqueFd() = default;

@@ -3,7 +3,7 @@ _walship() {
   local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]} command='' i
   for ((i = 1; i < COMP_CWORD; i++)); do
     case ${COMP_WORDS[i]} in
-      snapshot|replicate|restore|ls|verify|prune|serve-replica|status|version) command=${COMP_WORDS[i]}; break ;;
+      snapshot|replicate|restore|ls|verify|prune|serve-replica|status|doctor|version) command=${COMP_WORDS[i]}; break ;;
     esac
   done
   local options values
@@ -17,6 +17,7 @@ _walship() {
     prune) options='-h --help -c --config --replica --keep-within --keep-minutely --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-last -n --dry-run'; values='-c --config --replica' ;;
     serve-replica) options='-h --help -c --config --checkpoint-pages --poll-interval --list-interval --parallelism --http --max-lag'; values='-c --config --http --max-lag' ;;
     status) options='-h --help -c --config --replica --max-lag --json'; values='-c --config --replica --max-lag' ;;
+    doctor) options='-h --help -c --config --replica'; values='-c --config --replica' ;;
     version) options='-h --help'; values='' ;;
   esac
   case " $values " in
@@ -25,7 +26,7 @@ _walship() {
   if [[ $cur == -* ]]; then
     COMPREPLY=($(compgen -W "$options" -- "$cur"))
   elif [[ -z $command ]]; then
-    COMPREPLY=($(compgen -W 'snapshot replicate restore ls verify prune serve-replica status version' -- "$cur"))
+    COMPREPLY=($(compgen -W 'snapshot replicate restore ls verify prune serve-replica status doctor version' -- "$cur"))
   else
     COMPREPLY=($(compgen -f -- "$cur"))
   fi

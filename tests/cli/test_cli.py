@@ -24,7 +24,7 @@ def expect(result, code, err=None, out=None):
 def test_help_lists_commands_and_examples(tmp):
     r = walship("--help")
     expect(r, 0, out=r"snapshot[\s\S]*restore[\s\S]*ls[\s\S]*Examples:[\s\S]*Exit codes")
-    for cmd in ("replicate", "snapshot", "restore", "ls", "version"):
+    for cmd in ("replicate", "snapshot", "restore", "ls", "doctor", "version"):
         expect(walship(cmd, "--help"), 0, out=r"Usage|Examples|Print")
     expect(walship("restore", "--help"), 0, out=r"--timestamp[\s\S]*--if-replica-exists[\s\S]*Examples:")
 
@@ -259,7 +259,7 @@ def test_an_unknown_command_is_one_line(tmp):
 
 
 def test_config_that_is_a_folder_says_so(tmp):
-    for cmd in ("ls", "restore", "verify", "prune", "status", "replicate", "serve-replica"):
+    for cmd in ("ls", "restore", "verify", "prune", "status", "replicate", "serve-replica", "doctor"):
         expect(walship(cmd, "--config", tmp), 2, err=rf"^walship: the configuration '{tmp}' is a folder: give the "
                                                      r"walship.toml file in it")
 
@@ -286,6 +286,8 @@ replicas = ["file://{tmp}/rb1", "file://{tmp}/rb2"]
            out=rf"written as file://{tmp}/rb1/")
     expect(walship("ls", "--config", config, f"{tmp}/a.db"), 0, out=r"1 restore point")
     expect(walship("verify", "--config", config, f"{tmp}/a.db"), 0, out=r"result     OK")
+    expect(walship("doctor", "--config", config, f"{tmp}/a.db"), 0, out=rf"replica      file://{tmp}/ra\n"
+                                                                       r"backend      file\n[\s\S]*1 snapshot")
     expect(walship("ls", "--config", config, f"{tmp}/nope.db"), 2, err=r"database '.*nope.db' is not in .*walship.toml")
     expect(walship("ls", "--config", config), 2, err=r"lists several databases \(.*a.db, .*b.db\)")
     expect(walship("ls", "--replica", "1", f"file://{tmp}/ra"), 2, err=r"--replica .*pass --config FILE too")

@@ -21,15 +21,32 @@ as documented by Google, the subset walship uses:
   scope, iat and exp, and issues bearer tokens (checked when --auth is given)
 - GET /computeMetadata/v1/instance/service-accounts/default/token with
   Metadata-Flavor: Google, as the GCE metadata server
+- workload identity federation, as Google documents it: POST /v1/token, the
+  STS token exchange (RFC 8693; form fields grant_type, audience, scope,
+  requested_token_type, subject_token, subject_token_type checked; a wrong
+  subject token is refused with 400 invalid_grant, another audience with 400
+  invalid_target), answering access_token, issued_token_type, token_type and
+  expires_in; POST /v1/projects/-/serviceAccounts/EMAIL:generateAccessToken,
+  IAM credentials' impersonation (a bearer STS token with the cloud-platform
+  scope; JSON body scope[] and lifetime), answering accessToken and
+  expireTime; GET /subject-token, a subject token URL in Azure's shape (JSON
+  with access_token) that wants the header "Metadata: True"
 
 Test hooks (not Google's API): POST /_test/fail?count=N&status=S&match=TEXT
 makes the next N requests whose path contains TEXT answer S (status 0: the
 connection is closed after the request body was read and applied, as when
-an answer is lost); GET /_test/stats returns counters.
+an answer is lost); GET /_test/stats returns counters; POST
+/_test/rotate-subject-token writes a new subject token to DIR/subject-token
+and refuses the old one from then on (as Kubernetes rotates its tokens).
 
 --credentials-dir DIR generates a throwaway RSA key and writes
 DIR/service-account.json (token_uri pointing here) and, for tests of
-rejected credentials, DIR/wrong-service-account.json signed by another key.
+rejected credentials, DIR/wrong-service-account.json signed by another key;
+and for workload identity federation DIR/subject-token (the subject token)
+and three external_account files pointing here: external-account-file.json
+(file source, text), external-account-url.json (url source, json format,
+headers) and external-account-impersonation.json (file source, then
+impersonation of the test service account).
 The first line on stdout is "listening on 127.0.0.1:PORT".
 """
 import argparse
@@ -48,6 +65,11 @@ SCOPES = ("https://www.googleapis.com/auth/devstorage.read_write",
           "https://www.googleapis.com/auth/devstorage.full_control",
           "https://www.googleapis.com/auth/cloud-platform")
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+SUBJECT_TOKEN_TYPES = ("urn:ietf:params:oauth:token-type:jwt", "urn:ietf:params:oauth:token-type:id-token")
+CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
+AUDIENCE = "//iam.googleapis.com/projects/123456/locations/global/workloadIdentityPools/walship-test/providers/test"
 
 
 class Object:
@@ -63,11 +85,15 @@ class State:
         self.buckets = {name: {} for name in args.bucket}
         self.generation = int(time.time() * 1000000)
         self.sessions = {}
-        self.tokens = {}
+        self.tokens = {}  # token -> expiry (time.time())
+        self.federated = {}  # STS tokens -> (expiry, scopes)
+        self.subject_token = None
+        self.credentials_dir = None
         self.public_key = None
         self.client_email = "walship-test@walship-test.iam.gserviceaccount.com"
         self.faults = []  # [match, status, remaining]
-        self.stats = {"tokens_issued": 0, "list_pages": 0, "media_uploads": 0, "resumable_sessions": 0,
+        self.stats = {"tokens_issued": 0, "sts_exchanges": 0, "sts_refusals": 0, "impersonations": 0,
+                      "subject_token_reads": 0, "list_pages": 0, "media_uploads": 0, "resumable_sessions": 0,
                       "resumable_chunks": 0, "status_queries": 0, "downloads": 0, "deletes": 0,
                       "precondition_failures": 0, "requests": 0}
 
@@ -78,6 +104,41 @@ class State:
 
 def b64url_decode(text):
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def write_subject_token(state):
+    """A new subject token (an opaque JWT-like string), written atomically;
+    the old one is refused from now on."""
+    token = "eyJhbGciOiJSUzI1NiJ9." + secrets.token_urlsafe(32) + "." + secrets.token_urlsafe(16)
+    path = os.path.join(state.credentials_dir, "subject-token")
+    with open(path + ".tmp", "w") as f:
+        f.write(token + "\n")
+    os.replace(path + ".tmp", path)
+    with state.lock:
+        state.subject_token = token
+
+
+def make_external_accounts(state, base):
+    """The external_account files of workload identity federation, as gcloud
+    iam workload-identity-pools create-cred-config writes them."""
+    directory = state.credentials_dir
+    write_subject_token(state)
+    common = {"type": "external_account", "audience": AUDIENCE,
+              "subject_token_type": "urn:ietf:params:oauth:token-type:jwt", "token_url": f"{base}/v1/token"}
+    files = {
+        "external-account-file.json": {**common, "credential_source": {
+            "file": os.path.join(directory, "subject-token"), "format": {"type": "text"}}},
+        "external-account-url.json": {**common, "credential_source": {
+            "url": f"{base}/subject-token", "headers": {"Metadata": "True"},
+            "format": {"type": "json", "subject_token_field_name": "access_token"}}},
+        "external-account-impersonation.json": {**common, "credential_source": {
+            "file": os.path.join(directory, "subject-token")},
+            "service_account_impersonation_url":
+                f"{base}/v1/projects/-/serviceAccounts/{state.client_email}:generateAccessToken"},
+    }
+    for name, doc in files.items():
+        with open(os.path.join(directory, name), "w") as f:
+            json.dump(doc, f, indent=2)
 
 
 def make_credentials(directory, token_uri, email):
@@ -195,6 +256,13 @@ class Handler(BaseHTTPRequestHandler):
         drop = injected == 0
         if path == "/token" and self.command == "POST":
             return self.token(body)
+        if path == "/v1/token" and self.command == "POST":
+            return self.sts_token(body)
+        if path.startswith("/v1/projects/-/serviceAccounts/") and path.endswith(":generateAccessToken") \
+                and self.command == "POST":
+            return self.generate_access_token(urllib.parse.unquote(path.split("/")[-1].rsplit(":", 1)[0]), body)
+        if path == "/subject-token" and self.command == "GET":
+            return self.subject_token_url()
         if path == "/computeMetadata/v1/instance/service-accounts/default/token":
             return self.metadata_token()
         parts = path.split("/")
@@ -231,6 +299,9 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/_test/stats":
             with state.lock:
                 return self.send(200, dict(state.stats))
+        if path == "/_test/rotate-subject-token":
+            write_subject_token(state)
+            return self.send(200, {})
         self.error(404, "unknown test hook")
 
     # ---- OAuth ------------------------------------------------------------------
@@ -285,6 +356,96 @@ class Handler(BaseHTTPRequestHandler):
             return bad("invalid_grant", "Invalid JWT: Token must be a short-lived token (60 minutes) and in a "
                                         "reasonable timeframe. Check your iat and exp values in the JWT claim.")
         self.issue_token()
+
+    # ---- workload identity federation ---------------------------------------------
+    def sts_token(self, body):
+        """Google's STS: https://cloud.google.com/iam/docs/reference/sts/rest/v1/TopLevel/token"""
+        state = self.server.state
+        form = dict(urllib.parse.parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+
+        def bad(error, description):
+            with state.lock:
+                state.stats["sts_refusals"] += 1
+            self.send(400, {"error": error, "error_description": description})
+
+        if self.headers.get("Content-Type", "").split(";")[0] != "application/x-www-form-urlencoded":
+            return bad("invalid_request", "Content-Type must be application/x-www-form-urlencoded")
+        if form.get("grant_type") != TOKEN_EXCHANGE:
+            return bad("unsupported_grant_type", "Invalid value for \"grant_type\".")
+        if form.get("requested_token_type") != ACCESS_TOKEN_TYPE:
+            return bad("invalid_request", "Invalid value for \"requested_token_type\".")
+        if form.get("subject_token_type") not in SUBJECT_TOKEN_TYPES:
+            return bad("invalid_request", "Invalid value for \"subject_token_type\".")
+        if form.get("audience") != AUDIENCE:
+            return bad("invalid_target", "The target service indicated by the \"audience\" parameters is invalid. "
+                                         "This might either be because the pool or provider is disabled or deleted "
+                                         "or because it doesn't exist.")
+        scopes = form.get("scope", "").split()
+        if not scopes or any(s not in SCOPES for s in scopes):
+            return bad("invalid_scope", "Invalid value for \"scope\".")
+        with state.lock:
+            good = state.subject_token is not None and form.get("subject_token") == state.subject_token
+        if not good:
+            return bad("invalid_grant", "The given subject token is invalid or has expired.")
+        token = "ya29.sts-" + secrets.token_urlsafe(24)
+        with state.lock:
+            expiry = time.time() + state.args.token_lifetime
+            state.tokens[token] = expiry
+            state.federated[token] = (expiry, scopes)
+            state.stats["sts_exchanges"] += 1
+        self.send(200, {"access_token": token, "issued_token_type": ACCESS_TOKEN_TYPE, "token_type": "Bearer",
+                        "expires_in": state.args.token_lifetime})
+
+    def generate_access_token(self, email, body):
+        """IAM credentials: projects.serviceAccounts.generateAccessToken."""
+        state = self.server.state
+
+        def bad(status, message, code):
+            self.send(status, {"error": {"code": status, "message": message, "status": code}})
+
+        header = self.headers.get("Authorization", "")
+        token = header[len("Bearer "):] if header.startswith("Bearer ") else None
+        with state.lock:
+            federated = state.federated.get(token)
+        if federated is None or federated[0] < time.time():
+            return bad(401, "Request had invalid authentication credentials. Expected OAuth 2 access token, "
+                            "login cookie or other valid authentication credential.", "UNAUTHENTICATED")
+        if CLOUD_PLATFORM not in federated[1]:
+            return bad(403, "Request had insufficient authentication scopes.", "PERMISSION_DENIED")
+        if email != state.client_email:
+            return bad(404, f"Not found; Gaia id not found for email {email}", "NOT_FOUND")
+        try:
+            request = json.loads(body)
+        except ValueError:
+            return bad(400, "Invalid JSON payload received.", "INVALID_ARGUMENT")
+        scopes = request.get("scope") if isinstance(request, dict) else None
+        if not isinstance(scopes, list) or not scopes or any(s not in SCOPES for s in scopes):
+            return bad(400, "Scope required.", "INVALID_ARGUMENT")
+        lifetime = state.args.token_lifetime
+        if "lifetime" in request:
+            text = str(request["lifetime"])
+            if not text.endswith("s") or not text[:-1].isdigit() or int(text[:-1]) > 3600:
+                return bad(400, "The lifetime is invalid.", "INVALID_ARGUMENT")
+            lifetime = min(lifetime, int(text[:-1]))
+        issued = "ya29.sa-" + secrets.token_urlsafe(24)
+        expiry = time.time() + lifetime
+        with state.lock:
+            state.tokens[issued] = expiry
+            state.stats["impersonations"] += 1
+            state.stats["tokens_issued"] += 1
+        self.send(200, {"accessToken": issued,
+                        "expireTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(expiry)))})
+
+    def subject_token_url(self):
+        """A subject token URL in Azure's shape (the instance metadata's managed identity token)."""
+        state = self.server.state
+        if self.headers.get("Metadata") != "True":
+            return self.send(400, {"error": "invalid_request", "error_description": "Required metadata header "
+                                                                                     "not specified"})
+        with state.lock:
+            state.stats["subject_token_reads"] += 1
+            subject = state.subject_token
+        self.send(200, {"access_token": subject, "expires_in": "3599", "token_type": "Bearer"})
 
     def metadata_token(self):
         if self.headers.get("Metadata-Flavor") != "Google":
@@ -501,6 +662,8 @@ def main():
     if args.credentials_dir:
         state.public_key = make_credentials(args.credentials_dir, f"http://127.0.0.1:{port}/token",
                                             state.client_email)
+        state.credentials_dir = args.credentials_dir
+        make_external_accounts(state, f"http://127.0.0.1:{port}")
     print(f"listening on 127.0.0.1:{port}", flush=True)
     try:
         server.serve_forever()

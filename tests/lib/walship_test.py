@@ -250,6 +250,16 @@ def stop(proc, sig=signal.SIGTERM, timeout=60):
         raise AssertionError(f"process {proc.args} did not stop within {timeout}s of signal {sig}")
 
 
+def clean_log(code, log_path, bad):
+    """The text of a stopped process's log, after checking it exited 0 and
+    that none of the strings `bad` (errors it must not have hit) is in it."""
+    text = open(log_path).read()
+    assert code == 0, text
+    for word in bad:
+        assert word not in text, f"{word!r} in {log_path}:\n{text}"
+    return text
+
+
 def wait_for(predicate, what, timeout=60):
     """Polls `predicate` every 50 ms; fails naming `what` after `timeout` s."""
     deadline = time.monotonic() + timeout

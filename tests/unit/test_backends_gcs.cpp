@@ -10,8 +10,11 @@
 #include <mbedtls/rsa.h>
 #include <stdlib.h>
 
+#include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "backends/gcs/gcs_auth.h"
 #include "backends/gcs/gcs_storage.h"
@@ -200,18 +203,6 @@ TEST_CASE("service-account key files are parsed and bad ones named") {
                        UsageError);
 }
 
-TEST_CASE("tokens are reused until five minutes before they expire") {
-  using namespace std::chrono;
-  const system_clock::time_point t0{seconds(1'000'000)};
-  CHECK(token_usable(t0 + hours(1), hours(1), t0));
-  CHECK(token_usable(t0 + hours(1), hours(1), t0 + minutes(54)));
-  CHECK_FALSE(token_usable(t0 + hours(1), hours(1), t0 + minutes(55)));
-  CHECK_FALSE(token_usable(t0 + hours(1), hours(1), t0 + hours(2)));
-  // A short-lived token is refreshed at half its life.
-  CHECK(token_usable(t0 + seconds(60), seconds(60), t0 + seconds(29)));
-  CHECK_FALSE(token_usable(t0 + seconds(60), seconds(60), t0 + seconds(30)));
-}
-
 TEST_CASE("without credentials or a metadata server the error says what to set") {
   ScopedEnv emulator("STORAGE_EMULATOR_HOST", nullptr);
   ScopedEnv key("GOOGLE_APPLICATION_CREDENTIALS", nullptr);
@@ -243,6 +234,212 @@ TEST_CASE("STORAGE_EMULATOR_HOST takes the place of the API and of credentials")
   REQUIRE(credentials.emulator());
   CHECK(*credentials.emulator() == "http://localhost:9023");
   CHECK(credentials.authorization_header().empty());
+}
+
+namespace {
+
+// An external_account file with `source` as its credential_source and the
+// fields of `extra` added (or, with a null value, removed).
+std::string external_account_json(const nlohmann::json& source,
+                                  const nlohmann::json& extra = nlohmann::json::object()) {
+  nlohmann::json doc = {
+      {"type", "external_account"},
+      {"audience", "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/k"},
+      {"subject_token_type", "urn:ietf:params:oauth:token-type:jwt"},
+      {"token_url", "https://sts.googleapis.com/v1/token"},
+      {"credential_source", source}};
+  for (const auto& [name, value] : extra.items()) {
+    if (value.is_null()) {
+      doc.erase(name);
+    } else {
+      doc[name] = value;
+    }
+  }
+  return doc.dump();
+}
+
+// `text` holds `part`; `text` is shown when it does not.
+#define CHECK_CONTAINS(text, part)                                             \
+  do {                                                                         \
+    const std::string checked_text = (text);                                   \
+    CHECK_MESSAGE(checked_text.find(part) != std::string::npos, checked_text); \
+  } while (false)
+
+std::string external_error(const std::string& json) {
+  try {
+    parse_external_account(json, "/wif.json");
+  } catch (const UsageError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+}  // namespace
+
+TEST_CASE("external_account files with a file or a url source are parsed as Google's libraries read them") {
+  const ExternalAccount file = parse_external_account(
+      external_account_json({{"file", "/var/run/token"}}, {{"token_url", nullptr}}), "/wif.json");
+  CHECK(file.audience ==
+        "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/k");
+  CHECK(file.subject_token_type == "urn:ietf:params:oauth:token-type:jwt");
+  CHECK(file.token_url == "https://sts.googleapis.com/v1/token");  // the default
+  CHECK(file.source_file == "/var/run/token");
+  CHECK(file.source_url.empty());
+  CHECK(file.subject_token_field.empty());  // format text by default
+  CHECK(file.impersonation_url.empty());
+
+  const ExternalAccount url = parse_external_account(
+      external_account_json(
+          {{"url", "http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01"},
+           {"headers", {{"Metadata", "True"}}},
+           {"format", {{"type", "json"}, {"subject_token_field_name", "access_token"}}}},
+          {{"service_account_impersonation_url",
+            "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/"
+            "sa@p.iam.gserviceaccount.com:"
+            "generateAccessToken"},
+           {"service_account_impersonation", {{"token_lifetime_seconds", 1800}}}}),
+      "/wif.json");
+  CHECK(url.source_url == "http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01");
+  CHECK(url.source_headers == std::vector<std::string>{"Metadata: True"});
+  CHECK(url.subject_token_field == "access_token");
+  CHECK(url.impersonation_url.ends_with("sa@p.iam.gserviceaccount.com:generateAccessToken"));
+  CHECK(url.impersonation_lifetime_seconds == 1800);
+  CHECK(credentials_file_type(external_account_json({{"file", "/t"}}), "/wif.json") == "external_account");
+}
+
+TEST_CASE("external_account files that walship cannot use are refused, naming the file and the field") {
+  CHECK_CONTAINS(external_error(external_account_json({{"file", "/t"}}, {{"type", "service_account"}})),
+                 std::string("type 'service_account', expected external_account"));
+  CHECK(external_error(external_account_json({{"file", "/t"}}, {{"audience", nullptr}})) ==
+        "invalid Google Cloud credentials file '/wif.json': no \"audience\" field");
+  CHECK(external_error(external_account_json({{"file", "/t"}}, {{"subject_token_type", nullptr}})) ==
+        "invalid Google Cloud credentials file '/wif.json': no \"subject_token_type\" field");
+  CHECK_CONTAINS(external_error(external_account_json({{"file", "/t"}}, {{"credential_source", nullptr}})),
+                 std::string("no \"credential_source\" object"));
+  CHECK_CONTAINS(external_error(external_account_json(nlohmann::json::object())),
+                 std::string("credential_source needs exactly one of \"file\" and \"url\""));
+  CHECK_CONTAINS(external_error(external_account_json({{"file", "/t"}, {"url", "https://x/t"}})),
+                 std::string("exactly one of"));
+  CHECK(external_error(external_account_json({{"executable", {{"command", "/bin/token"}}}})) ==
+        "unsupported Google Cloud credentials file '/wif.json': executable-sourced credentials "
+        "(credential_source.executable) are not supported; use a file or url credential_source");
+  CHECK_CONTAINS(
+      external_error(external_account_json({{"environment_id", "aws1"}, {"url", "http://169.254.169.254"}})),
+      std::string("AWS-sourced credentials"));
+  CHECK_CONTAINS(external_error(external_account_json({{"file", "/t"}, {"format", {{"type", "xml"}}}})),
+                 std::string("format type 'xml': use text or json"));
+  CHECK_CONTAINS(external_error(external_account_json({{"file", "/t"}, {"format", {{"type", "json"}}}})),
+                 std::string("needs subject_token_field_name"));
+  // Fail closed: a token goes over https, or plain http to this machine only.
+  CHECK_CONTAINS(
+      external_error(
+          external_account_json({{"file", "/t"}}, {{"token_url", "http://sts.example.com/v1/token"}})),
+      std::string("token_url 'http://sts.example.com/v1/token' is plain http to another machine; use https"));
+  CHECK_CONTAINS(external_error(external_account_json({{"file", "/t"}}, {{"token_url", "ftp://x/token"}})),
+                 std::string("is not an https URL"));
+  CHECK_CONTAINS(
+      external_error(external_account_json({{"file", "/t"}}, {{"service_account_impersonation_url",
+                                                               "http://10.0.0.1/v1/x:generateAccessToken"}})),
+      std::string(
+          "service_account_impersonation_url 'http://10.0.0.1/v1/x:generateAccessToken' is plain http"));
+  CHECK_CONTAINS(external_error(external_account_json({{"url", "http://10.1.2.3/token"}})),
+                 std::string("credential_source.url 'http://10.1.2.3/token' is plain http"));
+  CHECK(parse_external_account(
+            external_account_json({{"file", "/t"}}, {{"token_url", "http://127.0.0.1:8080/token"}}),
+            "/wif.json")
+            .token_url == "http://127.0.0.1:8080/token");
+  CHECK_CONTAINS(
+      external_error(external_account_json(
+          {{"file", "/t"}}, {{"service_account_impersonation", {{"token_lifetime_seconds", 60}}}})),
+      std::string("token_lifetime_seconds must be 600 to 43200"));
+}
+
+TEST_CASE("the subject token is the text, trimmed, or a JSON field") {
+  CHECK(subject_token_from("eyJ.a.b\n", "", "file '/t'") == "eyJ.a.b");
+  CHECK(subject_token_from(R"({"access_token":"eyJ.c.d","expires_in":"3599"})", "access_token",
+                           "'http://x'") == "eyJ.c.d");
+  CHECK_THROWS_WITH_AS(subject_token_from("\n", "", "file '/t'"), "the subject token from file '/t' is empty",
+                       StorageError);
+  CHECK_THROWS_WITH_AS(subject_token_from(R"({"id_token":"x"})", "access_token", "'http://x'"),
+                       "the subject token from 'http://x' has no string field 'access_token'", StorageError);
+  CHECK_THROWS_WITH_AS(subject_token_from("eyJ.a.b", "access_token", "file '/t'"),
+                       "the subject token from file '/t' is not a JSON object", StorageError);
+}
+
+TEST_CASE("the STS exchange sends RFC 8693's form and its answer gives the token and its expiry") {
+  const ExternalAccount account = parse_external_account(
+      external_account_json({{"file", "/t"}}, {{"audience", "//iam/p k"}}), "/wif.json");
+  CHECK(sts_request_body(account, k_storage_scope, "eyJ.a+b") ==
+        "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange"
+        "&audience=%2F%2Fiam%2Fp%20k"
+        "&scope=https%3A%2F%2Fwww.googleapis.com%2Fauth%2Fdevstorage.read_write"
+        "&requested_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token"
+        "&subject_token=eyJ.a%2Bb"
+        "&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt");
+
+  const AccessToken sts = parse_token_answer(
+      R"({"access_token":"ya29.sts","issued_token_type":"urn:ietf:params:oauth:token-type:access_token",)"
+      R"("token_type":"Bearer","expires_in":3599})",
+      1'000'000, "STS");
+  CHECK(sts.value == "ya29.sts");
+  CHECK(sts.expires_ms == 1'000'000 + 3'599'000);
+  CHECK(parse_token_answer(R"({"access_token":"t","expires_in":"20"})", 0, "STS").expires_ms == 20'000);
+  CHECK(parse_token_answer(R"({"access_token":"t"})", 0, "STS").expires_ms == 3'600'000);
+  CHECK_THROWS_WITH_AS(parse_token_answer(R"({"token_type":"Bearer"})", 0, "STS"),
+                       "unable to get an access token for STS: the answer has no access_token", StorageError);
+  CHECK_THROWS_AS(parse_token_answer(R"({"access_token":"t","expires_in":"soon"})", 0, "STS"), StorageError);
+
+  CHECK(token_error(400, R"({"error":"invalid_grant","error_description":"The audience is invalid."})") ==
+        "HTTP 400: invalid_grant: The audience is invalid.");
+  CHECK(token_error(
+            403, R"({"error":{"code":403,"message":"Permission denied.","status":"PERMISSION_DENIED"}})") ==
+        "HTTP 403: PERMISSION_DENIED: Permission denied.");
+  CHECK(token_error(502, "<html>") == "HTTP 502");
+}
+
+TEST_CASE(
+    "impersonation asks generateAccessToken for the storage scope and reads accessToken and expireTime") {
+  ExternalAccount account;
+  CHECK(impersonation_request_body(account, k_storage_scope) ==
+        R"({"scope":["https://www.googleapis.com/auth/devstorage.read_write"]})");
+  account.impersonation_lifetime_seconds = 1800;
+  CHECK(nlohmann::json::parse(impersonation_request_body(account, k_storage_scope))["lifetime"] == "1800s");
+  const AccessToken token =
+      parse_impersonation_answer(R"({"accessToken":"ya29.sa","expireTime":"2030-01-01T00:00:00Z"})", "IAM");
+  CHECK(token.value == "ya29.sa");
+  CHECK(token.expires_ms == 1'893'456'000'000);
+  CHECK_THROWS_WITH_AS(parse_impersonation_answer(R"({"accessToken":"x","expireTime":"later"})", "IAM"),
+                       doctest::Contains("expireTime 'later' is unreadable"), StorageError);
+}
+
+TEST_CASE("an external_account file is read at start and named as the source, never its tokens") {
+  char dir[] = "/tmp/walship-wif-XXXXXX";
+  REQUIRE(::mkdtemp(dir) != nullptr);
+  const std::string path = std::string(dir) + "/wif.json";
+  {
+    std::ofstream out(path);
+    out << external_account_json({{"file", std::string(dir) + "/token"}},
+                                 {{"service_account_impersonation_url",
+                                   "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/"
+                                   "sa@p.iam.gserviceaccount.com:generateAccessToken"}});
+  }
+  ScopedEnv emulator("STORAGE_EMULATOR_HOST", nullptr);
+  http::HttpClient http;
+  Credentials credentials(http, path);
+  CHECK(
+      credentials.source() ==
+      "external_account " + path +
+          " (audience //iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/k, "
+          "subject token from file " +
+          std::string(dir) + "/token, impersonating sa@p.iam.gserviceaccount.com)");
+  CHECK(credentials.expires_ms() == 0);
+  {
+    std::ofstream out(path);
+    out << external_account_json({{"executable", {{"command", "x"}}}});
+  }
+  CHECK_THROWS_WITH_AS(open_storage("gs://b/p?credentials-file=" + path),
+                       doctest::Contains("executable-sourced"), UsageError);
+  std::filesystem::remove_all(dir);
 }
 
 #ifdef WALSHIP_TEST_GCS

@@ -341,13 +341,14 @@ TEST_CASE("s3 role credentials: the answers of IMDS, the container agents, crede
   CHECK(error->message == "Bad token");
   CHECK_FALSE(parse_sts_error("<Error><Code>x</Code></Error>"));
 
-  // Refreshed five minutes ahead, or at half the lifetime of short-lived keys.
+  // Refreshed five minutes ahead, or at half the lifetime of short-lived keys
+  // (the one rule of S3 role keys and GCS tokens).
   constexpr uint64_t hour = 3'600'000;
-  CHECK_FALSE(refresh_due(0, 6 * hour, 6 * hour - 300'001));
-  CHECK(refresh_due(0, 6 * hour, 6 * hour - 300'000));
-  CHECK_FALSE(refresh_due(1000, 9000, 4999));
-  CHECK(refresh_due(1000, 9000, 5000));
-  CHECK_FALSE(refresh_due(0, 0, 99 * hour));  // keys that never expire
+  CHECK_FALSE(http::renewal_due(0, 6 * hour, 6 * hour - 300'001));
+  CHECK(http::renewal_due(0, 6 * hour, 6 * hour - 300'000));
+  CHECK_FALSE(http::renewal_due(1000, 9000, 4999));
+  CHECK(http::renewal_due(1000, 9000, 5000));
+  CHECK_FALSE(http::renewal_due(0, 0, 99 * hour));  // keys that never expire
 }
 
 TEST_CASE("s3 resolve: region, endpoint and addressing style") {
