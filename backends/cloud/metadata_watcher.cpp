@@ -147,11 +147,9 @@ class MetadataWatcher final : public NoticeWatcher {
                      "&timeout_sec=" + std::to_string(k_gce_wait_seconds);
     }
     request.headers = {"Metadata-Flavor: Google"};
-    request.connect_timeout_seconds = k_connect_seconds;
-    request.timeout_seconds = m_etag.empty() ? k_timeout_seconds : k_gce_wait_seconds + k_timeout_seconds;
-    request.cancel = &m_cancel;
     http::TransportError transport;
-    const http::HttpResponse response = m_http.perform(request, transport);
+    const http::HttpResponse response = fetch(
+        request, m_etag.empty() ? k_timeout_seconds : k_gce_wait_seconds + k_timeout_seconds, transport);
     if (response.status == 0) {
       error = transport.message;
       return false;
@@ -180,11 +178,9 @@ class MetadataWatcher final : public NoticeWatcher {
     http::HttpRequest request;
     request.url = m_endpoint + "/metadata/scheduledevents?api-version=2020-07-01";
     request.headers = {"Metadata: true"};
-    request.connect_timeout_seconds = k_connect_seconds;
-    request.timeout_seconds = m_answered ? k_timeout_seconds : k_azure_first_timeout_seconds;
-    request.cancel = &m_cancel;
     http::TransportError transport;
-    const http::HttpResponse response = m_http.perform(request, transport);
+    const http::HttpResponse response =
+        fetch(request, m_answered ? k_timeout_seconds : k_azure_first_timeout_seconds, transport);
     if (response.status == 0) {
       error = transport.message;
       return false;
@@ -196,6 +192,15 @@ class MetadataWatcher final : public NoticeWatcher {
     const AzureEvents events = parse_azure_events(response.body);
     if (events.notice) report(*events.notice);
     return true;
+  }
+
+  // `request` on the link: a quick connect, `timeout_seconds` in all, given up on stop.
+  http::HttpResponse fetch(http::HttpRequest& request, long timeout_seconds,
+                           http::TransportError& transport) {
+    request.connect_timeout_seconds = k_connect_seconds;
+    request.timeout_seconds = timeout_seconds;
+    request.cancel = &m_cancel;
+    return m_http.perform(request, transport);
   }
 
   // Each notice once: the services keep answering the same document.
