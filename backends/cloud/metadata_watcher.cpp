@@ -40,6 +40,16 @@ std::string env_or_empty(const char* name) {
   return value != nullptr ? value : "";
 }
 
+// Milliseconds between two polls of `cloud` (0: GCE's long poll needs none).
+// $WALSHIP_TEST_NOTICE_POLL_MS replaces AWS's and Azure's: scripts/spot-sim
+// serves notices seconds, not minutes, ahead, which a 5 s poll would miss.
+int64_t poll_interval_ms(Cloud cloud) {
+  if (cloud == Cloud::gce) return 0;
+  const int64_t given = std::atoll(env_or_empty("WALSHIP_TEST_NOTICE_POLL_MS").c_str());
+  if (given > 0) return given;
+  return cloud == Cloud::aws ? k_aws_interval_ms : k_azure_interval_ms;
+}
+
 bool aws_disabled() {
   std::string value = env_or_empty("AWS_EC2_METADATA_DISABLED");
   std::transform(value.begin(), value.end(), value.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -76,6 +86,7 @@ class MetadataWatcher final : public NoticeWatcher {
       : m_cloud(cloud),
         m_endpoint(std::move(endpoint)),
         m_detected(detected),
+        m_interval_ms(poll_interval_ms(cloud)),
         m_notify(std::move(notify)),
         m_imds(m_http, m_endpoint, k_connect_seconds, k_timeout_seconds) {
     log(LogLevel::info, "watching for preemption notices",
@@ -253,16 +264,14 @@ class MetadataWatcher final : public NoticeWatcher {
       if (failures > 0)
         log(LogLevel::info, "reading preemption notices again", {{"cloud", cloud_name(m_cloud)}});
       failures = 0;
-      const int64_t interval = m_cloud == Cloud::aws     ? k_aws_interval_ms
-                               : m_cloud == Cloud::azure ? k_azure_interval_ms
-                                                         : 0;
-      if (interval > 0 && !wait_ms(interval)) return;
+      if (m_interval_ms > 0 && !wait_ms(m_interval_ms)) return;
     }
   }
 
   const Cloud m_cloud;
   const std::string m_endpoint;
   const bool m_detected;  // auto: end quietly if nothing answers at first
+  const int64_t m_interval_ms;
   NoticeCallback m_notify;
   http::HttpClient m_http;
   ImdsSession m_imds;
