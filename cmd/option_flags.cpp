@@ -29,9 +29,16 @@ CLI::Option* OptionFlags::add_one(CLI::App& sub, std::string_view name) {
   if (def.unit == OptionUnit::count && def.max < k_max_count) {
     help += " (" + std::to_string(def.min) + " to " + std::to_string(def.max) + ")";
   }
-  slot.option = sub.add_option(option_flag(def), slot.text, help)
-                    ->type_name(def.unit == OptionUnit::duration ? "DURATION" : "N")
-                    ->default_str(render_default(def));
+  std::string type = def.unit == OptionUnit::duration ? "DURATION"
+                     : def.unit == OptionUnit::text   ? "CMD"
+                                                      : "N";
+  if (def.unit == OptionUnit::choice) {
+    type.clear();
+    for (std::string_view choice : option_choices(def))
+      type += (type.empty() ? "" : "|") + std::string(choice);
+  }
+  slot.option =
+      sub.add_option(option_flag(def), slot.text, help)->type_name(type)->default_str(render_default(def));
   // Checked while parsing, so a bad value is a usage error with the hint to
   // --help; a ParseError that is no ValidationError keeps CLI11 from
   // prefixing the message, which stays the one walship.toml's key gets.

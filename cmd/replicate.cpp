@@ -2,6 +2,7 @@
 
 #include <memory>
 
+#include "backends/cloud/metadata_watcher.h"
 #include "cmd/commands.h"
 #include "cmd/http_listener.h"
 #include "cmd/option_flags.h"
@@ -18,7 +19,7 @@ void add_replicate_command(CLI::App& app, const GlobalOptions& global, Runner& r
     std::string config;
     std::string dir;
     OptionFlags options;  // per-database options and the --keep-* rules
-    OptionFlags process;  // --workers, --take-over, --shutdown-timeout
+    OptionFlags process;  // --workers, --take-over, --shutdown-timeout, the preemption notice's
     std::string exec;
     bool wait = false;
     HttpFlags http;
@@ -45,6 +46,9 @@ void add_replicate_command(CLI::App& app, const GlobalOptions& global, Runner& r
   args->process.add_one(*sub, "workers");
   args->process.add_one(*sub, "take-over");
   args->process.add_one(*sub, "shutdown-timeout");
+  args->process.add_one(*sub, "preemption-notice");
+  args->process.add_one(*sub, "notice-sync-interval");
+  args->process.add_one(*sub, "on-notice");
   add_http_flags(*sub, args->http);
   sub->footer(
       "Requires WAL mode. walship holds a read transaction, ships whole transactions as L0 deltas\n"
@@ -61,7 +65,16 @@ void add_replicate_command(CLI::App& app, const GlobalOptions& global, Runner& r
       "walship restore --fast-forward, or pass --take-over to make its data the newest.\n"
       "\n"
       "Every --retention-interval, walship prunes each replica it holds the tip of with the\n"
-      "--keep-* policy, as walship prune does (--no-retention: never).\n" +
+      "--keep-* policy, as walship prune does (--no-retention: never).\n"
+      "\n"
+      "Preemption notices: with --preemption-notice auto (the default) replicate reads the machine's\n"
+      "DMI strings once at start and, on AWS, GCE or Azure, watches the metadata service for the\n"
+      "notice the cloud gives before it stops a spot or preemptible machine (AWS spot instance-action\n"
+      "and rebalance recommendation over IMDSv2, GCE instance/preempted, Azure Scheduled Events\n"
+      "Preempt); elsewhere it sends no request at all. On a notice it logs a warning with the\n"
+      "announced time, ships every database at once and then every --notice-sync-interval until it\n"
+      "stops, checkpoints, runs --on-notice once and counts it on /metrics\n"
+      "(walship_preemption_notices_total). The final ship on SIGTERM is unchanged.\n" +
       retention_help() +
       "\n"
       "--http serves /metrics (Prometheus text: per database shipped TXID, lag, bytes, storage\n"
@@ -76,16 +89,23 @@ void add_replicate_command(CLI::App& app, const GlobalOptions& global, Runner& r
       "  walship replicate --exec \"myapp serve\" /data/app.db file:///backups/app\n"
       "  walship replicate --keep-within 2h --keep-daily 30 /data/app.db file:///backups/app\n"
       "  walship replicate --config /etc/walship.toml --http 127.0.0.1:9090\n"
+      "  walship replicate --on-notice \"/usr/local/bin/drain-node\" /data/app.db file:///backups/app\n"
       "  walship replicate --dir /data/tenants file:///backups/tenants");
   sub->callback([args, &global, &run] {
     run = [args, &global] {
       ReplicateRun replicate;
       replicate.workers = k_default_workers;
+      std::optional<std::string> notice_mode;
+      std::optional<std::string> on_notice;
+      std::optional<int64_t> notice_interval;
       for (const auto& [name, text] : args->process.given()) {
         const int64_t value = parse_option_value(option(name), text, "--" + name);
         if (name == "workers") replicate.workers = static_cast<int>(value);
         if (name == "take-over") replicate.take_over = value != 0;
         if (name == "shutdown-timeout") replicate.shutdown_timeout_ms = value;
+        if (name == "preemption-notice") notice_mode = text;
+        if (name == "notice-sync-interval") notice_interval = value;
+        if (name == "on-notice") on_notice = text;
       }
       if (!args->exec.empty()) replicate.exec_argv = split_command(args->exec);
       replicate.wait_for_databases = args->wait || !args->exec.empty();
@@ -120,6 +140,18 @@ void add_replicate_command(CLI::App& app, const GlobalOptions& global, Runner& r
           db.settings = settings;
           replicate.config.databases.push_back(std::move(db));
         }
+      }
+      // The preemption notice: a flag over walship.toml's key over the default.
+      if (!notice_mode) notice_mode = replicate.config.preemption_notice;
+      if (!notice_interval) notice_interval = replicate.config.notice_sync_interval_ms;
+      if (!on_notice) on_notice = replicate.config.on_notice;
+      if (notice_interval) replicate.notice_sync_interval_ms = *notice_interval;
+      if (on_notice) replicate.on_notice_argv = split_command(*on_notice);
+      const NoticeMode mode = parse_notice_mode(notice_mode.value_or("auto")).value_or(NoticeMode::detect);
+      if (mode != NoticeMode::off) {
+        replicate.notice_watcher = [mode](NoticeCallback notify) {
+          return cloud::start_notice_watcher(mode, std::move(notify));
+        };
       }
       StatusBoard board;
       replicate.board = &board;

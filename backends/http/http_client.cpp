@@ -104,6 +104,13 @@ bool is_transient(CURLcode code) {
   }
 }
 
+// libcurl calls this about once a second, and on every chunk: a non-zero
+// answer abandons the transfer (CURLE_ABORTED_BY_CALLBACK).
+int check_cancel(void* data, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  const auto* cancel = static_cast<const std::atomic<bool>*>(data);
+  return cancel->load() ? 1 : 0;
+}
+
 }  // namespace
 
 void HttpClient::CurlDeleter::operator()(CURL* curl) const { curl_easy_cleanup(curl); }
@@ -187,6 +194,11 @@ HttpResponse HttpClient::perform(const HttpRequest& request, TransportError& err
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, request.method.c_str());
   }
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
+  if (request.cancel != nullptr) {
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, check_cancel);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, const_cast<std::atomic<bool>*>(request.cancel));
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+  }
 
   const CURLcode code = curl_easy_perform(c);
   if (transfer.failure) std::rethrow_exception(transfer.failure);

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -46,6 +47,9 @@ struct HttpRequest {
   // low-speed limit instead) and the connect limit.
   long timeout_seconds = 0;
   long connect_timeout_seconds = 10;
+  // When set, the request is abandoned (a transport error, not transient)
+  // soon after it turns true: a long poll that must not hold up a stop.
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 struct HttpResponse {

@@ -94,6 +94,7 @@ RoleCredentials::RoleCredentials(RoleSource source, std::string shown, http::Tls
     : m_source(std::move(source)),
       m_shown(std::move(shown)),
       m_http(std::move(tls)),
+      m_imds(m_http, m_source.url, k_metadata_connect_seconds, k_metadata_timeout_seconds),
       m_clock(clock ? std::move(clock) : Clock([] { return now_ms(); })) {}
 
 Credentials RoleCredentials::get() {
@@ -169,18 +170,13 @@ TimedCredentials RoleCredentials::fetch() {
   throw Failure("no role to fetch S3 credentials from");
 }
 
-// IMDSv2: a session token (PUT), the role's name, then its credentials.
+// IMDSv2 (cloud::ImdsSession: a session token, kept): the role's name, then
+// its credentials.
 TimedCredentials RoleCredentials::fetch_instance() {
   const std::string where = "the EC2 instance metadata service at " + m_source.url;
-  auto call = [&](const std::string& method, const std::string& path, const std::string& header) {
-    HttpRequest request;
-    request.method = method;
-    request.url = m_source.url + path;
-    request.headers = {header};
-    request.connect_timeout_seconds = k_metadata_connect_seconds;
-    request.timeout_seconds = k_metadata_timeout_seconds;
+  auto call = [&](const std::string& path) {
     TransportError error;
-    HttpResponse response = m_http.perform(request, error);
+    HttpResponse response = m_imds.get(path, error);
     // A first fetch that finds no instance metadata: there are no keys at all.
     if (response.status == 0 && !m_ever) {
       throw UsageError("unable to open replica '" + m_shown +
@@ -190,7 +186,7 @@ TimedCredentials RoleCredentials::fetch_instance() {
                        where + " did not answer (not on EC2?): " + error.message);
     }
     if (response.status == 0) error.transient = true;  // the metadata service comes back
-    if (response.status != 200 && response.status != 0 && !m_ever && path == "/latest/api/token") {
+    if (response.status != 200 && response.status != 0 && !m_ever && m_imds.token_failed()) {
       throw UsageError(
           "unable to open replica '" + m_shown + "': no S3 credentials; " + where +
           " refused an IMDSv2 session (" + http_error(response) +
@@ -202,16 +198,13 @@ TimedCredentials RoleCredentials::fetch_instance() {
     }
     return checked_body(response, error, where);
   };
-  const std::string token = call("PUT", "/latest/api/token", "X-aws-ec2-metadata-token-ttl-seconds: 21600");
-  const std::string auth = "X-aws-ec2-metadata-token: " + token;
-  std::string role = call("GET", "/latest/meta-data/iam/security-credentials/", auth);
+  std::string role = call("/latest/meta-data/iam/security-credentials/");
   role = role.substr(0, role.find('\n'));
   if (role.empty()) {
     throw StorageError("unable to get S3 credentials from " + where + ": it names no IAM role", false);
   }
   m_instance_role = role;  // fetch() runs under m_mutex
-  const std::string json =
-      call("GET", "/latest/meta-data/iam/security-credentials/" + percent_encode(role), auth);
+  const std::string json = call("/latest/meta-data/iam/security-credentials/" + percent_encode(role));
   try {
     return parse_credentials_json(json, where);
   } catch (const Failure& e) {

@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 
+#include "backends/cloud/imds_session.h"
 #include "backends/http/http_client.h"
 #include "backends/s3/s3_options.h"
 #include "backends/s3/s3_signer.h"
@@ -66,6 +67,7 @@ class RoleCredentials {
   RoleSource m_source;
   std::string m_shown;
   http::HttpClient m_http;
+  cloud::ImdsSession m_imds;  // Kind::instance's; its token kept across refreshes
   Clock m_clock;
 
   mutable std::mutex m_mutex;

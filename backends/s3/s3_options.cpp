@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <sstream>
 
+#include "backends/cloud/imds_session.h"
 #include "lib/util/error.h"
 #include "lib/util/fs.h"
 
@@ -270,7 +271,7 @@ RoleSource role_source(const std::string& shown, const std::string& profile,
   }
   role.kind = RoleSource::Kind::instance;
   role.url = env_value("AWS_EC2_METADATA_SERVICE_ENDPOINT");
-  if (role.url.empty()) role.url = "http://169.254.169.254";
+  if (role.url.empty()) role.url = cloud::k_imds_default_endpoint;
   while (role.url.ends_with('/')) role.url.pop_back();
   return role;
 }

@@ -244,7 +244,7 @@ class Parser {
     }
   }
 
-  // The top level's own keys: http and max-lag.
+  // The top level's own keys: http, max-lag and the preemption notice's.
   void parse_process_keys(const toml::table& root, ReplicateConfig& config) const {
     for (const auto& [k, v] : root) {
       const std::string key(k.str());
@@ -259,9 +259,24 @@ class Parser {
         set_at(v, [&](const std::string& text) {
           config.max_lag_ms = parse_option_value(option("max-lag"), text, "max-lag");
         });
+      } else if (key == "preemption-notice") {
+        set_at(v, [&](const std::string& text) {
+          parse_option_value(option("preemption-notice"), text, "preemption-notice");
+          config.preemption_notice = text;
+        });
+      } else if (key == "notice-sync-interval") {
+        set_at(v, [&](const std::string& text) {
+          config.notice_sync_interval_ms = parse_option_value(option("notice-sync-interval"), text, key);
+        });
+      } else if (key == "on-notice") {
+        set_at(v, [&](const std::string& text) {
+          parse_option_value(option("on-notice"), text, "on-notice");
+          config.on_notice = text;
+        });
       } else if (key != "defaults" && key != "databases" && key != "directories") {
-        fail(v.source(),
-             "unknown key '" + key + "' (known: http, max-lag, [defaults], [[databases]], [[directories]])");
+        fail(v.source(), "unknown key '" + key +
+                             "' (known: http, max-lag, preemption-notice, notice-sync-interval, on-notice, "
+                             "[defaults], [[databases]], [[directories]])");
       }
     }
   }

@@ -4,6 +4,9 @@
 //
 //   http = "127.0.0.1:9090"          # optional: /metrics and /healthz for all
 //   max-lag = "10s"                  # optional: /healthz's lag limit
+//   preemption-notice = "auto"       # optional: auto, aws, gce, azure or off
+//   notice-sync-interval = "100ms"   # optional: shipping interval after a notice
+//   on-notice = "drain-node"         # optional: run once on a notice
 //
 //   [defaults]                       # optional: applies to every entry below
 //   sync-interval = "1s"
@@ -83,6 +86,10 @@ struct ReplicateConfig {
   std::vector<FollowerConfig> followers;  // role = "serve-replica"
   std::string http;                       // listen address for /metrics and /healthz; empty: none
   std::optional<int64_t> max_lag_ms;      // /healthz's lag limit
+  // Preemption notices (lib/cloud/preemption_notice.h); unset: the flag's or the default.
+  std::optional<std::string> preemption_notice;  // checked: auto, aws, gce, azure or off
+  std::optional<int64_t> notice_sync_interval_ms;
+  std::optional<std::string> on_notice;  // the command line, split by replicate
 };
 
 // The setters both parsers use: `text` is the value as a flag or a

@@ -73,7 +73,18 @@ constexpr OptionDef k_options[] = {
     // the process (walship.toml's top level; the flag is cmd/http_listener's)
     {"max-lag", OptionUnit::duration, true, k_default_max_lag_ms, 1, k_max_duration_ms, k_scope_process,
      "/healthz answers 503 when a database lags more than this"},
+    // the process: replicate's preemption notices (lib/cloud/preemption_notice.h)
+    {"preemption-notice", OptionUnit::choice, true, 0, 0, 4, k_scope_process,
+     "Watch the cloud's metadata service for a preemption notice: auto (the cloud the machine's DMI names, "
+     "no request elsewhere), aws, gce, azure or off"},
+    {"notice-sync-interval", OptionUnit::duration, true, k_default_notice_sync_interval_ms, 1,
+     k_max_duration_ms, k_scope_process, "After a preemption notice, ship at most this often until stopped"},
+    {"on-notice", OptionUnit::text, false, 0, 0, 0, k_scope_process,
+     "Run this command once on a preemption notice (a drain, a webhook); its failure is logged, not fatal"},
 };
+
+// The words of each choice option, in value order.
+constexpr std::string_view k_notice_modes[] = {"auto", "aws", "gce", "azure", "off"};
 
 struct Unit {
   std::string_view suffix;
@@ -129,6 +140,11 @@ std::optional<int64_t> parse_duration_ms(std::string_view text) {
 
 std::span<const OptionDef> option_defs() { return k_options; }
 
+std::span<const std::string_view> option_choices(const OptionDef& def) {
+  if (def.unit == OptionUnit::choice && def.name == "preemption-notice") return k_notice_modes;
+  return {};
+}
+
 const OptionDef* find_option(std::string_view name) {
   const auto* it = std::find_if(std::begin(k_options), std::end(k_options),
                                 [name](const OptionDef& d) { return d.name == name; });
@@ -173,6 +189,18 @@ int64_t parse_option_value(const OptionDef& def, std::string_view text, std::str
       if (text == "true") return 1;
       if (text == "false") return 0;
       invalid(shown, text, "expected exactly true or false");
+    case OptionUnit::choice: {
+      const std::span<const std::string_view> choices = option_choices(def);
+      std::string listed;
+      for (size_t i = 0; i < choices.size(); ++i) {
+        if (choices[i] == text) return static_cast<int64_t>(i);
+        listed += (i == 0 ? "" : i + 1 == choices.size() ? " or " : ", ") + std::string(choices[i]);
+      }
+      invalid(shown, text, "expected " + listed);
+    }
+    case OptionUnit::text:
+      if (text.empty()) invalid(shown, text, "give a command, or leave the option out");
+      return 0;
   }
   invalid(shown, text, "unknown kind of option");
 }
@@ -184,6 +212,11 @@ std::string option_flag(const OptionDef& def) {
 
 std::string render_option_value(const OptionDef& def, int64_t value) {
   if (def.unit == OptionUnit::boolean) return value != 0 ? "true" : "false";
+  if (def.unit == OptionUnit::choice) {
+    const std::span<const std::string_view> choices = option_choices(def);
+    return value >= 0 && static_cast<size_t>(value) < choices.size() ? std::string(choices[value]) : "";
+  }
+  if (def.unit == OptionUnit::text) return "";
   if (def.unit == OptionUnit::count || value == 0) return std::to_string(value);
   for (const Unit& u : k_units) {
     // "24h" reads better than "1d"; days from two on.

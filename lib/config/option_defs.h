@@ -32,6 +32,7 @@ inline constexpr int k_default_workers = 4;
 inline constexpr int64_t k_default_max_lag_ms = 10'000;  // /healthz's lag limit
 inline constexpr int64_t k_default_lease_ttl_ms = 30'000;
 inline constexpr int64_t k_default_shutdown_timeout_ms = 20'000;
+inline constexpr int64_t k_default_notice_sync_interval_ms = 100;  // after a preemption notice
 
 // Limits.
 inline constexpr int64_t k_max_count = 0x7fffffff;
@@ -44,6 +45,8 @@ enum class OptionUnit {
   duration,  // "500ms", "1s", "5m", "1h", "7d", or a bare number of seconds; the value is in ms
   count,     // a whole number
   boolean,   // exactly "true" or "false"; the value is 0 or 1
+  choice,    // one of option_choices(def); the value is its index
+  text,      // any text but empty (a command); the value is 0, the caller keeps the text
 };
 
 // Where an option applies (a bit set).
@@ -75,6 +78,9 @@ std::optional<int64_t> parse_duration_ms(std::string_view text);
 
 // Every option, in --help order.
 std::span<const OptionDef> option_defs();
+
+// The words a `choice` option takes, in value order; empty for other units.
+std::span<const std::string_view> option_choices(const OptionDef& def);
 
 // The option named `name`; nullptr when there is none.
 const OptionDef* find_option(std::string_view name);

@@ -14,7 +14,7 @@
 
 namespace walship {
 
-void ChildProcess::spawn(const std::vector<std::string>& argv) {
+void ChildProcess::spawn(const std::vector<std::string>& argv, const std::string& option) {
   int status_pipe[2];
   if (::pipe2(status_pipe, O_CLOEXEC) != 0)
     throw Failure(std::string("unable to create a pipe: ") + std::strerror(errno));
@@ -26,7 +26,7 @@ void ChildProcess::spawn(const std::vector<std::string>& argv) {
     const int err = errno;
     ::close(status_pipe[0]);
     ::close(status_pipe[1]);
-    throw Failure(std::string("unable to start the --exec command: fork: ") + std::strerror(err));
+    throw Failure("unable to start the " + option + " command: fork: " + std::strerror(err));
   }
   if (pid == 0) {
     SignalPipe::reset_in_child();
@@ -44,7 +44,7 @@ void ChildProcess::spawn(const std::vector<std::string>& argv) {
   ::close(status_pipe[0]);
   if (n == sizeof err) {
     ::waitpid(pid, nullptr, 0);
-    throw UsageError("unable to run --exec command '" + argv[0] + "': " + std::strerror(err));
+    throw UsageError("unable to run " + option + " command '" + argv[0] + "': " + std::strerror(err));
   }
   m_pid = pid;
 }

@@ -14,9 +14,10 @@ namespace walship {
 class ChildProcess {
  public:
   // Runs `argv` (argv[0] looked up in PATH) with default signal handling.
-  // Returns once it runs; throws UsageError naming the command if it cannot
-  // be executed (the failed child is reaped).
-  void spawn(const std::vector<std::string>& argv);
+  // Returns once it runs; throws UsageError naming the command (and the
+  // option that gave it, `option`) if it cannot be executed (the failed
+  // child is reaped).
+  void spawn(const std::vector<std::string>& argv, const std::string& option = "--exec");
 
   // True between spawn() and the reap of its exit.
   bool running() const { return m_pid > 0; }

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "lib/cloud/preemption_notice.h"
 #include "lib/config/config.h"
 #include "lib/config/option_defs.h"
 #include "lib/replica/status_board.h"
@@ -34,6 +35,14 @@ struct ReplicateRun {
   int64_t shutdown_timeout_ms = k_default_shutdown_timeout_ms;
   // Where every database's status goes (for --http); null: nowhere to read it.
   StatusBoard* board = nullptr;
+  // --preemption-notice: starts the watcher at start (it may give null:
+  // nothing to watch); unset: no watcher. On a notice every database ships
+  // at once, then at most every notice_sync_interval_ms until the stop, the
+  // next step checkpoints, and on_notice_argv runs once (DESIGN.md,
+  // "Preemption notices").
+  NoticeWatcherFactory notice_watcher;
+  int64_t notice_sync_interval_ms = k_default_notice_sync_interval_ms;
+  std::vector<std::string> on_notice_argv;  // --on-notice; empty: none
 };
 
 using OpenStorageFn = std::function<std::unique_ptr<Storage>(

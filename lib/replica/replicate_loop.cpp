@@ -2,13 +2,15 @@
 // signal pipe (lib/util/signals), file events (dir_watcher) and finished
 // steps, asks the schedule (replicate_schedule) which databases are due and
 // hands their steps to a fixed pool of workers; followers run a thread each;
-// the --exec app is a ChildProcess (child_process).
+// the --exec app is a ChildProcess (child_process); a preemption notice
+// (lib/cloud/preemption_notice.h) arrives from the watcher's thread on a pipe.
 #include <dirent.h>
 #include <fcntl.h>
 #include <malloc.h>
 #include <poll.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -23,6 +25,7 @@
 #include <set>
 #include <thread>
 
+#include "lib/config/option_defs.h"
 #include "lib/replica/child_process.h"
 #include "lib/replica/control_socket.h"
 #include "lib/replica/counting_storage.h"
@@ -155,9 +158,13 @@ class ReplicateLoop {
         m_pool(std::max(1, run.workers)) {
     make_pipe(m_done_pipe);
     make_pipe(m_follow_stop);
+    make_pipe(m_notice_pipe);
   }
 
   ~ReplicateLoop() {
+    m_notice_watcher.reset();  // its thread writes to the pipe below
+    ::close(m_notice_pipe[0]);
+    ::close(m_notice_pipe[1]);
     stop_followers();
     ::close(m_follow_stop[0]);
     ::close(m_follow_stop[1]);
@@ -166,6 +173,10 @@ class ReplicateLoop {
   }
 
   int run() {
+    if (m_run.notice_watcher) {
+      m_notice_watcher =
+          m_run.notice_watcher([this](const PreemptionNotice& notice) { post_notice(notice); });
+    }
     for (const DatabaseConfig& db : m_run.config.databases) {
       Entry& e = add_database(db.path, db.replicas, db.settings, false);
       if (m_run.wait_for_databases && not_created_yet(e.replicator->db_path())) {
@@ -220,6 +231,8 @@ class ReplicateLoop {
       dispatch_due();
       pump(timeout_ms());
     }
+    // A long poll in flight is abandoned while the last ship runs.
+    if (m_notice_watcher) m_notice_watcher->stop();
     // Followers stop between transactions while the last ship runs.
     const char byte = 1;
     [[maybe_unused]] const ssize_t n = ::write(m_follow_stop[1], &byte, 1);
@@ -230,6 +243,7 @@ class ReplicateLoop {
         answer(request, "error replicate stopped before the snapshot");
     }
     stop_followers();
+    m_notice_watcher.reset();
     if (!m_first_usage_error.empty()) throw UsageError(m_first_usage_error);
     if (!m_fenced_error.empty()) throw FencedError(m_fenced_error);
     if (m_child_status) return ChildProcess::exit_code(*m_child_status);
@@ -257,6 +271,7 @@ class ReplicateLoop {
     entry->monitor = &monitor;
     entry->replicator = std::make_unique<Replicator>(options, std::move(storages), &monitor);
     entry->interval_ms = settings.sync_interval_ms;
+    if (m_noticed) entry->interval_ms = std::min(entry->interval_ms, m_run.notice_sync_interval_ms);
     entry->from_directory = from_directory;
     m_by_path[path] = entry.get();
     m_watcher.watch_dir(dir_name(path));
@@ -549,9 +564,94 @@ class ReplicateLoop {
     }
   }
 
+  // On the watcher's thread: the notice, for the main thread.
+  void post_notice(const PreemptionNotice& notice) {
+    {
+      std::lock_guard lock(m_notice_mutex);
+      m_notices.push_back(notice);
+    }
+    const char byte = 1;
+    [[maybe_unused]] const ssize_t n = ::write(m_notice_pipe[1], &byte, 1);
+  }
+
+  // A preemption notice: the first ships every database at once, then at
+  // the notice interval until the stop; checkpoints; runs --on-notice. Every
+  // notice is counted on /metrics.
+  void handle_notices() {
+    std::vector<PreemptionNotice> notices;
+    {
+      std::lock_guard lock(m_notice_mutex);
+      notices.swap(m_notices);
+    }
+    for (const PreemptionNotice& notice : notices) {
+      m_board.record_notice(notice);
+      const bool first = !m_noticed;
+      log_notice(
+          first ? LogLevel::warn : LogLevel::info,
+          first ? "preemption notice: shipping every database now, then at the notice interval until stopped"
+                : "another preemption notice",
+          notice);
+      if (!first) continue;
+      m_noticed = true;
+      const int64_t now = static_cast<int64_t>(now_ms());
+      for (const auto& e : m_entries) {
+        e->interval_ms = std::min(e->interval_ms, m_run.notice_sync_interval_ms);
+        e->dirty = true;
+        e->timer_due = now;
+        e->replicator->request_checkpoint();
+      }
+      run_on_notice();
+    }
+  }
+
+  // One line: the cloud, what it announced, when (seconds left, when known).
+  void log_notice(LogLevel level, std::string_view msg, const PreemptionNotice& notice) const {
+    const NoticeDeadline deadline = notice_deadline(notice, now_ms());
+    const std::string interval =
+        render_option_value(option("notice-sync-interval"), m_run.notice_sync_interval_ms);
+    const char* from = notice.estimated ? "the cloud's documented notice"
+                       : notice.at_ms   ? "the cloud"
+                                        : "none";
+    if (deadline.seconds_left) {
+      log(level, msg,
+          {{"cloud", cloud_name(notice.cloud)},
+           {"notice", notice.what},
+           {"time", deadline.time},
+           {"seconds_left", *deadline.seconds_left},
+           {"time_from", from},
+           {"notice_sync_interval", interval}});
+    } else {
+      log(level, msg,
+          {{"cloud", cloud_name(notice.cloud)},
+           {"notice", notice.what},
+           {"time", deadline.time},
+           {"time_from", from},
+           {"notice_sync_interval", interval}});
+    }
+  }
+
+  // --on-notice, once; its failure to start or its exit status is logged,
+  // never fatal: the shipping matters more than the hook.
+  void run_on_notice() {
+    if (m_run.on_notice_argv.empty()) return;
+    try {
+      m_on_notice.spawn(m_run.on_notice_argv, "--on-notice");
+      log(LogLevel::info, "started the --on-notice command",
+          {{"command", m_run.on_notice_argv[0]}, {"pid", m_on_notice.pid()}});
+    } catch (const Error& e) {
+      log(LogLevel::error, "unable to run the --on-notice command", {{"error", e.what()}});
+    }
+  }
+
   void handle_signals() {
     while (const int sig = m_signals.next()) {
       if (sig == SIGCHLD) {
+        if (const std::optional<int> status = m_on_notice.reap()) {
+          const bool ok = WIFEXITED(*status) && WEXITSTATUS(*status) == 0;
+          log(ok ? LogLevel::info : LogLevel::error,
+              ok ? "the --on-notice command finished" : "the --on-notice command failed",
+              {{"status", ChildProcess::describe(*status)}});
+        }
         if (const std::optional<int> status = m_child.reap()) {
           m_child_status = status;
           log(LogLevel::info, "the app exited; shipping what is committed",
@@ -615,8 +715,10 @@ class ReplicateLoop {
   }
 
   void pump(int timeout) {
-    std::vector<pollfd> fds = {
-        {m_signals.fd(), POLLIN, 0}, {m_done_pipe[0], POLLIN, 0}, {m_watcher.fd(), POLLIN, 0}};
+    std::vector<pollfd> fds = {{m_signals.fd(), POLLIN, 0},
+                               {m_done_pipe[0], POLLIN, 0},
+                               {m_watcher.fd(), POLLIN, 0},
+                               {m_notice_pipe[0], POLLIN, 0}};
     std::vector<std::pair<Entry*, ControlChannel*>> controls;
     for (auto& [entry, c] : m_control) {
       if (!c.listener) continue;
@@ -626,11 +728,14 @@ class ReplicateLoop {
     const int rc = ::poll(fds.data(), fds.size(), timeout);
     if (rc < 0 && errno != EINTR) throw Failure(std::string("poll failed: ") + std::strerror(errno));
     for (size_t i = 0; rc > 0 && i < controls.size(); ++i) {
-      if (fds[3 + i].revents & POLLIN) accept_control(*controls[i].first, *controls[i].second);
+      if (fds[4 + i].revents & POLLIN) accept_control(*controls[i].first, *controls[i].second);
     }
     char drain[256];
     while (::read(m_done_pipe[0], drain, sizeof drain) > 0) {
     }
+    while (::read(m_notice_pipe[0], drain, sizeof drain) > 0) {
+    }
+    handle_notices();
     handle_signals();
     handle_results();
     handle_file_events();
@@ -723,6 +828,12 @@ class ReplicateLoop {
   std::string m_first_permanent_error;  // the first round's StorageError that needs a person: exit 1
   std::string m_fenced_error;           // the first fenced database's error: exit 4
   ChildProcess m_child;
+  ChildProcess m_on_notice;         // --on-notice, once
+  int m_notice_pipe[2] = {-1, -1};  // readable once the watcher posted a notice
+  std::mutex m_notice_mutex;
+  std::vector<PreemptionNotice> m_notices;  // posted, not yet handled
+  bool m_noticed = false;                   // a notice came: the notice interval applies
+  std::unique_ptr<NoticeWatcher> m_notice_watcher;
   int64_t m_child_kill_due = 0;  // when the stopping app gets SIGKILL; 0: not stopping
   std::optional<int> m_child_status;
   WorkerPool m_pool;  // last: its threads are joined before the rest is destroyed

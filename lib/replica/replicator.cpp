@@ -965,10 +965,11 @@ void Replicator::ship_all(const std::optional<wal::WalPosition>& cap) {
 // writer lock, then, when a restart is due, one under it.
 void Replicator::checkpoint_if_due(int64_t now) {
   const std::optional<wal::WalIndexHeader> index = wal::read_wal_index_header(m_shm_fd.get(), m_shm_path);
-  if (!index || index->max_frame < m_options.checkpoint_pages) return;
+  const bool asked = m_checkpoint_requested.exchange(false);
+  if (!index || (!asked && index->max_frame < m_options.checkpoint_pages)) return;
   if (wal::read_wal_backfilled(m_shm_fd.get(), m_shm_path) >= index->max_frame) return;
-  const bool restart_due =
-      now >= m_last_restart_ms + k_restart_interval_ms || index->max_frame >= m_options.truncate_pages / 4;
+  const bool restart_due = asked || now >= m_last_restart_ms + k_restart_interval_ms ||
+                           index->max_frame >= m_options.truncate_pages / 4;
 
   // Most of the copying happens without the writer lock: the read moves to
   // the WAL's end (all shipped), and a checkpoint from the other connection

@@ -31,6 +31,7 @@
 //   the app's next commit restarts the WAL.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -95,6 +96,11 @@ class Replicator {
   // next step writes a snapshot of the replica whose URL is `replica_url`
   // (every replica when empty), of the state it shipped up to. Any thread.
   void request_snapshot(const std::string& replica_url);
+  // A preemption notice (replicate_loop): the next step checkpoints the
+  // whole WAL, whatever its size, under the writer lock too, so the database
+  // file alone holds what was shipped should the disk outlive the machine.
+  // Any thread.
+  void request_checkpoint() { m_checkpoint_requested = true; }
   // After a step, once per request it served: "ok TXID" or "error ...".
   std::optional<std::string> take_snapshot_answer();
 
@@ -157,6 +163,7 @@ class Replicator {
   }
   void report_txid(const ReplicaTarget& target);
 
+  std::atomic<bool> m_checkpoint_requested{false};
   std::mutex m_request_mutex;  // guards the two below (request_snapshot() is called from any thread)
   std::optional<std::string> m_snapshot_request;  // the replica URL asked for ("": every replica)
   std::optional<std::string> m_snapshot_answer;

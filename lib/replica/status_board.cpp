@@ -21,10 +21,18 @@ void StatusBoard::set_ready() {
   m_ready = true;
 }
 
+void StatusBoard::record_notice(const PreemptionNotice& notice) {
+  std::lock_guard lock(m_mutex);
+  ++m_notices.notices;
+  m_notices.cloud = notice.cloud;
+  if (notice.at_ms) m_notices.at_ms = notice.at_ms;
+}
+
 std::string StatusBoard::metrics(uint64_t now_ms) const {
   PrometheusText out;
   add_process_metrics(out, read_process_stats(), WALSHIP_VERSION);
   std::lock_guard lock(m_mutex);
+  if (!m_replicate.empty()) add_notice_metrics(out, m_notices, now_ms);
   for (const ReplicateMonitor& m : m_replicate) add_replicate_metrics(out, m.snapshot(), now_ms);
   for (const FollowMonitor& m : m_follow) add_follow_metrics(out, m.snapshot(), now_ms);
   return out.str();

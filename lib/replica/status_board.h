@@ -11,6 +11,7 @@
 #include <mutex>
 #include <string>
 
+#include "lib/cloud/preemption_notice.h"
 #include "lib/replica/follow_metrics.h"
 #include "lib/replica/replicate_metrics.h"
 
@@ -26,6 +27,10 @@ class StatusBoard {
   // /healthz is unhealthy, even with no database on it yet.
   void set_ready();
 
+  // A preemption notice replicate received: counted on /metrics, with the
+  // seconds left until the stop it announced.
+  void record_notice(const PreemptionNotice& notice);
+
   std::string metrics(uint64_t now_ms) const;
   // The /healthz body; `healthy` is true when the board is ready and every
   // database is healthy.
@@ -36,6 +41,7 @@ class StatusBoard {
   std::deque<ReplicateMonitor> m_replicate;
   std::deque<FollowMonitor> m_follow;
   bool m_ready = false;
+  NoticeStatus m_notices;
 };
 
 }  // namespace walship

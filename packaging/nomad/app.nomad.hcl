@@ -26,6 +26,13 @@
 # Needs Nomad 1.4 or later: Nomad variables (nomadVar) and checks on
 # Nomad-native services (provider = "nomad") arrived in 1.4.
 #
+# The cloud's own notice: --preemption-notice auto (the default, spelled out)
+# watches the node's metadata service (AWS two minutes ahead, GCE 30 s,
+# Azure Scheduled Events) and, once a notice is posted, ships every 100 ms
+# until the stop, so a node that dies before its SIGTERM loses at most that.
+# Add --on-notice CMD to run a drain or a webhook once on the notice.
+# Off the clouds it sends no request.
+#
 # The 30 s notice: when the node is drained or preempted, Nomad stops the
 # app task first (kill_timeout 20 s: make the app's own shutdown fit in
 # it) and the replicate sidecar after the app has exited (kill_timeout
@@ -113,7 +120,7 @@ job "app" {
       driver = "docker"
       config {
         image = "walship:0.1.0"
-        args  = ["replicate", "--wait", "--enable-wal", "--http", "0.0.0.0:9090", "/alloc/data/app.db", "s3://backups/app"]
+        args  = ["replicate", "--wait", "--enable-wal", "--http", "0.0.0.0:9090", "--preemption-notice", "auto", "/alloc/data/app.db", "s3://backups/app"]
         ports = ["walship"]
       }
       kill_signal  = "SIGTERM"

@@ -11,7 +11,15 @@ implements, as documented by AWS, what walship's credential providers call:
   with X-aws-ec2-metadata-token answers the role name, .../ROLE its
   credentials ({"Code": "Success", "LastUpdated", "Type": "AWS-HMAC",
   "AccessKeyId", "SecretAccessKey", "Token", "Expiration"}); no, an invalid
-  or an expired token: 401 with an empty body; an unknown role: 404
+  or an expired token: 401 with an empty body; an unknown role: 404;
+  GET /latest/meta-data/spot/instance-action: 404 (IMDS's HTML page) until a
+  spot interruption notice is out, then {"action": "terminate", "time":
+  "2026-...Z"} (AWS's "Spot Instance interruption notices"); GET
+  /latest/meta-data/events/recommendations/rebalance: 404 until a rebalance
+  recommendation, then {"noticeTime": "2026-...Z"} (AWS's "EC2 instance
+  rebalance recommendations"). With --imdsv1-only it is a service without
+  IMDSv2: the token PUT answers 404 and GETs need no token (what walship
+  must never use)
 - ECS and EKS Pod Identity container credentials: GET /v2/credentials/ANY (the
   AWS_CONTAINER_CREDENTIALS_RELATIVE_URI form) and GET /v1/credentials (the
   AWS_CONTAINER_CREDENTIALS_FULL_URI form, whose Authorization header must be
@@ -35,9 +43,13 @@ tests/s3/s3rver_server.js --credentials-file PATH accepts exactly those.
 
 Test hooks (not AWS's API): POST /_test/fail?count=N&status=S&match=TEXT
 makes the next N requests whose path contains TEXT answer S (status 0: the
-connection is closed without an answer); GET /_test/stats returns counters
-(imds_tokens, imds_credentials, container_credentials, sts_assume, issued,
-requests).
+connection is closed without an answer); POST
+/_test/notice?kind=instance-action&action=terminate&in=SECONDS serves a spot
+interruption notice for SECONDS from now (kind=rebalance: a rebalance
+recommendation; kind=clear: neither); POST /_test/expire-tokens makes every
+issued token expire; GET /_test/stats returns counters (imds_tokens,
+imds_credentials, instance_action, rebalance, imds_unauthorized,
+container_credentials, sts_assume, issued, requests).
 
 The first line on stdout is "listening on 127.0.0.1:PORT". AwsTestServer
 starts it for the Python tests.
@@ -95,7 +107,9 @@ class State:
         self.issued = []        # newest last: dicts with id, secret, token, expiration
         self.faults = []        # [match, status, count]
         self.stats = {"imds_tokens": 0, "imds_credentials": 0, "container_credentials": 0, "sts_assume": 0,
-                      "issued": 0, "requests": 0}
+                      "issued": 0, "requests": 0, "instance_action": 0, "rebalance": 0, "imds_unauthorized": 0}
+        self.instance_action = None  # the spot instance-action document, once a notice is out
+        self.rebalance = None        # the rebalance recommendation document
         self.role_id = "AROA" + random_text(UPPER_ALNUM, 17)
 
     def issue(self):
@@ -139,15 +153,20 @@ class Handler(BaseHTTPRequestHandler):
             body = json.dumps(body).encode()
         elif isinstance(body, str):
             body = body.encode()
-        self.send_response(status)
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        if body:
-            self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        # A client killed mid-request (scripts/spot-sim's hard preemptions) is
+        # not the server's error: no traceback.
+        try:
+            self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            if body:
+                self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
 
     def read_body(self):
         length = int(self.headers.get("Content-Length") or 0)
@@ -209,6 +228,23 @@ class Handler(BaseHTTPRequestHandler):
             with state.lock:
                 state.faults.append(fault)
             return self.send(200, {})
+        if path == "/_test/notice" and self.command == "POST":
+            kind = query.get("kind", "instance-action")
+            with state.lock:
+                if kind == "instance-action":
+                    state.instance_action = {"action": query.get("action", "terminate"),
+                                             "time": aws_time(time.time() + float(query.get("in", "120")))}
+                elif kind == "rebalance":
+                    state.rebalance = {"noticeTime": aws_time(time.time())}
+                elif kind == "clear":
+                    state.instance_action = state.rebalance = None
+                else:
+                    return self.send(400, {"code": "BadRequest", "message": "kind: instance-action, rebalance, clear"})
+            return self.send(200, {})
+        if path == "/_test/expire-tokens" and self.command == "POST":
+            with state.lock:
+                state.imds_tokens = {}
+            return self.send(200, {})
         if path == "/_test/stats" and self.command == "GET":
             with state.lock:
                 return self.send(200, dict(state.stats))
@@ -217,6 +253,8 @@ class Handler(BaseHTTPRequestHandler):
     # ---- EC2 instance metadata service (IMDSv2) ---------------------------------
     def imds_token(self):
         state = self.server.state
+        if state.args.imdsv1_only:
+            return self.send(404, IMDS_404, "text/html")
         if self.command != "PUT":
             return self.send(405, b"", headers={"Allow": "PUT"})
         if self.headers.get("X-Forwarded-For") is not None:
@@ -240,8 +278,19 @@ class Handler(BaseHTTPRequestHandler):
         token = self.headers.get("X-aws-ec2-metadata-token")
         with state.lock:
             expires = state.imds_tokens.get(token) if token else None
-        if expires is None or expires <= time.monotonic():
+        if (expires is None or expires <= time.monotonic()) and not state.args.imdsv1_only:
+            state.count("imds_unauthorized")
             return self.send(401, b"")
+        notices = {"/latest/meta-data/spot/instance-action": ("instance_action", "instance_action"),
+                   "/latest/meta-data/events/recommendations/rebalance": ("rebalance", "rebalance")}
+        if path in notices:
+            counter, attribute = notices[path]
+            state.count(counter)
+            with state.lock:
+                document = getattr(state, attribute)
+            if document is None:
+                return self.send(404, IMDS_404, "text/html")
+            return self.send(200, json.dumps(document), "text/plain")
         prefix = "/latest/meta-data/iam/security-credentials"
         if path in (prefix, prefix + "/"):
             return self.send(200, state.args.role, "text/plain")
@@ -389,6 +438,14 @@ class AwsTestServer:
         with urllib.request.urlopen(request, timeout=30) as r:
             r.read()
 
+    def notice(self, kind="instance-action", seconds=120, action="terminate"):
+        """Serves a spot interruption notice `seconds` ahead (kind
+        "rebalance": a rebalance recommendation; "clear": neither)."""
+        query = urllib.parse.urlencode({"kind": kind, "in": seconds, "action": action})
+        request = urllib.request.Request(f"{self.endpoint}/_test/notice?{query}", data=b"", method="POST")
+        with urllib.request.urlopen(request, timeout=30) as r:
+            r.read()
+
     def credentials(self):
         """The credentials currently valid: {access key id: {"secret", "token"}}."""
         try:
@@ -421,6 +478,8 @@ def main():
     parser.add_argument("--container-token", help="the Authorization value GET /v1/credentials requires")
     parser.add_argument("--web-identity-token-file",
                         help="STS accepts only this file's content (read per request) as WebIdentityToken")
+    parser.add_argument("--imdsv1-only", action="store_true",
+                        help="no IMDSv2: the token PUT answers 404 and GETs need no token")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
 

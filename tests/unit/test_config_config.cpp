@@ -112,8 +112,8 @@ TEST_CASE("configuration mistakes name the file, the line and what to write") {
             .starts_with("walship.toml:2: unknown key 'foo' in [defaults] (known: poll-interval, "
                          "list-interval, parallelism, sync-interval,"));
   CHECK(config_error("[database]\npath = \"/a\"\n") ==
-        "walship.toml:1: unknown key 'database' (known: http, max-lag, [defaults], [[databases]], "
-        "[[directories]])");
+        "walship.toml:1: unknown key 'database' (known: http, max-lag, preemption-notice, "
+        "notice-sync-interval, on-notice, [defaults], [[databases]], [[directories]])");
   CHECK(config_error("[[databases]]\npath = \"/a.db\"\n") ==
         "walship.toml:1: database '/a.db' has no replica: add replicas = [\"URL\"]");
   CHECK(config_error("[[databases]]\npath = \"a.db\"\nreplica = \"/r\"\n") ==
@@ -303,4 +303,22 @@ TEST_CASE("replica settings: an empty value or one the backend refuses is an err
           "walship.toml:8: invalid option session-token=12345 for replica 's3://b/p': give a string (in "
           "quotes)");
   }
+}
+
+TEST_CASE("the preemption notice's keys are the process's, checked like the flags") {
+  const ReplicateConfig config = parse_config(
+      "preemption-notice = \"gce\"\nnotice-sync-interval = \"250ms\"\non-notice = \"drain --now\"\n"
+      "[[databases]]\npath = \"/a.db\"\nreplica = \"/r\"\n",
+      "walship.toml", fake_env({}));
+  CHECK(config.preemption_notice == "gce");
+  CHECK(config.notice_sync_interval_ms == 250);
+  CHECK(config.on_notice == "drain --now");
+  const ReplicateConfig none =
+      parse_config("[[databases]]\npath = \"/a.db\"\nreplica = \"/r\"\n", "w", fake_env({}));
+  CHECK_FALSE(none.preemption_notice);
+  CHECK_FALSE(none.on_notice);
+  CHECK(config_error("preemption-notice = \"ec2\"\n[[databases]]\npath = \"/a\"\nreplica = \"/r\"\n") ==
+        "walship.toml:1: invalid preemption-notice 'ec2': expected auto, aws, gce, azure or off");
+  CHECK(config_error("on-notice = \"\"\n[[databases]]\npath = \"/a\"\nreplica = \"/r\"\n") ==
+        "walship.toml:1: invalid on-notice '': give a command, or leave the option out");
 }
