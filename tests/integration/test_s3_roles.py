@@ -200,8 +200,20 @@ def test_no_role_anywhere_is_one_line_and_exit_2(tmp):
         assert sqlite3.connect(f"{tmp}/app.db").execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
+def test_an_imdsv1_only_service_is_never_asked_for_keys(tmp):
+    """walship never falls back to IMDSv1: a metadata service that refuses
+    the session token (an instance with IMDSv1 only, say) gives exit 2 and
+    one line, and no credentials are fetched from it."""
+    with Stores(tmp, "--imdsv1-only") as stores:
+        r = walship("ls", stores.url, env=instance_env(stores.aws))
+        expect_one_error_line(r, 2, r"no S3 credentials; the EC2 instance metadata service at .* refused an "
+                                    r"IMDSv2 session")
+        stats = stores.aws.stats()
+        assert stats["imds_credentials"] == 0 and stats["imds_tokens"] == 0, stats
+
+
 if __name__ == "__main__":
     run_tests([test_the_instance_profile_through_imdsv2, test_container_credentials_with_a_token_file,
                test_a_web_identity_through_sts, test_a_profiles_credential_process,
                test_replicate_refreshes_short_lived_keys_and_reports_a_failed_refresh,
-               test_no_role_anywhere_is_one_line_and_exit_2])
+               test_no_role_anywhere_is_one_line_and_exit_2, test_an_imdsv1_only_service_is_never_asked_for_keys])
