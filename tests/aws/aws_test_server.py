@@ -62,7 +62,6 @@ import os
 import re
 import secrets
 import string
-import subprocess
 import sys
 import threading
 import time
@@ -70,6 +69,9 @@ import urllib.parse
 import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from server_process import ServerProcess, serve  # noqa: E402
 
 ACCOUNT_ID = "123456789012"
 STS_NS = "https://sts.amazonaws.com/doc/2011-06-15/"
@@ -408,7 +410,7 @@ class Handler(BaseHTTPRequestHandler):
                   f'</AssumeRoleWithWebIdentityResponse>\n', "text/xml")
 
 
-class AwsTestServer:
+class AwsTestServer(ServerProcess):
     """This server as a subprocess for the Python tests, writing
     directory/aws-credentials.json (self.credentials_file); `extra` adds
     options (--container-token, --web-identity-token-file, --lifetime, ...)."""
@@ -416,35 +418,18 @@ class AwsTestServer:
     def __init__(self, directory, extra=()):
         os.makedirs(directory, exist_ok=True)
         self.credentials_file = os.path.join(directory, "aws-credentials.json")
-        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--credentials-file",
-                                      self.credentials_file, *extra], stdout=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        if not line.startswith("listening on "):
-            self.close()
-            raise RuntimeError(f"aws_test_server did not start: {line!r}")
-        self.address = line.split()[-1].strip()
-        self.port = int(self.address.rsplit(":", 1)[1])
-        self.endpoint = f"http://{self.address}"
-
-    def stats(self):
-        with urllib.request.urlopen(f"{self.endpoint}/_test/stats", timeout=30) as r:
-            return json.load(r)
+        super().__init__([sys.executable, os.path.abspath(__file__), "--credentials-file", self.credentials_file,
+                          *extra], "aws_test_server")
 
     def fail(self, match, status, count=1):
         """The next `count` requests whose path contains `match` answer
         `status` (0: the connection is closed without an answer)."""
-        query = urllib.parse.urlencode({"match": match, "status": status, "count": count})
-        request = urllib.request.Request(f"{self.endpoint}/_test/fail?{query}", data=b"", method="POST")
-        with urllib.request.urlopen(request, timeout=30) as r:
-            r.read()
+        self.post("/_test/fail?" + urllib.parse.urlencode({"match": match, "status": status, "count": count}))
 
     def notice(self, kind="instance-action", seconds=120, action="terminate"):
         """Serves a spot interruption notice `seconds` ahead (kind
         "rebalance": a rebalance recommendation; "clear": neither)."""
-        query = urllib.parse.urlencode({"kind": kind, "in": seconds, "action": action})
-        request = urllib.request.Request(f"{self.endpoint}/_test/notice?{query}", data=b"", method="POST")
-        with urllib.request.urlopen(request, timeout=30) as r:
-            r.read()
+        self.post("/_test/notice?" + urllib.parse.urlencode({"kind": kind, "in": seconds, "action": action}))
 
     def credentials(self):
         """The credentials currently valid: {access key id: {"secret", "token"}}."""
@@ -453,19 +438,6 @@ class AwsTestServer:
                 return json.load(f)
         except (OSError, ValueError):
             return {}
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait()
-        if self.proc.stdout:
-            self.proc.stdout.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def main():
@@ -486,11 +458,7 @@ def main():
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
     server.state = State(args)
-    print(f"listening on 127.0.0.1:{server.server_address[1]}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    serve(server)
 
 
 if __name__ == "__main__":

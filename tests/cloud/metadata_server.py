@@ -38,7 +38,6 @@ import email.utils
 import json
 import os
 import secrets
-import subprocess
 import sys
 import threading
 import time
@@ -46,6 +45,9 @@ import urllib.parse
 import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from server_process import ServerProcess, serve  # noqa: E402
 
 GCE_PREEMPTED = "/computeMetadata/v1/instance/preempted"
 GCE_PREEMPTIBLE = "/computeMetadata/v1/instance/scheduling/preemptible"
@@ -191,47 +193,18 @@ class Handler(BaseHTTPRequestHandler):
         self.send(200, json.dumps(document), "application/json; charset=utf-8")
 
 
-class MetadataServer:
+class MetadataServer(ServerProcess):
     """This server as a subprocess for the Python tests."""
 
     def __init__(self, cloud):
         self.cloud = cloud
-        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--cloud", cloud],
-                                     stdout=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        if not line.startswith("listening on "):
-            self.close()
-            raise RuntimeError(f"metadata_server did not start: {line!r}")
-        self.address = line.split()[-1].strip()
-        self.endpoint = f"http://{self.address}"
-
-    def _post(self, path):
-        request = urllib.request.Request(f"{self.endpoint}{path}", data=b"", method="POST")
-        with urllib.request.urlopen(request, timeout=30) as r:
-            r.read()
+        super().__init__([sys.executable, os.path.abspath(__file__), "--cloud", cloud], "metadata_server")
 
     def preempt(self, seconds=30):
-        self._post(f"/_test/preempt?in={seconds}")
+        self.post(f"/_test/preempt?in={seconds}")
 
     def reset(self):
-        self._post("/_test/reset")
-
-    def stats(self):
-        with urllib.request.urlopen(f"{self.endpoint}/_test/stats", timeout=30) as r:
-            return json.load(r)
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait()
-        if self.proc.stdout:
-            self.proc.stdout.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+        self.post("/_test/reset")
 
 
 def main():
@@ -244,11 +217,7 @@ def main():
     server.daemon_threads = True
     server.state = State(args.cloud)
     server.verbose = args.verbose
-    print(f"listening on 127.0.0.1:{server.server_address[1]}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    serve(server)
 
 
 if __name__ == "__main__":

@@ -60,6 +60,9 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from server_process import serve  # noqa: E402
+
 CHUNK_GRANULARITY = 256 * 1024
 SCOPES = ("https://www.googleapis.com/auth/devstorage.read_write",
           "https://www.googleapis.com/auth/devstorage.full_control",
@@ -664,11 +667,7 @@ def main():
                                             state.client_email)
         state.credentials_dir = args.credentials_dir
         make_external_accounts(state, f"http://127.0.0.1:{port}")
-    print(f"listening on 127.0.0.1:{port}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    serve(server, port)
 
 
 if __name__ == "__main__":

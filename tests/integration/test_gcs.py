@@ -11,10 +11,10 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+from server_process import ServerProcess  # noqa: E402
 from walship_test import (WALSHIP, check_rows, checkpointed_bytes, create_db, expect_one_error_line, make_db,  # noqa: E402
                           round_trip, run_tests, skip, walship)
 
@@ -29,36 +29,16 @@ except ImportError:
     skip("python3-cryptography is not installed (scripts/setup installs it)")
 
 
-class GcsServer:
+class GcsServer(ServerProcess):
     def __init__(self, tmp, auth, extra=()):
         self.creds = os.path.join(tmp, "creds")
         args = [sys.executable, SERVER, "--bucket", "walship", "--forbidden-bucket", "locked", "--page-size", "2"]
         if auth:
             args += ["--auth", "--credentials-dir", self.creds]
-        self.proc = subprocess.Popen(args + list(extra), stdout=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        assert line.startswith("listening on "), line
-        self.address = line.split()[-1].strip()
-        self.endpoint = f"http://{self.address}"
-
-    def stats(self):
-        with urllib.request.urlopen(f"{self.endpoint}/_test/stats") as r:
-            return json.load(r)
+        super().__init__(args + list(extra), "gcs_server")
 
     def fail(self, match, status, count=1):
-        req = urllib.request.Request(f"{self.endpoint}/_test/fail?match={match}&status={status}&count={count}",
-                                     method="POST", data=b"")
-        urllib.request.urlopen(req).close()
-
-    def close(self):
-        self.proc.terminate()
-        self.proc.wait()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+        self.post(f"/_test/fail?match={match}&status={status}&count={count}")
 
 
 def jwt_env(server, key="service-account.json"):

@@ -39,6 +39,7 @@ bytes in and out, seconds). The first line on stdout is
 """
 import argparse
 import json
+import os
 import random
 import re
 import socket
@@ -48,6 +49,9 @@ import sys
 import threading
 import time
 import urllib.parse
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from server_process import serve  # noqa: E402
 
 KINDS = ("500", "503", "403", "404", "reset-request", "reset-response", "stall")
 ERRORS = {
@@ -420,11 +424,7 @@ def main():
 
     server = Server(("127.0.0.1", args.port), Handler)
     server.state = State(args)
-    print(f"listening on 127.0.0.1:{server.server_address[1]}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    serve(server)
 
 
 if __name__ == "__main__":
