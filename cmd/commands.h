@@ -28,6 +28,7 @@ void add_serve_replica_command(CLI::App& app, const GlobalOptions& global, Runne
 void add_prune_command(CLI::App& app, const GlobalOptions& global, Runner& run);
 void add_verify_command(CLI::App& app, const GlobalOptions& global, Runner& run);
 void add_status_command(CLI::App& app, const GlobalOptions& global, Runner& run);
+void add_sync_command(CLI::App& app, const GlobalOptions& global, Runner& run);
 void add_doctor_command(CLI::App& app, Runner& run);
 void add_version_command(CLI::App& app, Runner& run);
 

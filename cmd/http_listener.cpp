@@ -7,6 +7,8 @@
 #include <thread>
 
 #include "lib/config/config.h"
+#include "lib/config/option_defs.h"
+#include "lib/replica/control_socket.h"
 #include "lib/util/error.h"
 #include "lib/util/listen_address.h"
 #include "lib/util/log.h"
@@ -16,6 +18,44 @@ namespace walship::cmd {
 
 using namespace std::chrono_literals;
 
+namespace {
+
+// POST /sync?db=PATH[&timeout=DURATION]: asks the database's control socket
+// and answers with its line: 200 ok, 504 timeout, 409 fenced, 503 error;
+// 400 a bad query, 404 a database this replicate does not ship.
+void serve_sync(const httplib::Request& req, httplib::Response& res,
+                const ControlSocketOf& control_socket_of) {
+  const auto reply = [&res](int status, const std::string& body) {
+    res.status = status;
+    res.set_content(body + "\n", "text/plain; charset=utf-8");
+  };
+  const std::string db = req.get_param_value("db");
+  if (db.empty()) return reply(400, "error give the database: POST /sync?db=PATH");
+  int64_t timeout_ms = k_default_sync_timeout_ms;
+  if (req.has_param("timeout")) {
+    const std::optional<int64_t> given = parse_duration_ms(req.get_param_value("timeout"));
+    if (!given || *given <= 0)
+      return reply(400, "error invalid timeout: give a duration such as 500ms, 5s or 1m");
+    timeout_ms = *given;
+  }
+  const std::optional<std::string> socket = control_socket_of(db);
+  if (!socket) return reply(404, "error this replicate does not ship '" + db + "'");
+  std::optional<std::string> answer;
+  try {
+    answer = ask_control_socket(*socket, "sync " + render_duration_ms(timeout_ms), timeout_ms + 1000);
+  } catch (const Error& e) {
+    return reply(503, std::string("error ") + e.what());
+  }
+  if (!answer) return reply(503, "error the database's control socket is not open yet: try again");
+  const int status = answer->starts_with("ok")        ? 200
+                     : answer->starts_with("timeout") ? 504
+                     : answer->starts_with("fenced")  ? 409
+                                                      : 503;
+  reply(status, *answer);
+}
+
+}  // namespace
+
 struct HttpListener::Impl {
   httplib::Server server;
   std::thread thread;
@@ -23,7 +63,7 @@ struct HttpListener::Impl {
 };
 
 HttpListener::HttpListener(const std::string& address, const std::string& what, const StatusBoard& board,
-                           int64_t max_lag_ms)
+                           int64_t max_lag_ms, ControlSocketOf control_socket_of)
     : m_impl(std::make_unique<Impl>()) {
   // ":9090" is every interface, as Prometheus exporters write it.
   const ListenAddress listen =
@@ -45,6 +85,11 @@ HttpListener::HttpListener(const std::string& address, const std::string& what, 
   server.Get("/metrics", [&board](const httplib::Request&, httplib::Response& res) {
     res.set_content(board.metrics(now_ms()), "text/plain; version=0.0.4; charset=utf-8");
   });
+  if (control_socket_of) {
+    server.Post("/sync", [control_socket_of](const httplib::Request& req, httplib::Response& res) {
+      serve_sync(req, res, control_socket_of);
+    });
+  }
   if (!server.bind_to_port(listen.host, listen.port)) {
     throw UsageError("unable to listen on " + address + " (" + what +
                      "): the port is in use or the address is not local; choose another");
@@ -78,7 +123,8 @@ void add_http_flags(CLI::App& sub, HttpFlags& flags) {
 }
 
 std::unique_ptr<HttpListener> start_http(const HttpFlags& flags, const ReplicateConfig* config,
-                                         const std::string& config_path, const StatusBoard& board) {
+                                         const std::string& config_path, const StatusBoard& board,
+                                         ControlSocketOf control_socket_of) {
   const std::optional<int64_t> given = parse_duration_ms(flags.max_lag);
   if (!given || *given <= 0) {
     throw UsageError("invalid --max-lag '" + flags.max_lag +
@@ -87,9 +133,11 @@ std::unique_ptr<HttpListener> start_http(const HttpFlags& flags, const Replicate
   int64_t max_lag_ms = *given;
   if (flags.max_lag_option->count() == 0 && config && config->max_lag_ms) max_lag_ms = *config->max_lag_ms;
   if (flags.http_option->count() > 0)
-    return std::make_unique<HttpListener>(flags.http, "--http", board, max_lag_ms);
+    return std::make_unique<HttpListener>(flags.http, "--http", board, max_lag_ms,
+                                          std::move(control_socket_of));
   if (config && !config->http.empty()) {
-    return std::make_unique<HttpListener>(config->http, "'http' in " + config_path, board, max_lag_ms);
+    return std::make_unique<HttpListener>(config->http, "'http' in " + config_path, board, max_lag_ms,
+                                          std::move(control_socket_of));
   }
   return nullptr;
 }

@@ -114,6 +114,7 @@ int main(int argc, char** argv) {
   walship::cmd::add_prune_command(app, global, run);
   walship::cmd::add_serve_replica_command(app, global, run);
   walship::cmd::add_status_command(app, global, run);
+  walship::cmd::add_sync_command(app, global, run);
   walship::cmd::add_doctor_command(app, run);
   walship::cmd::add_version_command(app, run);
 

@@ -31,6 +31,7 @@ CLI::Option* OptionFlags::add_one(CLI::App& sub, std::string_view name) {
   }
   std::string type = def.unit == OptionUnit::duration ? "DURATION"
                      : def.unit == OptionUnit::text   ? "CMD"
+                     : def.unit == OptionUnit::path   ? "PATH"
                                                       : "N";
   if (def.unit == OptionUnit::choice) {
     type.clear();

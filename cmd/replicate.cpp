@@ -1,5 +1,8 @@
 #include "lib/replica/replicate.h"
 
+#include <algorithm>
+#include <filesystem>
+#include <map>
 #include <memory>
 
 #include "backends/cloud/metadata_watcher.h"
@@ -9,9 +12,39 @@
 #include "cmd/retention_flags.h"
 #include "cmd/storage_open.h"
 #include "lib/config/config.h"
+#include "lib/replica/control_socket.h"
 #include "lib/util/error.h"
 
 namespace walship::cmd {
+
+namespace {
+
+// POST /sync's map (http_listener.h): a database of the configuration (by
+// its absolute path, as the loop names it) or of a replicated directory, to
+// where its replicate listens.
+ControlSocketOf control_sockets(const ReplicateConfig& config) {
+  std::map<std::string, std::string> sockets;
+  const auto absolute = [](const std::string& path) {
+    return std::filesystem::absolute(path).lexically_normal().string();
+  };
+  for (const DatabaseConfig& db : config.databases) {
+    const std::string path = absolute(db.path);
+    sockets[path] =
+        db.settings.control_socket.empty() ? default_control_socket_path(path) : db.settings.control_socket;
+  }
+  std::vector<std::string> directories;
+  for (const DirectoryConfig& dir : config.directories) directories.push_back(absolute(dir.path));
+  return [sockets, directories, absolute](const std::string& db) -> std::optional<std::string> {
+    const std::string path = absolute(db);
+    if (const auto it = sockets.find(path); it != sockets.end()) return it->second;
+    const std::string dir = std::filesystem::path(path).parent_path().string();
+    if (std::find(directories.begin(), directories.end(), dir) != directories.end())
+      return default_control_socket_path(path);
+    return std::nullopt;
+  };
+}
+
+}  // namespace
 
 void add_replicate_command(CLI::App& app, const GlobalOptions& global, Runner& run) {
   struct Args {
@@ -155,8 +188,8 @@ void add_replicate_command(CLI::App& app, const GlobalOptions& global, Runner& r
       }
       StatusBoard board;
       replicate.board = &board;
-      const auto listener =
-          start_http(args->http, args->config.empty() ? nullptr : &replicate.config, args->config, board);
+      const auto listener = start_http(args->http, args->config.empty() ? nullptr : &replicate.config,
+                                       args->config, board, control_sockets(replicate.config));
       return run_replicate(replicate, open_replica);
     };
   });

@@ -17,6 +17,7 @@ void add_snapshot_command(CLI::App& app, const GlobalOptions& global, Runner& ru
     SnapshotOptions options;
     std::string url;
     ConfigFlags config;
+    std::string control_socket;
   };
   auto args = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand("snapshot", "Write a full snapshot of a live database to its replica");
@@ -26,6 +27,10 @@ void add_snapshot_command(CLI::App& app, const GlobalOptions& global, Runner& ru
                   "The replica: file:///path, s3://bucket/prefix, gs://bucket/prefix, sftp://user@host/path "
                   "or /abs/path (none with --config)");
   add_config_flags(*sub, args->config);
+  sub->add_option("--control-socket", args->control_socket,
+                  "Where the replicate of DB listens (default: walship.toml's control-socket for DB, else "
+                  "DB-walship/control.sock)")
+      ->type_name("PATH");
   sub->add_option("--zstd-level", args->options.zstd_level, "zstd compression level")
       ->check(CLI::Range(1, 19))
       ->capture_default_str();
@@ -33,7 +38,7 @@ void add_snapshot_command(CLI::App& app, const GlobalOptions& global, Runner& ru
       "The snapshot is consistent: it is read in one transaction while the app keeps writing,\n"
       "and becomes the next TXID of the replica. Like replicate, it writes under the replica's\n"
       "lease. While a replicate on this machine ships DB to URL, snapshot asks it to write the\n"
-      "snapshot into its chain (DB-walship/control.sock) and prints its TXID; while another\n"
+      "snapshot into its chain (over its control socket) and prints its TXID; while another\n"
       "writer holds the replica, it exits 4 without writing.\n"
       "\n" +
       std::string(k_config_help) +
@@ -49,7 +54,10 @@ void add_snapshot_command(CLI::App& app, const GlobalOptions& global, Runner& ru
       const ChosenReplica replica =
           choose_replica(args->config, args->url, args->options.db_path, "snapshot");
       const auto& storage = replica.storage;
-      if (const auto answer = ask_for_snapshot(args->options.db_path, storage->url())) {
+      std::string socket = args->control_socket;
+      if (socket.empty() && replica.configured) socket = replica.configured->settings.control_socket;
+      if (socket.empty()) socket = default_control_socket_path(args->options.db_path);
+      if (const auto answer = ask_control_socket(socket, "snapshot " + storage->url(), -1)) {
         // A replicate ships this database to the replica: it writes the
         // snapshot into its own chain.
         if (!answer->starts_with("ok ")) {

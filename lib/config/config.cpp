@@ -431,6 +431,8 @@ bool apply_replicate_option(DatabaseSettings& settings, std::string_view key, st
     r.truncate_pages = static_cast<uint32_t>(value);
   } else if (key == "enable-wal") {
     r.enable_wal = value != 0;
+  } else if (key == "control-socket") {
+    settings.control_socket = std::string(text);
   } else if (key == "compaction") {
     if (value == 0) r.compaction.clear();
   } else if (key == "l1-span" || key == "l2-span" || key == "l3-span") {

@@ -60,6 +60,7 @@ struct DatabaseSettings {
   int64_t sync_interval_ms = k_default_sync_interval_ms;
   ReplicatorOptions replicator;   // db_path unset here
   bool custom_retention = false;  // a keep-* key replaced the default policy
+  std::string control_socket;     // empty: DB-walship/control.sock
 };
 
 struct DatabaseConfig {

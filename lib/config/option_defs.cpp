@@ -45,6 +45,9 @@ constexpr OptionDef k_options[] = {
     {"shutdown-timeout", OptionUnit::duration, true, k_default_shutdown_timeout_ms, 1000, 3'600'000,
      k_scope_replicate | k_scope_flag_only,
      "On a stop (or when fenced), how long the --exec app has to exit after SIGTERM before SIGKILL"},
+    {"control-socket", OptionUnit::path, false, 0, 0, 0, k_scope_replicate,
+     "Listen for `walship sync` and `walship snapshot` on this Unix socket (one database; default: "
+     "DB-walship/control.sock)"},
     {"workers", OptionUnit::count, true, k_default_workers, 1, k_max_parallelism,
      k_scope_replicate | k_scope_flag_only, "Databases stepped (and uploads) at once"},
     // retention rules (replicate and prune)
@@ -201,6 +204,9 @@ int64_t parse_option_value(const OptionDef& def, std::string_view text, std::str
     case OptionUnit::text:
       if (text.empty()) invalid(shown, text, "give a command, or leave the option out");
       return 0;
+    case OptionUnit::path:
+      if (!text.starts_with('/')) invalid(shown, text, "give an absolute path");
+      return 0;
   }
   invalid(shown, text, "unknown kind of option");
 }
@@ -216,8 +222,13 @@ std::string render_option_value(const OptionDef& def, int64_t value) {
     const std::span<const std::string_view> choices = option_choices(def);
     return value >= 0 && static_cast<size_t>(value) < choices.size() ? std::string(choices[value]) : "";
   }
-  if (def.unit == OptionUnit::text) return "";
-  if (def.unit == OptionUnit::count || value == 0) return std::to_string(value);
+  if (def.unit == OptionUnit::text || def.unit == OptionUnit::path) return "";
+  if (def.unit == OptionUnit::count) return std::to_string(value);
+  return render_duration_ms(value);
+}
+
+std::string render_duration_ms(int64_t value) {
+  if (value == 0) return "0";
   for (const Unit& u : k_units) {
     // "24h" reads better than "1d"; days from two on.
     if (u.suffix == "d" && value < 2 * u.ms) continue;

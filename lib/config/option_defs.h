@@ -33,6 +33,8 @@ inline constexpr int64_t k_default_max_lag_ms = 10'000;  // /healthz's lag limit
 inline constexpr int64_t k_default_lease_ttl_ms = 30'000;
 inline constexpr int64_t k_default_shutdown_timeout_ms = 20'000;
 inline constexpr int64_t k_default_notice_sync_interval_ms = 100;  // after a preemption notice
+// How long `walship sync` (a control socket's "sync" line) waits for durability.
+inline constexpr int64_t k_default_sync_timeout_ms = 5000;
 
 // Limits.
 inline constexpr int64_t k_max_count = 0x7fffffff;
@@ -47,6 +49,7 @@ enum class OptionUnit {
   boolean,   // exactly "true" or "false"; the value is 0 or 1
   choice,    // one of option_choices(def); the value is its index
   text,      // any text but empty (a command); the value is 0, the caller keeps the text
+  path,      // a file's absolute path; the value is 0, the caller keeps the text
 };
 
 // Where an option applies (a bit set).
@@ -103,6 +106,10 @@ std::string option_flag(const OptionDef& def);
 // unit that divides them ("24h", "500ms", "0"), counts in decimal, booleans
 // as true/false.
 std::string render_option_value(const OptionDef& def, int64_t value);
+
+// A duration as parse_duration_ms() reads it back, in the largest unit that
+// divides it ("24h", "500ms", "0").
+std::string render_duration_ms(int64_t value);
 
 // The default of `def` as --help shows it; empty when it has none.
 std::string render_default(const OptionDef& def);

@@ -6,46 +6,34 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
+#include "lib/config/option_defs.h"
 #include "lib/replica/local_state.h"
 #include "lib/util/error.h"
+#include "lib/util/time.h"
 
 namespace walship {
 
 namespace {
 
-constexpr int k_request_wait_ms = 1000;
+// How long a connection may take to send its request line.
+constexpr int64_t k_request_wait_ms = 1000;
 constexpr size_t k_max_line = 4096;
+constexpr int k_backlog = 256;  // a burst of waiters connects at once
 
 sockaddr_un address_of(const std::string& path) {
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
   if (path.size() >= sizeof(address.sun_path)) {
-    throw Failure("control socket path '" + path + "' is longer than a Unix socket path can be");
+    throw Failure("control socket path '" + path + "' is longer than a Unix socket path can be (" +
+                  std::to_string(sizeof(address.sun_path) - 1) +
+                  " bytes): choose a shorter --control-socket");
   }
   std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
   return address;
-}
-
-// One line from `fd` (without its newline), waiting at most `timeout_ms`
-// (-1: for ever); nullopt on EOF, a timeout or an over-long line.
-std::optional<std::string> read_line(int fd, int timeout_ms) {
-  std::string line;
-  char c = 0;
-  while (line.size() < k_max_line) {
-    pollfd p{fd, POLLIN, 0};
-    const int ready = ::poll(&p, 1, timeout_ms);
-    if (ready < 0 && errno == EINTR) continue;
-    if (ready <= 0) return std::nullopt;
-    const ssize_t n = ::read(fd, &c, 1);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return std::nullopt;
-    if (c == '\n') return line;
-    line += c;
-  }
-  return std::nullopt;
 }
 
 void write_all(int fd, const std::string& text) {
@@ -53,26 +41,91 @@ void write_all(int fd, const std::string& text) {
   while (done < text.size()) {
     const ssize_t n = ::send(fd, text.data() + done, text.size() - done, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) {
+      pollfd p{fd, POLLOUT, 0};
+      if (::poll(&p, 1, 1000) <= 0) return;  // a client that reads nothing is not waited for
+      continue;
+    }
     if (n <= 0) return;  // the client went away: nobody to tell
     done += static_cast<size_t>(n);
   }
 }
 
+// True if something accepts connections at `address`.
+bool someone_listens(const sockaddr_un& address) {
+  UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  return probe && ::connect(probe.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0;
+}
+
 }  // namespace
 
-std::string control_socket_path(const std::string& db_path) {
+std::string default_control_socket_path(const std::string& db_path) {
   return local_state_dir(db_path) + "/control.sock";
 }
 
-ControlListener::ControlListener(const std::string& db_path) : m_path(control_socket_path(db_path)) {
+void check_control_socket_path(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0 && !S_ISSOCK(st.st_mode)) {
+    throw UsageError("control socket path '" + path +
+                     "' exists and is not a socket: remove it or choose another --control-socket");
+  }
+}
+
+std::optional<ControlRequestLine> parse_control_request(const std::string& line, std::string& error) {
+  ControlRequestLine request;
+  if (line.starts_with("snapshot ") && line.size() > 9) {
+    request.kind = ControlRequestLine::Kind::snapshot;
+    request.replica_url = line.substr(9);
+    return request;
+  }
+  if (line == "sync") {
+    request.timeout_ms = k_default_sync_timeout_ms;
+    return request;
+  }
+  if (line.starts_with("sync ")) {
+    const std::optional<int64_t> timeout = parse_duration_ms(line.substr(5));
+    if (!timeout || *timeout <= 0) {
+      error = "invalid timeout '" + line.substr(5) + "': give a duration such as 500ms, 5s or 1m";
+      return std::nullopt;
+    }
+    request.timeout_ms = *timeout;
+    return request;
+  }
+  error = "not a request walship understands (send \"sync\", \"sync TIMEOUT\" or \"snapshot URL\")";
+  return std::nullopt;
+}
+
+ControlListener::ControlListener(const std::string& path, const std::string& db_path) : m_path(path) {
   const sockaddr_un address = address_of(m_path);
-  ::mkdir(local_state_dir(db_path).c_str(), 0700);
+  struct stat db {};
+  if (::stat(db_path.c_str(), &db) == 0) m_owner_uid = db.st_uid;
+  if (m_path == default_control_socket_path(db_path)) ::mkdir(local_state_dir(db_path).c_str(), 0700);
+  check_control_socket_path(m_path);
+  if (::access(m_path.c_str(), F_OK) == 0) {
+    if (someone_listens(address)) {
+      throw UsageError("another process listens on control socket '" + m_path +
+                       "' (another replicate of this database?): stop it or choose another --control-socket");
+    }
+    ::unlink(m_path.c_str());  // a replicate that died left it
+  }
   m_fd = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!m_fd) throw Failure(errno_message("unable to create a Unix socket", errno));
-  ::unlink(m_path.c_str());  // a replicate that died left it; the lease says no other runs
-  if (::bind(m_fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0 ||
-      ::listen(m_fd.get(), 8) != 0) {
-    throw Failure(errno_message("unable to listen on '" + m_path + "'", errno));
+  // Created 0600 (no window in which another user could connect), then
+  // given to the database's owner, the app that syncs.
+  const mode_t old_mask = ::umask(0177);
+  const int bound = ::bind(m_fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address);
+  const int bind_errno = errno;
+  ::umask(old_mask);
+  if (bound != 0) throw Failure(errno_message("unable to listen on '" + m_path + "'", bind_errno));
+  if (::geteuid() == 0 && m_owner_uid != 0 && ::lchown(m_path.c_str(), m_owner_uid, db.st_gid) != 0) {
+    const int e = errno;
+    ::unlink(m_path.c_str());
+    throw Failure(errno_message("unable to give control socket '" + m_path + "' to the database's owner", e));
+  }
+  if (::listen(m_fd.get(), k_backlog) != 0) {
+    const int e = errno;
+    ::unlink(m_path.c_str());
+    throw Failure(errno_message("unable to listen on '" + m_path + "'", e));
   }
 }
 
@@ -80,24 +133,71 @@ ControlListener::~ControlListener() {
   if (m_fd) ::unlink(m_path.c_str());
 }
 
-std::optional<ControlRequest> ControlListener::accept_request() {
-  UniqueFd conn(::accept4(m_fd.get(), nullptr, nullptr, SOCK_CLOEXEC));
-  if (!conn) return std::nullopt;
-  const std::optional<std::string> line = read_line(conn.get(), k_request_wait_ms);
-  if (!line || !line->starts_with("snapshot ")) {
-    write_all(conn.get(), "error not a request walship understands\n");
-    return std::nullopt;
+std::vector<int> ControlListener::fds() const {
+  std::vector<int> out{m_fd.get()};
+  for (const Reading& r : m_reading) out.push_back(r.conn.get());
+  return out;
+}
+
+void ControlListener::accept_all(int64_t now_ms) {
+  for (;;) {
+    UniqueFd conn(::accept4(m_fd.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+    if (!conn) return;  // EAGAIN: none left (or a transient error: poll says again)
+    ucred peer{};
+    socklen_t size = sizeof peer;
+    if (::getsockopt(conn.get(), SOL_SOCKET, SO_PEERCRED, &peer, &size) != 0 ||
+        (peer.uid != 0 && peer.uid != ::geteuid() && peer.uid != m_owner_uid)) {
+      write_all(conn.get(), "error permission denied: only the database's owner may use this socket\n");
+      continue;
+    }
+    m_reading.push_back({std::move(conn), {}, now_ms + k_request_wait_ms});
   }
-  return ControlRequest{std::move(conn), line->substr(9)};
+}
+
+std::vector<ControlRequest> ControlListener::take_requests(int64_t now_ms) {
+  accept_all(now_ms);
+  std::vector<ControlRequest> out;
+  for (Reading& r : m_reading) {
+    char buffer[512];
+    bool closed = false;
+    for (;;) {
+      const ssize_t n = ::recv(r.conn.get(), buffer, sizeof buffer, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n == 0 || (n < 0 && errno != EAGAIN)) closed = true;
+      if (n <= 0) break;
+      r.line.append(buffer, static_cast<size_t>(n));
+    }
+    const size_t end = r.line.find('\n');
+    if (end == std::string::npos) {
+      if (r.line.size() > k_max_line || now_ms >= r.deadline_ms) {
+        write_all(r.conn.get(), "error no request line within a second\n");
+        r.conn.reset();
+      } else if (closed) {
+        r.conn.reset();
+      }
+      continue;
+    }
+    std::string error;
+    const std::optional<ControlRequestLine> request = parse_control_request(r.line.substr(0, end), error);
+    if (request) {
+      out.push_back({std::move(r.conn), *request});
+    } else {
+      write_all(r.conn.get(), "error " + error + "\n");
+      r.conn.reset();
+    }
+  }
+  std::erase_if(m_reading, [](const Reading& r) { return !r.conn; });
+  return out;
 }
 
 void answer(ControlRequest& request, const std::string& line) {
+  if (!request.conn) return;
   write_all(request.conn.get(), line + "\n");
   request.conn.reset();
 }
 
-std::optional<std::string> ask_for_snapshot(const std::string& db_path, const std::string& replica_url) {
-  const std::string path = control_socket_path(db_path);
+std::optional<std::string> ask_control_socket(const std::string& path, const std::string& line,
+                                              int64_t wait_ms) {
   sockaddr_un address{};
   try {
     address = address_of(path);
@@ -107,14 +207,31 @@ std::optional<std::string> ask_for_snapshot(const std::string& db_path, const st
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd) throw Failure(errno_message("unable to create a Unix socket", errno));
   if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) {
+    if (errno == EACCES || errno == EPERM) {
+      throw Failure(errno_message(
+          "unable to connect to control socket '" + path + "': run this as the database's owner (or root)",
+          errno));
+    }
     return std::nullopt;  // none there, or a stale socket file
   }
-  write_all(fd.get(), "snapshot " + replica_url + "\n");
-  const std::optional<std::string> line = read_line(fd.get(), -1);
-  if (!line) {
-    throw Failure("the replicate of '" + db_path + "' stopped before answering: run walship snapshot again");
+  write_all(fd.get(), line + "\n");
+  const int64_t deadline = wait_ms < 0 ? INT64_MAX : static_cast<int64_t>(now_ms()) + wait_ms;
+  std::string answer;
+  for (;;) {
+    const int64_t left = deadline - static_cast<int64_t>(now_ms());
+    if (left <= 0)
+      throw Failure("no answer on control socket '" + path + "' in time (is replicate stopped?)");
+    pollfd p{fd.get(), POLLIN, 0};
+    const int ready = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left, 60'000)));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) continue;
+    char c = 0;
+    const ssize_t n = ::read(fd.get(), &c, 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) throw Failure("the replicate on control socket '" + path + "' stopped before answering");
+    if (c == '\n') return answer;
+    if (answer.size() < k_max_line) answer += c;
   }
-  return line;
 }
 
 }  // namespace walship

@@ -1,52 +1,94 @@
 // replicate's control path: one Unix socket per replicated database,
-// DB-walship/control.sock, through which `walship snapshot DB URL` asks the
-// replicate holding the replica's lease for a snapshot instead of writing
-// beside it (DESIGN.md, "Fencing").
+// DB-walship/control.sock unless --control-socket (control-socket in
+// walship.toml) moves it, served by the replicate that holds the replica's
+// lease (DESIGN.md, "Control socket").
 //
-// One request a connection, one line each way:
-//   client: "snapshot URL\n"      (URL as the client's storage names it)
-//   server: "ok TXID\n" or "error MESSAGE\n", then it closes.
+// One request a connection, one line each way, then the server closes:
+//   "sync\n" or "sync TIMEOUT\n"  (TIMEOUT a duration: "5s", "500ms"; default
+//                                 k_default_sync_timeout_ms)
+//       -> "ok\n"                 everything committed when the request
+//                                 arrived is in a delta on every replica
+//       -> "timeout MESSAGE\n"    not within TIMEOUT (MESSAGE says why)
+//       -> "fenced MESSAGE\n"     another writer took the replica
+//       -> "error MESSAGE\n"      anything else (stopped first, a bad line)
+//   "snapshot URL\n"              (URL as the client's storage names it)
+//       -> "ok TXID\n" or "error MESSAGE\n"
+// The socket is mode 0600, owned by the database file's owner; a peer of
+// another uid (but root's and ours) is answered "error" and closed.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "lib/util/fs.h"
 
 namespace walship {
 
 // "DB-walship/control.sock".
-std::string control_socket_path(const std::string& db_path);
+std::string default_control_socket_path(const std::string& db_path);
+
+// A request line, parsed. Pure.
+struct ControlRequestLine {
+  enum class Kind { sync, snapshot } kind = Kind::sync;
+  std::string replica_url;  // of a snapshot
+  int64_t timeout_ms = 0;   // of a sync
+};
+// nullopt: not a request walship understands (`error` names why).
+std::optional<ControlRequestLine> parse_control_request(const std::string& line, std::string& error);
 
 struct ControlRequest {
   UniqueFd conn;
-  std::string replica_url;  // of a "snapshot" request
+  ControlRequestLine request;
 };
+
+// Throws UsageError when `path` exists and is not a socket (checked again
+// when listening; this lets replicate refuse before it starts anything).
+void check_control_socket_path(const std::string& path);
 
 class ControlListener {
  public:
-  // Listens at control_socket_path(db_path) (a stale socket file there is
-  // replaced). Throws Failure when it cannot; the caller goes on without.
-  explicit ControlListener(const std::string& db_path);
+  // Listens at `path` for the database `db_path`. A stale socket file there
+  // (nobody listening) is replaced. Throws UsageError when `path` exists and
+  // is not a socket, or a live process listens there; Failure when it cannot
+  // listen otherwise.
+  ControlListener(const std::string& path, const std::string& db_path);
   ~ControlListener();
   ControlListener(const ControlListener&) = delete;
   ControlListener& operator=(const ControlListener&) = delete;
 
-  int fd() const { return m_fd.get(); }
-  // Accepts one connection and reads its request (waiting at most a second
-  // for it); nullopt when there was none or it was not a request.
-  std::optional<ControlRequest> accept_request();
+  const std::string& path() const { return m_path; }
+  // The descriptors to poll for input: the listening socket and every
+  // connection whose request line is still coming.
+  std::vector<int> fds() const;
+  // After poll() said one of fds() is readable (or at `now_ms`, for the
+  // deadlines): accepts new connections, reads what arrived, and returns the
+  // whole requests. A bad line or a peer of another user is answered
+  // "error ..." here; a connection silent for a second is dropped.
+  std::vector<ControlRequest> take_requests(int64_t now_ms);
 
  private:
+  struct Reading {
+    UniqueFd conn;
+    std::string line;
+    int64_t deadline_ms = 0;
+  };
+  void accept_all(int64_t now_ms);
   std::string m_path;
   UniqueFd m_fd;
+  uint32_t m_owner_uid = 0;  // the database file's owner, who may connect
+  std::vector<Reading> m_reading;
 };
 
-// Sends the answer line and closes the connection.
+// Sends the answer line (a newline is added) and closes the connection.
 void answer(ControlRequest& request, const std::string& line);
 
-// Client: asks the replicate of `db_path` for a snapshot of `replica_url`
-// and waits for its answer line. nullopt when no replicate listens there.
-std::optional<std::string> ask_for_snapshot(const std::string& db_path, const std::string& replica_url);
+// Client: sends `line` to the control socket at `path` and waits up to
+// `wait_ms` (-1: for ever) for the answer line. nullopt when nobody listens
+// there. Throws Failure when the server closed or did not answer in time,
+// or (EACCES) when this user may not connect.
+std::optional<std::string> ask_control_socket(const std::string& path, const std::string& line,
+                                              int64_t wait_ms);
 
 }  // namespace walship

@@ -34,6 +34,7 @@
 #include "lib/replica/replicate.h"
 #include "lib/replica/replicate_schedule.h"
 #include "lib/replica/replicator.h"
+#include "lib/replica/sync_waiters.h"
 #include "lib/sqlite/sqlite.h"
 #include "lib/util/error.h"
 #include "lib/util/fs.h"
@@ -102,17 +103,23 @@ struct StepResult {
   std::optional<int64_t> timer;
   std::string error;
   bool usage = false;
-  bool permanent = false;  // a StorageError that needs a person (wrong keys, no permission)
-  bool fenced = false;     // FencedError: another writer has the replica
-  bool shipped = false;    // the step shipped a delta
+  bool permanent = false;           // a StorageError that needs a person (wrong keys, no permission)
+  bool fenced = false;              // FencedError: another writer has the replica
+  bool shipped = false;             // the step shipped a delta
+  uint64_t step = 0;                // its number (Entry::steps)
+  std::optional<uint32_t> covered;  // Replicator::covered_change() after it
 };
 
 // A replicated database's control socket (control_socket.h) and the
-// `walship snapshot` requests waiting for their answer.
+// requests waiting for their answer.
 struct ControlChannel {
   std::unique_ptr<ControlListener> listener;
-  std::vector<ControlRequest> waiting;
-  bool tried = false;  // opened once, when the replicator first started
+  std::vector<ControlRequest> snapshots;  // `walship snapshot`s
+  SyncWaiters syncs;                      // `walship sync`s
+  std::string last_error;                 // of the last step, if it failed: why a sync times out
+  std::string fenced;                     // the error that fenced the database
+  std::string path;                       // where it listens
+  bool tried = false;                     // opened once, when the replicator first started
 };
 
 // A database followed in this process (role = "serve-replica").
@@ -185,6 +192,10 @@ class ReplicateLoop {
       }
     }
     for (const DirectoryConfig& dir : m_run.config.directories) {
+      if (!dir.settings.control_socket.empty()) {
+        throw UsageError("control-socket names one database's socket, not a directory's: each database of '" +
+                         dir.path + "' listens at its own DB-walship/control.sock");
+      }
       m_watcher.watch_dir(dir.path);
       m_directories[dir.path] = &dir;
       scan_directory(dir);
@@ -239,8 +250,13 @@ class ReplicateLoop {
     while (busy_count() > 0) pump(-1);
     const bool shipped = finish_all(false);
     for (auto& [entry, c] : m_control) {
-      for (ControlRequest& request : c.waiting)
+      for (ControlRequest& request : c.snapshots)
         answer(request, "error replicate stopped before the snapshot");
+      // The final ship began after every request arrived.
+      if (!entry->fatal) c.syncs.step_ended(entry->steps + 1, entry->replicator->covered_change());
+      c.syncs.answer_all(c.fenced.empty() ? "error replicate stopped before it was durable: " +
+                                                (c.last_error.empty() ? "see its log" : c.last_error)
+                                          : "fenced " + c.fenced);
     }
     stop_followers();
     m_notice_watcher.reset();
@@ -271,6 +287,10 @@ class ReplicateLoop {
     entry->monitor = &monitor;
     entry->replicator = std::make_unique<Replicator>(options, std::move(storages), &monitor);
     entry->interval_ms = settings.sync_interval_ms;
+    const std::string& socket =
+        settings.control_socket.empty() ? default_control_socket_path(path) : settings.control_socket;
+    if (!from_directory) check_control_socket_path(socket);
+    m_control[entry.get()].path = socket;
     if (m_noticed) entry->interval_ms = std::min(entry->interval_ms, m_run.notice_sync_interval_ms);
     entry->from_directory = from_directory;
     m_by_path[path] = entry.get();
@@ -325,6 +345,14 @@ class ReplicateLoop {
       const int64_t left = std::max<int64_t>(m_child_kill_due - now, 0);
       if (wait < 0 || left < wait) wait = static_cast<int>(left);
     }
+    for (const auto& [entry, c] : m_control) {
+      std::optional<int64_t> due = c.syncs.next_deadline();
+      // A request line still coming is looked at again soon (its deadline).
+      if (c.listener && c.listener->fds().size() > 1) due = std::min(due.value_or(INT64_MAX), now + 100);
+      if (!due) continue;
+      const int64_t left = std::max<int64_t>(*due - now, 0);
+      if (wait < 0 || left < wait) wait = static_cast<int>(left);
+    }
     return wait;
   }
 
@@ -336,14 +364,15 @@ class ReplicateLoop {
       schedule::start_step(*e, now);
       // Armed before the step, so a commit during or after it is never missed.
       m_watcher.watch_next_write(e->replicator->db_path() + "-wal");
-      m_pool.submit([this, e] { post(run_step(*e)); });
+      m_pool.submit([this, e, step = e->steps] { post(run_step(*e, step)); });
     }
   }
 
   // On a worker: one step of `e`.
-  static StepResult run_step(Entry& e) {
+  static StepResult run_step(Entry& e, uint64_t step) {
     StepResult result;
     result.entry = &e;
+    result.step = step;
     const uint64_t shipped_before = e.monitor->shipped_deltas();
     try {
       result.timer = e.replicator->step(static_cast<int64_t>(now_ms()));
@@ -360,6 +389,7 @@ class ReplicateLoop {
     } catch (const std::exception& x) {
       result.error = x.what();
     }
+    result.covered = e.replicator->covered_change();
     return result;
   }
 
@@ -430,6 +460,9 @@ class ReplicateLoop {
   void fenced(Entry& e, const std::string& error) {
     e.fatal = true;
     e.monitor->update([](ReplicateStatus& s) { s.fenced = true; });
+    ControlChannel& c = m_control[&e];
+    c.fenced = error;
+    c.syncs.answer_all("fenced " + error);
     log(LogLevel::error, "fenced: not writing to this replica",
         {{"db", e.replicator->db_path()}, {"error", error}});
     if (e.from_directory) return;
@@ -443,45 +476,87 @@ class ReplicateLoop {
   }
 
   // The control socket of a database whose replicator started, so holds
-  // the replica's lease: only the holder answers `walship snapshot`.
+  // the replica's lease: only the holder answers `walship snapshot` and
+  // `walship sync`. A path that is not a socket, or that another process
+  // listens on, stops the start (exit 2); any other failure leaves the
+  // database without one (logged) unless the path was given.
   void open_control(Entry& e) {
     ControlChannel& c = m_control[&e];
     if (c.tried || !e.replicator->started()) return;
     c.tried = true;
+    const bool given = c.path != default_control_socket_path(e.replicator->db_path());
     try {
-      c.listener = std::make_unique<ControlListener>(e.replicator->db_path());
-    } catch (const Failure& x) {
-      log(LogLevel::warn, "walship snapshot cannot reach this replicate (it exits 4 while this runs)",
+      for (const auto& [other, oc] : m_control) {
+        if (other != &e && oc.listener && oc.path == c.path)
+          throw UsageError("control socket '" + c.path + "' is given to two databases: give each its own");
+      }
+      c.listener = std::make_unique<ControlListener>(c.path, e.replicator->db_path());
+    } catch (const Error& x) {
+      const bool usage = dynamic_cast<const UsageError*>(&x) != nullptr;
+      if ((usage || given) && !e.from_directory) {
+        e.fatal = true;
+        if (m_first_usage_error.empty()) m_first_usage_error = x.what();
+        m_stop = true;
+        return;
+      }
+      log(LogLevel::warn, "walship sync and walship snapshot cannot reach this replicate",
           {{"db", e.replicator->db_path()}, {"error", x.what()}});
     }
   }
 
-  // A `walship snapshot` asking: the next step writes it.
+  // Requests on the control socket of `e`: a snapshot is written by the
+  // next step; a sync waits for the step that covers what is committed now,
+  // which starts at once (or right after the running one).
   void accept_control(Entry& e, ControlChannel& c) {
-    std::optional<ControlRequest> request = c.listener->accept_request();
-    if (!request) return;
-    if (e.fatal) {
-      answer(*request, "error this replicate no longer writes the replica: see its log");
-      return;
+    const int64_t now = static_cast<int64_t>(now_ms());
+    for (ControlRequest& request : c.listener->take_requests(now)) {
+      if (!c.fenced.empty()) {
+        answer(request, "fenced " + c.fenced);
+        continue;
+      }
+      if (e.fatal) {
+        answer(request, "error this replicate no longer writes the replica: see its log");
+        continue;
+      }
+      if (request.request.kind == ControlRequestLine::Kind::snapshot) {
+        e.replicator->request_snapshot(request.request.replica_url);
+        c.snapshots.push_back(std::move(request));
+      } else {
+        const int64_t deadline = now + request.request.timeout_ms;
+        c.syncs.add(std::move(request), e.monitor->commit_counter(), e.steps, deadline);
+      }
+      schedule::step_now(e, now);
     }
-    e.replicator->request_snapshot(request->replica_url);
-    c.waiting.push_back(std::move(*request));
-    e.timer_due = static_cast<int64_t>(now_ms());
   }
 
-  // After a step of `e`: the answer to the snapshots asked, the step's error,
-  // or (asked while it ran) another step soon.
+  // After a step of `e`: the syncs it covered, the answer to the snapshots
+  // asked or the step's error; another step at once for those still waiting.
   void answer_waiting(Entry& e, const StepResult& r, int64_t now) {
     const auto it = m_control.find(&e);
-    if (it == m_control.end() || it->second.waiting.empty()) return;
+    if (it == m_control.end()) return;
+    ControlChannel& c = it->second;
+    c.last_error = r.error;
+    c.syncs.step_ended(r.step, r.covered);
+    if (!c.syncs.empty() && r.error.empty()) schedule::step_now(e, now);
+    if (c.snapshots.empty()) return;
     std::optional<std::string> line = e.replicator->take_snapshot_answer();
     if (!line && !r.error.empty()) line = "error " + r.error;
     if (!line) {
-      e.timer_due = now;
+      schedule::step_now(e, now);
       return;
     }
-    for (ControlRequest& request : it->second.waiting) answer(request, *line);
-    it->second.waiting.clear();
+    for (ControlRequest& request : c.snapshots) answer(request, *line);
+    c.snapshots.clear();
+  }
+
+  // Syncs past their deadline: "timeout" with why.
+  void expire_syncs(int64_t now) {
+    for (auto& [entry, c] : m_control) {
+      if (c.syncs.empty()) continue;
+      c.syncs.expire(now, c.last_error.empty()
+                              ? "not durable in time: the ships of this database are slower than the timeout"
+                              : "not durable in time: the replica is failing: " + c.last_error);
+    }
   }
 
   // Forwards a stop to the app and gives it --shutdown-timeout to exit
@@ -719,16 +794,26 @@ class ReplicateLoop {
                                {m_done_pipe[0], POLLIN, 0},
                                {m_watcher.fd(), POLLIN, 0},
                                {m_notice_pipe[0], POLLIN, 0}};
-    std::vector<std::pair<Entry*, ControlChannel*>> controls;
+    // Each control socket's descriptors follow, from index `first`.
+    struct Polled {
+      Entry* entry;
+      ControlChannel* channel;
+      size_t first;
+      size_t count;
+    };
+    std::vector<Polled> controls;
     for (auto& [entry, c] : m_control) {
       if (!c.listener) continue;
-      fds.push_back({c.listener->fd(), POLLIN, 0});
-      controls.emplace_back(entry, &c);
+      const std::vector<int> control_fds = c.listener->fds();
+      controls.push_back({entry, &c, fds.size(), control_fds.size()});
+      for (const int fd : control_fds) fds.push_back({fd, POLLIN, 0});
     }
     const int rc = ::poll(fds.data(), fds.size(), timeout);
     if (rc < 0 && errno != EINTR) throw Failure(std::string("poll failed: ") + std::strerror(errno));
-    for (size_t i = 0; rc > 0 && i < controls.size(); ++i) {
-      if (fds[4 + i].revents & POLLIN) accept_control(*controls[i].first, *controls[i].second);
+    for (const Polled& p : controls) {
+      bool ready = p.count > 1;  // a request line still coming has a deadline
+      for (size_t i = p.first; i < p.first + p.count; ++i) ready = ready || fds[i].revents != 0;
+      if (ready) accept_control(*p.entry, *p.channel);
     }
     char drain[256];
     while (::read(m_done_pipe[0], drain, sizeof drain) > 0) {
@@ -738,6 +823,7 @@ class ReplicateLoop {
     handle_notices();
     handle_signals();
     handle_results();
+    expire_syncs(static_cast<int64_t>(now_ms()));
     handle_file_events();
     if (m_child_kill_due != 0 && m_child.running() && static_cast<int64_t>(now_ms()) >= m_child_kill_due) {
       log(LogLevel::warn, "the app did not exit within --shutdown-timeout; killing it",

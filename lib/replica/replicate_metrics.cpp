@@ -101,18 +101,27 @@ ReplicateStatus ReplicateMonitor::snapshot() const {
   std::lock_guard lock(m_mutex);
   status = m_status;
   for (const auto& [backend, counters] : m_storage) status.storage.emplace_back(backend, counters->load());
-  // The commits SQLite counted so far: a read of the -shm header, the one bit
-  // of I/O of a scrape, under the lock so that the Replicator cannot close
-  // the descriptor meanwhile (none lent: the count is unknown).
-  if (m_shm_fd >= 0) {
-    const std::string shm = status.db_path + "-shm";
-    try {
-      if (const auto index = wal::read_wal_index_header(m_shm_fd, shm)) status.wal_change = index->change;
-    } catch (const std::exception&) {
-      // unreadable: unknown
-    }
-  }
+  status.wal_change = read_counter_locked();
   return status;
+}
+
+std::optional<uint32_t> ReplicateMonitor::commit_counter() const {
+  std::lock_guard lock(m_mutex);
+  return read_counter_locked();
+}
+
+// The commits SQLite counted so far: a read of the -shm header, the one bit
+// of I/O of a scrape, under the lock so that the Replicator cannot close the
+// descriptor meanwhile (none lent: the count is unknown).
+std::optional<uint32_t> ReplicateMonitor::read_counter_locked() const {
+  if (m_shm_fd < 0) return std::nullopt;
+  try {
+    if (const auto index = wal::read_wal_index_header(m_shm_fd, m_status.db_path + "-shm"))
+      return index->change;
+  } catch (const std::exception&) {
+    // unreadable: unknown
+  }
+  return std::nullopt;
 }
 
 void ReplicateMonitor::lend_shm(int fd) {

@@ -101,6 +101,10 @@ class ReplicateMonitor : public StatusMonitor<ReplicateStatus> {
   // The status now, with the storage counters and the WAL's change counter
   // (read from DB-shm through the lent descriptor) filled in.
   ReplicateStatus snapshot() const;
+  // The WAL's change counter now (SQLite's commits so far), through the lent
+  // descriptor; nullopt when none is lent or the index is unreadable. Any
+  // thread: `walship sync` reads it when a request arrives.
+  std::optional<uint32_t> commit_counter() const;
 
   // The Replicator lends the DB-shm descriptor it owns while its SQLite
   // connections are open, and takes it back (-1) before closing it. The
@@ -116,6 +120,7 @@ class ReplicateMonitor : public StatusMonitor<ReplicateStatus> {
 
  private:
   std::map<std::string, std::unique_ptr<StorageCounters>> m_storage;
+  std::optional<uint32_t> read_counter_locked() const;
   int m_shm_fd = -1;  // lent by the Replicator; guarded by m_mutex
 };
 

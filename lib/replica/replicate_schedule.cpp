@@ -15,12 +15,15 @@ int wait_ms(const Entries& entries, int64_t now) {
 
 void start_step(Entry& e, int64_t now) {
   e.busy = true;
+  ++e.steps;
   e.dirty = false;
   e.last_start = now;
   e.poll_due = now + k_safety_poll_ms;
   e.covering_ms = e.changed_ms;
   e.changed_ms = 0;
 }
+
+void step_now(Entry& e, int64_t now) { e.timer_due = e.timer_due ? std::min(*e.timer_due, now) : now; }
 
 bool mark_changed(Entry& e, uint64_t now) {
   e.dirty = true;

@@ -49,6 +49,7 @@ struct Entry {
   bool fatal = false;   // a usage error: never retried
   bool absent = false;  // waited for: not created (in WAL mode) yet
   bool warned_not_wal = false;
+  uint64_t steps = 0;  // steps started (`walship sync` orders its requests by it)
   // For the lag on /metrics: when walship noticed the oldest change of the
   // WAL that no step has covered yet, and (while busy) the one the running
   // step covers. 0: none.
@@ -81,6 +82,10 @@ int wait_ms(const Entries& entries, int64_t now);
 // The step of `e` starts at `now`: it covers the changes noticed so far, and
 // the next safety poll is due k_safety_poll_ms later.
 void start_step(Entry& e, int64_t now);
+
+// A request waits for the next step of `e` (a `walship sync`, a snapshot):
+// it is due at `now`, whatever the sync interval (once a running step ends).
+void step_now(Entry& e, int64_t now);
 
 // The WAL of `e` changed at `now`. Returns true if this is now the oldest
 // change no step covers (the lag on /metrics starts from it).

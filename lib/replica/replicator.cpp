@@ -626,6 +626,31 @@ bool Replicator::reached_a_pin(const wal::WalPosition& position) const {
   return reached(m_pin) || (m_previous_pin && reached(*m_previous_pin));
 }
 
+// The commit counter of `at_start` (the wal-index read when the step began)
+// if every replica holds every commit it counted: in the same WAL
+// generation up to its last frame, or in a later generation (a replica
+// follows SQLite into a new one only after shipping the old one up to where
+// the restart cut it, see replicator.h), or at the held read's end when the
+// WAL was restarted under way and nothing is in the new one yet.
+std::optional<uint32_t> Replicator::covered(const std::optional<wal::WalIndexHeader>& at_start) {
+  if (!at_start) return std::nullopt;
+  const std::optional<wal::WalHeader> header =
+      m_wal_fd ? wal::read_wal_header(m_wal_fd.get(), m_wal_path) : std::nullopt;
+  const bool start_is_current = header && wal::wal_index_matches(*at_start, *header);
+  for (const auto& target : m_targets) {
+    if (target->lost || target->staged || !target->state) return std::nullopt;
+    const wal::WalPosition& at = target->state->wal;
+    if (at.salt1 == at_start->salt1() && at.salt2 == at_start->salt2()) {
+      if (at.frame_index() < at_start->max_frame) return std::nullopt;
+    } else if (header && at.same_generation(*header) && !start_is_current) {
+      continue;  // the replica followed the WAL into a newer generation
+    } else if (!(at_start->max_frame == 0 && reached_a_pin(at))) {
+      return std::nullopt;
+    }
+  }
+  return at_start->change;
+}
+
 // The whole transactions the target has not shipped yet (of those the read
 // pinned at `cap` sees, when given); nullopt when there are none, or when the
 // target's position turns out to be lost (target.lost is then set and the
@@ -1173,13 +1198,15 @@ void Replicator::answer_snapshot_request(int64_t now) {
 
 std::optional<int64_t> Replicator::step(int64_t now) {
   const WalForAStep wal(m_wal_fd);
+  m_covered_change.reset();
   if (!m_started) start();
   // Nothing is written under a lease that may have passed to another writer.
   for (auto& target : m_targets) target->lease.renew_if_due(now);
   // Every commit SQLite counted by now is shipped once this step succeeds.
   const std::optional<wal::WalIndexHeader> index_at_start =
       m_shm_fd ? wal::read_wal_index_header(m_shm_fd.get(), m_shm_path) : std::nullopt;
-  if (files_replaced()) {
+  const bool replaced = files_replaced();
+  if (replaced) {
     log(LogLevel::warn, "the database or its WAL was replaced underneath walship; rehashing",
         {{"db", m_options.db_path}});
     close_database();
@@ -1208,6 +1235,7 @@ std::optional<int64_t> Replicator::step(int64_t now) {
       if (target->lost) resync(*target, pinned);
     }
   }
+  if (!replaced) m_covered_change = covered(index_at_start);  // else it counted another file's commits
   checkpoint_if_due(now);
   report_storage_warnings();
   std::optional<int64_t> next;
@@ -1287,8 +1315,14 @@ void Replicator::finish() {
   // Never started (created just before the app exited, or its start failed):
   // what is committed ships all the same.
   const WalForAStep wal(m_wal_fd);
+  m_covered_change.reset();
   if (!m_started) start();
-  if (!files_replaced()) ship_all();
+  const std::optional<wal::WalIndexHeader> index_at_start =
+      m_shm_fd ? wal::read_wal_index_header(m_shm_fd.get(), m_shm_path) : std::nullopt;
+  if (!files_replaced()) {
+    ship_all();
+    m_covered_change = covered(index_at_start);
+  }
   // Released whether or not the last ship succeeded: this writer writes
   // nothing more, so the next one starts at once and without a fence.
   for (auto& target : m_targets) target->lease.release();

@@ -103,6 +103,11 @@ class Replicator {
   void request_checkpoint() { m_checkpoint_requested = true; }
   // After a step, once per request it served: "ok TXID" or "error ...".
   std::optional<std::string> take_snapshot_answer();
+  // After step() or finish(), whether or not it threw: the wal-index commit
+  // counter (iChange) read at its start, if every replica now holds every
+  // commit it counted; nullopt when that is not known (no index yet, a
+  // replica lost or behind). `walship sync` answers from it (sync_waiters.h).
+  std::optional<uint32_t> covered_change() const { return m_covered_change; }
 
  private:
   void open_database();
@@ -142,6 +147,7 @@ class Replicator {
   void ship_new_frames(ReplicaTarget& target, const std::optional<wal::WalPosition>& cap = std::nullopt,
                        bool defer = false);
   bool reached_a_pin(const wal::WalPosition& position) const;
+  std::optional<uint32_t> covered(const std::optional<wal::WalIndexHeader>& at_start);
   std::optional<wal::WalIndexHeader> read_index();
   void resync(ReplicaTarget& target, const wal::WalPosition& pinned);
   void adopt_replica(ReplicaTarget& target, const wal::WalPosition& pinned);
@@ -199,6 +205,7 @@ class Replicator {
   bool m_read_mark_zero = false;  // the read began on a fully checkpointed WAL
   int64_t m_last_restart_ms = 0;  // the last checkpoint under the writer lock
   uint64_t m_shipped_pages = 0;
+  std::optional<uint32_t> m_covered_change;  // see covered_change()
   bool m_started = false;
 };
 

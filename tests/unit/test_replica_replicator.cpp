@@ -522,3 +522,33 @@ TEST_CASE("the difference from a shipped state: the pages whose hash changed, an
   CHECK(grown.checksum == (1 ^ 2 ^ 4 ^ 8 ^ 32));
   CHECK(state.difference(state.page_hashes).changed.empty());
 }
+
+TEST_CASE("a step says which commits every replica holds: the counter at its start, once shipped") {
+  Fixture f;
+  auto r = f.replicator();
+  f.write();
+  f.step(*r);
+  REQUIRE(r->covered_change().has_value());
+  CHECK(r->covered_change() == f.monitor.commit_counter());
+  f.write(3);
+  const std::optional<uint32_t> committed = f.monitor.commit_counter();
+  REQUIRE(committed.has_value());
+  CHECK(static_cast<int32_t>(*committed - *r->covered_change()) > 0);  // not shipped yet
+  // A failed upload covers nothing new, and says so.
+  bool fail = true;
+  f.fail_l0_uploads_while(fail);
+  CHECK_THROWS_AS(f.step(*r), StorageError);
+  CHECK_FALSE(r->covered_change().has_value());
+  fail = false;
+  f.step(*r);
+  CHECK(r->covered_change() == committed);
+  // After a checkpoint restarted the WAL, the counter goes on.
+  f.app.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  f.write();
+  f.step(*r);
+  CHECK(r->covered_change() == f.monitor.commit_counter());
+  CHECK(f.restored_rows() == f.rows());
+  f.write();
+  r->finish();
+  CHECK(r->covered_change() == f.monitor.commit_counter());
+}

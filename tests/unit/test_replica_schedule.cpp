@@ -139,3 +139,20 @@ TEST_CASE("fatal and absent databases are never due, and an empty loop sleeps un
   entries[1]->poll_due = 10'000'000;
   CHECK(wait_ms(entries, 0) == 3'600'000);  // capped at an hour
 }
+
+TEST_CASE("a request makes a step due at once, whatever the interval, and after the running one") {
+  Entry e = entry(60'000);
+  start_step(e, 0);
+  end_step(e, false);
+  step_succeeded(e, std::nullopt, 0, 10);
+  e.dirty = true;
+  CHECK_FALSE(is_due(e, 100));  // the interval holds a change back
+  step_now(e, 100);
+  CHECK(is_due(e, 100));
+  start_step(e, 100);
+  CHECK(e.steps == 2);
+  step_now(e, 150);
+  CHECK_FALSE(is_due(e, 150));  // busy: the next starts once this one ends
+  end_step(e, false);
+  CHECK(is_due(e, 150));
+}
