@@ -3,20 +3,21 @@ _walship() {
   local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]} command='' i
   for ((i = 1; i < COMP_CWORD; i++)); do
     case ${COMP_WORDS[i]} in
-      snapshot|replicate|restore|ls|verify|prune|serve-replica|status|doctor|version) command=${COMP_WORDS[i]}; break ;;
+      snapshot|replicate|restore|ls|verify|prune|serve-replica|status|sync|doctor|version) command=${COMP_WORDS[i]}; break ;;
     esac
   done
   local options values
   case $command in
     '') options='-h --help --version -v --verbose -q --quiet --log-level --log-format --log-timestamps'; values='--log-level --log-format --log-timestamps' ;;
-    snapshot) options='-h --help -c --config --replica --zstd-level'; values='-c --config --replica --zstd-level' ;;
-    replicate) options='-h --help -c --config --dir --sync-interval --snapshot-interval --checkpoint-pages --truncate-pages --enable-wal --no-compaction --retention-interval --no-retention --lease-ttl --keep-within --keep-minutely --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-last --exec --wait --workers --take-over --shutdown-timeout --preemption-notice --notice-sync-interval --on-notice --http --max-lag'; values='-c --config --dir --exec --http --max-lag' ;;
+    snapshot) options='-h --help -c --config --replica --control-socket --zstd-level'; values='-c --config --replica --zstd-level' ;;
+    replicate) options='-h --help -c --config --dir --sync-interval --snapshot-interval --checkpoint-pages --truncate-pages --enable-wal --no-compaction --retention-interval --no-retention --lease-ttl --control-socket --keep-within --keep-minutely --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-last --exec --wait --workers --take-over --shutdown-timeout --preemption-notice --notice-sync-interval --on-notice --http --max-lag'; values='-c --config --dir --exec --http --max-lag' ;;
     restore) options='-h --help -o --output -c --config --replica --txid --timestamp --allow-older -n --dry-run --if-replica-exists --if-db-not-exists -f --force --fast-forward --verify --parallelism'; values='-o --output -c --config --replica --txid --timestamp --parallelism' ;;
     ls) options='-h --help -c --config --replica --last --since --until --json'; values='-c --config --replica --last --since --until' ;;
     verify) options='-h --help -c --config --replica --db --point --full --temp-dir --parallelism --json'; values='-c --config --replica --db --point --temp-dir --parallelism' ;;
     prune) options='-h --help -c --config --replica --keep-within --keep-minutely --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-last -n --dry-run'; values='-c --config --replica' ;;
     serve-replica) options='-h --help -c --config --checkpoint-pages --poll-interval --list-interval --parallelism --http --max-lag'; values='-c --config --http --max-lag' ;;
     status) options='-h --help -c --config --replica --max-lag --json'; values='-c --config --replica --max-lag' ;;
+    sync) options='-h --help --timeout --control-socket'; values='' ;;
     doctor) options='-h --help -c --config --replica'; values='-c --config --replica' ;;
     version) options='-h --help'; values='' ;;
   esac
@@ -26,7 +27,7 @@ _walship() {
   if [[ $cur == -* ]]; then
     COMPREPLY=($(compgen -W "$options" -- "$cur"))
   elif [[ -z $command ]]; then
-    COMPREPLY=($(compgen -W 'snapshot replicate restore ls verify prune serve-replica status doctor version' -- "$cur"))
+    COMPREPLY=($(compgen -W 'snapshot replicate restore ls verify prune serve-replica status sync doctor version' -- "$cur"))
   else
     COMPREPLY=($(compgen -f -- "$cur"))
   fi

@@ -37,12 +37,12 @@ def usage_commands():
 
 def block_groups(heading):
     """The commands of README's first sh block after `heading`, each with the
-    curl lines that follow it (run while it serves)."""
+    curl and `walship sync` lines that follow it (run while it serves)."""
     groups = []
     for line in readme_block(heading).splitlines():
         if not line.strip() or line.startswith("#"):
             continue
-        if line.startswith("curl ") and groups:
+        if line.startswith(("curl ", "walship sync ")) and groups:
             groups[-1][1].append(line)
         else:
             groups.append((line, []))
@@ -113,6 +113,12 @@ def test_readme_metrics_block_runs(tmp):
         run_block(box, "## Metrics and health", env=env)
 
 
+def test_readme_sync_block_runs(tmp):
+    box = Sandbox(tmp)
+    replica_with_points(box)
+    run_block(box, "## Waiting for durability")
+
+
 def test_readme_usage_commands_run(tmp):
     box = Sandbox(tmp)
     commands = usage_commands()
@@ -148,4 +154,4 @@ def test_readme_usage_commands_run(tmp):
 
 if __name__ == "__main__":
     run_tests([test_readme_usage_commands_run, test_readme_verify_block_runs, test_readme_prune_block_runs,
-               test_readme_serve_replica_block_runs, test_readme_metrics_block_runs])
+               test_readme_serve_replica_block_runs, test_readme_metrics_block_runs, test_readme_sync_block_runs])

@@ -231,7 +231,8 @@ def run_example(box, line, env=None, during=()):
     new objects in a replica after new commits; serve-replica: its database
     restored; with --http: /metrics answers; the `during` lines, documented
     right after it, e.g. `curl` of its endpoints, exit 0), then exit 0 on
-    SIGTERM; any other command must exit 0.
+    SIGTERM; `walship sync` must exit 0 while a replicate of its database
+    serves; any other command must exit 0.
 
     Returns the name of a tool the line (or a `during` line) needs that is
     not installed here (jq, curl, sqlite3), without running it; the caller
@@ -253,6 +254,13 @@ def run_example(box, line, env=None, during=()):
         line = re.sub(r"--(txid|point) [0-9a-f]{16}", lambda m: f"--{m.group(1)} {oldest['txid']}", line)
         line = re.sub(r"--timestamp \S+", f"--timestamp {point_time(oldest)}", line)
     command = words[1] if len(words) > 1 and words[0] == "walship" else None  # None: another tool
+    if command == "sync":
+        # It asks a running replicate: one ships the database meanwhile.
+        db = next(w for w in words[2:] if w.startswith("/"))
+        print(f"run     {line}\n          while: walship replicate {db} file:///backups/app", flush=True)
+        box.serve(["walship", "replicate", db, "file:///backups/app"], lambda: box.run(line, env=env).returncode == 0,
+                  f"{line}: exit 0 while replicate ships {db}", env=env)
+        return None
     fresh = not {"--if-db-not-exists", "--force", "--dry-run"} & set(words)
     if command == "restore" and fresh:
         remove_database(box.path(words[words.index("-o") + 1]))

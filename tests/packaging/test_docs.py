@@ -48,8 +48,8 @@ def test_design_references_resolve(tmp):
     assert found == [DESIGN], f"the design document must be docs/DESIGN.md alone: {found}"
     titles = headings(read(DESIGN))
     for section in ("Architecture", "Storage interface", "Replica layout", "Chain rule", "Replicate", "Restore",
-                    "Serve-replica", "Retention", "Errors and exit codes", "Planned", "Fencing",
-                    "Durable acknowledgements", "Preemption notices"):
+                    "Serve-replica", "Retention", "Errors and exit codes", "Fencing",
+                    "Control socket", "Waiting for durability", "Preemption notices"):
         assert section in titles, f"docs/DESIGN.md has no section '{section}': {sorted(titles)}"
     fencing = read(DESIGN).split("## Fencing", 1)[1].split("\n## ", 1)[0]
     assert "exit code\n**4**" in fencing or "exit code **4**" in fencing, "the fencing section must give its exit code, 4"
