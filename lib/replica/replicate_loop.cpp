@@ -27,14 +27,13 @@
 
 #include "lib/config/option_defs.h"
 #include "lib/replica/child_process.h"
-#include "lib/replica/control_socket.h"
+#include "lib/replica/control_channels.h"
 #include "lib/replica/counting_storage.h"
 #include "lib/replica/dir_watcher.h"
 #include "lib/replica/follower.h"
 #include "lib/replica/replicate.h"
 #include "lib/replica/replicate_schedule.h"
 #include "lib/replica/replicator.h"
-#include "lib/replica/sync_waiters.h"
 #include "lib/sqlite/sqlite.h"
 #include "lib/util/error.h"
 #include "lib/util/fs.h"
@@ -110,18 +109,6 @@ struct StepResult {
   std::optional<uint32_t> covered;  // Replicator::covered_change() after it
 };
 
-// A replicated database's control socket (control_socket.h) and the
-// requests waiting for their answer.
-struct ControlChannel {
-  std::unique_ptr<ControlListener> listener;
-  std::vector<ControlRequest> snapshots;  // `walship snapshot`s
-  SyncWaiters syncs;                      // `walship sync`s
-  std::string last_error;                 // of the last step, if it failed: why a sync times out
-  std::string fenced;                     // the error that fenced the database
-  std::string path;                       // where it listens
-  bool tried = false;                     // opened once, when the replicator first started
-};
-
 // A database followed in this process (role = "serve-replica").
 struct FollowerEntry {
   FollowerConfig config;
@@ -184,6 +171,34 @@ class ReplicateLoop {
       m_notice_watcher =
           m_run.notice_watcher([this](const PreemptionNotice& notice) { post_notice(notice); });
     }
+    add_configured();
+    start_databases();
+    if (!m_stop && !m_run.exec_argv.empty()) spawn_child();
+    if (!m_stop) start_followers();
+
+    while (!m_stop) {
+      dispatch_due();
+      pump(timeout_ms());
+    }
+    // A long poll in flight is abandoned while the last ship runs.
+    if (m_notice_watcher) m_notice_watcher->stop();
+    // Followers stop between transactions while the last ship runs.
+    const char byte = 1;
+    [[maybe_unused]] const ssize_t n = ::write(m_follow_stop[1], &byte, 1);
+    while (busy_count() > 0) pump(-1);
+    const bool shipped = finish_all(false);
+    m_control.stopped();
+    stop_followers();
+    m_notice_watcher.reset();
+    if (!m_first_usage_error.empty()) throw UsageError(m_first_usage_error);
+    if (!m_fenced_error.empty()) throw FencedError(m_fenced_error);
+    if (m_child_status) return ChildProcess::exit_code(*m_child_status);
+    return shipped ? 0 : 1;
+  }
+
+ private:
+  // The configuration's databases, directories (scanned) and followers.
+  void add_configured() {
     for (const DatabaseConfig& db : m_run.config.databases) {
       Entry& e = add_database(db.path, db.replicas, db.settings, false);
       if (m_run.wait_for_databases && not_created_yet(e.replicator->db_path())) {
@@ -210,9 +225,11 @@ class ReplicateLoop {
     m_board.set_ready();
     log(LogLevel::info, "replicate started",
         {{"databases", m_entries.size()}, {"followers", m_followers.size()}, {"workers", m_run.workers}});
+  }
 
-    // First round: every database starts (initial snapshot, resume or
-    // rehash) before the app runs, and a configuration problem stops here.
+  // First round: every database starts (initial snapshot, resume or
+  // rehash) before the app runs, and a configuration problem stops here.
+  void start_databases() {
     dispatch_due();
     while (busy_count() > 0) pump(-1);
     m_initial_round = false;
@@ -235,38 +252,8 @@ class ReplicateLoop {
       finish_all(true);
       throw FencedError(m_fenced_error);
     }
-    if (!m_stop && !m_run.exec_argv.empty()) spawn_child();
-    if (!m_stop) start_followers();
-
-    while (!m_stop) {
-      dispatch_due();
-      pump(timeout_ms());
-    }
-    // A long poll in flight is abandoned while the last ship runs.
-    if (m_notice_watcher) m_notice_watcher->stop();
-    // Followers stop between transactions while the last ship runs.
-    const char byte = 1;
-    [[maybe_unused]] const ssize_t n = ::write(m_follow_stop[1], &byte, 1);
-    while (busy_count() > 0) pump(-1);
-    const bool shipped = finish_all(false);
-    for (auto& [entry, c] : m_control) {
-      for (ControlRequest& request : c.snapshots)
-        answer(request, "error replicate stopped before the snapshot");
-      // The final ship began after every request arrived.
-      if (!entry->fatal) c.syncs.step_ended(entry->steps + 1, entry->replicator->covered_change());
-      c.syncs.answer_all(c.fenced.empty() ? "error replicate stopped before it was durable: " +
-                                                (c.last_error.empty() ? "see its log" : c.last_error)
-                                          : "fenced " + c.fenced);
-    }
-    stop_followers();
-    m_notice_watcher.reset();
-    if (!m_first_usage_error.empty()) throw UsageError(m_first_usage_error);
-    if (!m_fenced_error.empty()) throw FencedError(m_fenced_error);
-    if (m_child_status) return ChildProcess::exit_code(*m_child_status);
-    return shipped ? 0 : 1;
   }
 
- private:
   Entry& add_database(const std::string& given_path, const std::vector<ReplicaConfig>& replicas,
                       const DatabaseSettings& settings, bool from_directory) {
     // File events name files by directory + name: match them on one spelling.
@@ -287,10 +274,9 @@ class ReplicateLoop {
     entry->monitor = &monitor;
     entry->replicator = std::make_unique<Replicator>(options, std::move(storages), &monitor);
     entry->interval_ms = settings.sync_interval_ms;
-    const std::string& socket =
-        settings.control_socket.empty() ? default_control_socket_path(path) : settings.control_socket;
-    if (!from_directory) check_control_socket_path(socket);
-    m_control[entry.get()].path = socket;
+    m_control.add(
+        *entry, settings.control_socket.empty() ? default_control_socket_path(path) : settings.control_socket,
+        !from_directory);
     if (m_noticed) entry->interval_ms = std::min(entry->interval_ms, m_run.notice_sync_interval_ms);
     entry->from_directory = from_directory;
     m_by_path[path] = entry.get();
@@ -345,11 +331,7 @@ class ReplicateLoop {
       const int64_t left = std::max<int64_t>(m_child_kill_due - now, 0);
       if (wait < 0 || left < wait) wait = static_cast<int>(left);
     }
-    for (const auto& [entry, c] : m_control) {
-      std::optional<int64_t> due = c.syncs.next_deadline();
-      // A request line still coming is looked at again soon (its deadline).
-      if (c.listener && c.listener->fds().size() > 1) due = std::min(due.value_or(INT64_MAX), now + 100);
-      if (!due) continue;
+    if (const std::optional<int64_t> due = m_control.next_due(now)) {
       const int64_t left = std::max<int64_t>(*due - now, 0);
       if (wait < 0 || left < wait) wait = static_cast<int>(left);
     }
@@ -427,10 +409,10 @@ class ReplicateLoop {
       if (r.error.empty()) {
         schedule::step_succeeded(e, r.timer, e.replicator->shipped_pages(), now);
         open_control(e);
-        answer_waiting(e, r, now);
+        m_control.step_ended(e, r.error, r.step, r.covered, now);
         continue;
       }
-      answer_waiting(e, r, now);
+      m_control.step_ended(e, r.error, r.step, r.covered, now);
       if ((r.usage || r.permanent) && m_initial_round) {
         // A configured database that cannot be replicated, or whose replica
         // refuses it (wrong keys, no permission), stops the start (the error
@@ -460,9 +442,7 @@ class ReplicateLoop {
   void fenced(Entry& e, const std::string& error) {
     e.fatal = true;
     e.monitor->update([](ReplicateStatus& s) { s.fenced = true; });
-    ControlChannel& c = m_control[&e];
-    c.fenced = error;
-    c.syncs.answer_all("fenced " + error);
+    m_control.fenced(e, error);
     log(LogLevel::error, "fenced: not writing to this replica",
         {{"db", e.replicator->db_path()}, {"error", error}});
     if (e.from_directory) return;
@@ -475,87 +455,13 @@ class ReplicateLoop {
     }
   }
 
-  // The control socket of a database whose replicator started, so holds
-  // the replica's lease: only the holder answers `walship snapshot` and
-  // `walship sync`. A path that is not a socket, or that another process
-  // listens on, stops the start (exit 2); any other failure leaves the
-  // database without one (logged) unless the path was given.
+  // Its control socket, once `e` started; a socket that cannot be what the
+  // configuration says stops the start (exit 2).
   void open_control(Entry& e) {
-    ControlChannel& c = m_control[&e];
-    if (c.tried || !e.replicator->started()) return;
-    c.tried = true;
-    const bool given = c.path != default_control_socket_path(e.replicator->db_path());
-    try {
-      for (const auto& [other, oc] : m_control) {
-        if (other != &e && oc.listener && oc.path == c.path)
-          throw UsageError("control socket '" + c.path + "' is given to two databases: give each its own");
-      }
-      c.listener = std::make_unique<ControlListener>(c.path, e.replicator->db_path());
-    } catch (const Error& x) {
-      const bool usage = dynamic_cast<const UsageError*>(&x) != nullptr;
-      if ((usage || given) && !e.from_directory) {
-        e.fatal = true;
-        if (m_first_usage_error.empty()) m_first_usage_error = x.what();
-        m_stop = true;
-        return;
-      }
-      log(LogLevel::warn, "walship sync and walship snapshot cannot reach this replicate",
-          {{"db", e.replicator->db_path()}, {"error", x.what()}});
-    }
-  }
-
-  // Requests on the control socket of `e`: a snapshot is written by the
-  // next step; a sync waits for the step that covers what is committed now,
-  // which starts at once (or right after the running one).
-  void accept_control(Entry& e, ControlChannel& c) {
-    const int64_t now = static_cast<int64_t>(now_ms());
-    for (ControlRequest& request : c.listener->take_requests(now)) {
-      if (!c.fenced.empty()) {
-        answer(request, "fenced " + c.fenced);
-        continue;
-      }
-      if (e.fatal) {
-        answer(request, "error this replicate no longer writes the replica: see its log");
-        continue;
-      }
-      if (request.request.kind == ControlRequestLine::Kind::snapshot) {
-        e.replicator->request_snapshot(request.request.replica_url);
-        c.snapshots.push_back(std::move(request));
-      } else {
-        const int64_t deadline = now + request.request.timeout_ms;
-        c.syncs.add(std::move(request), e.monitor->commit_counter(), e.steps, deadline);
-      }
-      schedule::step_now(e, now);
-    }
-  }
-
-  // After a step of `e`: the syncs it covered, the answer to the snapshots
-  // asked or the step's error; another step at once for those still waiting.
-  void answer_waiting(Entry& e, const StepResult& r, int64_t now) {
-    const auto it = m_control.find(&e);
-    if (it == m_control.end()) return;
-    ControlChannel& c = it->second;
-    c.last_error = r.error;
-    c.syncs.step_ended(r.step, r.covered);
-    if (!c.syncs.empty() && r.error.empty()) schedule::step_now(e, now);
-    if (c.snapshots.empty()) return;
-    std::optional<std::string> line = e.replicator->take_snapshot_answer();
-    if (!line && !r.error.empty()) line = "error " + r.error;
-    if (!line) {
-      schedule::step_now(e, now);
-      return;
-    }
-    for (ControlRequest& request : c.snapshots) answer(request, *line);
-    c.snapshots.clear();
-  }
-
-  // Syncs past their deadline: "timeout" with why.
-  void expire_syncs(int64_t now) {
-    for (auto& [entry, c] : m_control) {
-      if (c.syncs.empty()) continue;
-      c.syncs.expire(now, c.last_error.empty()
-                              ? "not durable in time: the ships of this database are slower than the timeout"
-                              : "not durable in time: the replica is failing: " + c.last_error);
+    if (std::optional<std::string> error = m_control.open(e)) {
+      e.fatal = true;
+      if (m_first_usage_error.empty()) m_first_usage_error = *error;
+      m_stop = true;
     }
   }
 
@@ -794,27 +700,10 @@ class ReplicateLoop {
                                {m_done_pipe[0], POLLIN, 0},
                                {m_watcher.fd(), POLLIN, 0},
                                {m_notice_pipe[0], POLLIN, 0}};
-    // Each control socket's descriptors follow, from index `first`.
-    struct Polled {
-      Entry* entry;
-      ControlChannel* channel;
-      size_t first;
-      size_t count;
-    };
-    std::vector<Polled> controls;
-    for (auto& [entry, c] : m_control) {
-      if (!c.listener) continue;
-      const std::vector<int> control_fds = c.listener->fds();
-      controls.push_back({entry, &c, fds.size(), control_fds.size()});
-      for (const int fd : control_fds) fds.push_back({fd, POLLIN, 0});
-    }
+    m_control.add_pollfds(fds);
     const int rc = ::poll(fds.data(), fds.size(), timeout);
     if (rc < 0 && errno != EINTR) throw Failure(std::string("poll failed: ") + std::strerror(errno));
-    for (const Polled& p : controls) {
-      bool ready = p.count > 1;  // a request line still coming has a deadline
-      for (size_t i = p.first; i < p.first + p.count; ++i) ready = ready || fds[i].revents != 0;
-      if (ready) accept_control(*p.entry, *p.channel);
-    }
+    m_control.handle_polled(fds, static_cast<int64_t>(now_ms()));
     char drain[256];
     while (::read(m_done_pipe[0], drain, sizeof drain) > 0) {
     }
@@ -823,7 +712,7 @@ class ReplicateLoop {
     handle_notices();
     handle_signals();
     handle_results();
-    expire_syncs(static_cast<int64_t>(now_ms()));
+    m_control.expire(static_cast<int64_t>(now_ms()));
     handle_file_events();
     if (m_child_kill_due != 0 && m_child.running() && static_cast<int64_t>(now_ms()) >= m_child_kill_due) {
       log(LogLevel::warn, "the app did not exit within --shutdown-timeout; killing it",
@@ -897,7 +786,7 @@ class ReplicateLoop {
   StatusBoard m_own_board;  // when the run has none
   StatusBoard& m_board;
   std::vector<std::unique_ptr<Entry>> m_entries;
-  std::map<Entry*, ControlChannel> m_control;  // of the databases that started
+  ControlChannels m_control;
   std::vector<std::unique_ptr<FollowerEntry>> m_followers;
   int m_follow_stop[2] = {-1, -1};  // readable once followers must stop
   std::map<std::string, Entry*> m_by_path;
