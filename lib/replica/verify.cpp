@@ -147,146 +147,176 @@ size_t VerifyReport::broken_points() const {
       std::count_if(points.begin(), points.end(), [](const VerifyPoint& p) { return !p.ok; }));
 }
 
-VerifyReport run_verify(const VerifyOptions& options, Storage& storage) {
-  VerifyReport report;
-  report.replica = storage.url();
-  report.full = options.full;
-  const ReplicaListing listing = list_replica(storage);
-  if (listing.empty()) {
-    throw Failure("no replica at '" + storage.url() + "' (nothing found there): check the URL");
+namespace {
+
+// One run of `walship verify`, in the order of its steps (verify.h).
+class Verifier {
+ public:
+  Verifier(const VerifyOptions& options, Storage& storage, const ReplicaListing& listing)
+      : m_options(options),
+        m_storage(storage),
+        m_listing(listing),
+        m_headers([this](const std::string& key) { return header_of(key); }) {
+    m_report.replica = storage.url();
+    m_report.full = options.full;
   }
 
-  // 1. Every object, read whole, `parallelism` at a time.
+  VerifyReport run() {
+    read_objects();
+    find_points();
+    for (auto it = m_point_time.rbegin(); it != m_point_time.rend(); ++it) {
+      if (m_options.point && it->first != *m_options.point) continue;
+      m_report.points.push_back(check_chain(it->first, it->second));
+    }
+    if (m_options.full) restore_points();
+    if (!m_options.db_path.empty()) compare_live();
+    for (auto& [key, problem] : m_problems) {
+      std::sort(problem.breaks.begin(), problem.breaks.end());
+      m_report.problems.push_back(std::move(problem));
+    }
+    return std::move(m_report);
+  }
+
+ private:
   struct Item {
     std::string key;
     uint64_t size;
     format::KeyInfo info;
   };
-  std::vector<Item> items;
-  for (const SnapshotEntry& s : listing.snapshots)
-    items.push_back({s.key, s.size, *format::parse_key(s.key)});
-  for (const DeltaEntry& d : listing.deltas) items.push_back({d.key, d.size, *format::parse_key(d.key)});
-  report.snapshots = listing.snapshots.size();
-  report.deltas = listing.deltas.size();
-  for (const SupersededEntry& o : listing.superseded)
-    report.superseded.push_back({o.key, o.size, o.fence.fence});
-  for (const Item& item : items) report.bytes += item.size;
 
-  std::map<std::string, ObjectCheck> checks;
-  {
-    std::vector<ObjectCheck> results(items.size());
-    Progress progress("verify", report.bytes, !options.quiet);
-    parallel_for(items.size(), options.parallelism, [&](size_t i) {
-      results[i] = check_object(storage, items[i].key, items[i].size, items[i].info);
-      progress.add(items[i].size);
+  // 1. Every object, read whole, `parallelism` at a time.
+  void read_objects() {
+    for (const SnapshotEntry& s : m_listing.snapshots)
+      m_items.push_back({s.key, s.size, *format::parse_key(s.key)});
+    for (const DeltaEntry& d : m_listing.deltas)
+      m_items.push_back({d.key, d.size, *format::parse_key(d.key)});
+    m_report.snapshots = m_listing.snapshots.size();
+    m_report.deltas = m_listing.deltas.size();
+    for (const SupersededEntry& o : m_listing.superseded)
+      m_report.superseded.push_back({o.key, o.size, o.fence.fence});
+    for (const Item& item : m_items) m_report.bytes += item.size;
+    std::vector<ObjectCheck> results(m_items.size());
+    Progress progress("verify", m_report.bytes, !m_options.quiet);
+    parallel_for(m_items.size(), m_options.parallelism, [&](size_t i) {
+      results[i] = check_object(m_storage, m_items[i].key, m_items[i].size, m_items[i].info);
+      progress.add(m_items[i].size);
     });
     progress.finish();
-    for (size_t i = 0; i < items.size(); ++i) checks.emplace(items[i].key, std::move(results[i]));
+    for (size_t i = 0; i < m_items.size(); ++i) m_checks.emplace(m_items[i].key, std::move(results[i]));
+    for (const auto& [key, check] : m_checks) {
+      if (!check.error.empty()) m_problems[key] = {key, check.error, {}};
+    }
+    m_report.broken_objects = m_problems.size();
   }
-
-  std::map<std::string, VerifyProblem> problems;  // by key
-  for (const auto& [key, check] : checks) {
-    if (!check.error.empty()) problems[key] = {key, check.error, {}};
-  }
-  report.broken_objects = problems.size();
 
   // Planning reads headers from what was read above; a broken object's
   // header is refused, so no plan ever leans on it.
-  std::string refused;
-  HeaderCache headers([&](const std::string& key) -> format::FileHeader {
-    const ObjectCheck& check = checks.at(key);
+  format::FileHeader header_of(const std::string& key) {
+    const ObjectCheck& check = m_checks.at(key);
     if (!check.error.empty()) {
-      refused = key;
-      throw Failure("replica object '" + storage.url() + "/" + key + "' is broken: " + check.error);
+      m_refused = key;
+      throw Failure("replica object '" + m_storage.url() + "/" + key + "' is broken: " + check.error);
     }
     return check.header;
-  });
+  }
 
   // 2. The restore points: every TXID an object ends at.
-  std::map<uint64_t, uint64_t> point_time;  // txid -> commit time
-  for (const Item& item : items) {
-    const ObjectCheck& check = checks.at(item.key);
-    uint64_t end = item.info.kind == format::ObjectKind::snapshot ? item.info.min_txid : item.info.max_txid;
-    if (end == 0 && check.header_ok) end = check.header.max_txid;
-    if (end == 0) continue;  // an L0 whose header is unreadable: its point is unknown
-    const uint64_t t = check.header_ok ? check.header.commit_time_ms : 0;
-    auto [it, inserted] = point_time.emplace(end, t);
-    if (!inserted && t != 0 && (it->second == 0 || t < it->second)) it->second = t;
-  }
-  if (options.point && !point_time.count(*options.point)) {
-    throw Failure("TXID " + format::txid_hex(*options.point) + " is not a restore point of replica '" +
-                  storage.url() + "': run walship ls to see them all");
+  void find_points() {
+    for (const Item& item : m_items) {
+      const ObjectCheck& check = m_checks.at(item.key);
+      uint64_t end = item.info.kind == format::ObjectKind::snapshot ? item.info.min_txid : item.info.max_txid;
+      if (end == 0 && check.header_ok) end = check.header.max_txid;
+      if (end == 0) continue;  // an L0 whose header is unreadable: its point is unknown
+      const uint64_t t = check.header_ok ? check.header.commit_time_ms : 0;
+      auto [it, inserted] = m_point_time.emplace(end, t);
+      if (!inserted && t != 0 && (it->second == 0 || t < it->second)) it->second = t;
+    }
+    if (m_options.point && !m_point_time.count(*m_options.point)) {
+      throw Failure("TXID " + format::txid_hex(*m_options.point) + " is not a restore point of replica '" +
+                    m_storage.url() + "': run walship ls to see them all");
+    }
   }
 
-  // 3. Each point's chain, link by link.
-  for (auto it = point_time.rbegin(); it != point_time.rend(); ++it) {
-    const uint64_t txid = it->first;
-    if (options.point && txid != *options.point) continue;
-    VerifyPoint point{txid, it->second, 0, true, false, ""};
+  // 3. One point's chain, link by link.
+  VerifyPoint check_chain(uint64_t txid, uint64_t time) {
+    VerifyPoint point{txid, time, 0, true, false, ""};
     auto blame = [&](const std::string& key, const std::string& error) {
       point.ok = false;
       if (point.error.empty()) point.error = error;
-      auto [p, inserted] = problems.try_emplace(key, VerifyProblem{key, error, {}});
+      auto [p, inserted] = m_problems.try_emplace(key, VerifyProblem{key, error, {}});
       p->second.breaks.push_back(txid);
     };
     try {
-      refused.clear();
-      const std::optional<RestorePlan> plan = plan_partial(listing, txid, headers);
+      m_refused.clear();
+      const std::optional<RestorePlan> plan = plan_partial(m_listing, txid, m_headers);
       if (!plan) {
-        blame_no_snapshot(listing, blame);
+        blame_no_snapshot(m_listing, blame);
       } else if (plan->txid != txid) {
-        // The chain stops short: the next link is missing (or cannot land
-        // exactly on this point).
-        const uint64_t gap = plan->txid + 1;
-        const bool starts = std::any_of(listing.deltas.begin(), listing.deltas.end(),
-                                        [&](const DeltaEntry& d) { return d.min_txid == gap; });
-        if (!starts) {
-          blame(format::l0_delta_key(gap) + " (missing)",
-                "no object holds TXID " + format::txid_hex(gap) + ": the chain from snapshot " +
-                    format::txid_hex(plan->snapshot.txid) + " stops at " + format::txid_hex(plan->txid));
-        } else {
-          blame("point " + format::txid_hex(txid),
-                "no chain of deltas from snapshot " + format::txid_hex(plan->snapshot.txid) +
-                    " ends exactly at this TXID (it stops at " + format::txid_hex(plan->txid) + ")");
-        }
+        blame_short_chain(*plan, txid, blame);
       } else {
         point.objects = 1 + plan->deltas.size();
-        uint64_t post = checks.at(plan->snapshot.key).post_checksum;
-        uint64_t at = plan->snapshot.txid;
-        std::string previous = plan->snapshot.key;
-        for (const DeltaEntry& d : plan->deltas) {
-          const ObjectCheck& check = checks.at(d.key);
-          if (check.header.min_txid != at + 1) {
-            blame(d.key, "starts at TXID " + format::txid_hex(check.header.min_txid) + " but " + previous +
-                             " ends at " + format::txid_hex(at));
-            break;
-          }
-          if (check.header.pre_checksum != post) {
-            blame(d.key, "its pre-checksum does not match the post-checksum of " + previous +
-                             ", which it follows: the chain is broken (a changed or swapped object)");
-            break;
-          }
-          if (check.header.page_size != checks.at(plan->snapshot.key).header.page_size) {
-            blame(d.key, "its page size differs from the snapshot's");
-            break;
-          }
-          post = check.post_checksum;
-          at = check.header.max_txid;
-          previous = d.key;
-        }
+        check_links(*plan, blame);
       }
     } catch (const StorageError&) {
       throw;
     } catch (const Error& e) {
-      blame(refused.empty() ? "point " + format::txid_hex(txid) : refused, e.what());
+      blame(m_refused.empty() ? "point " + format::txid_hex(txid) : m_refused, e.what());
     }
-    report.points.push_back(point);
+    return point;
+  }
+
+  // The chain stops short: the next link is missing (or cannot land exactly
+  // on this point).
+  template <typename Blame>
+  void blame_short_chain(const RestorePlan& plan, uint64_t txid, Blame& blame) const {
+    const uint64_t gap = plan.txid + 1;
+    const bool starts = std::any_of(m_listing.deltas.begin(), m_listing.deltas.end(),
+                                    [&](const DeltaEntry& d) { return d.min_txid == gap; });
+    if (!starts) {
+      blame(format::l0_delta_key(gap) + " (missing)",
+            "no object holds TXID " + format::txid_hex(gap) + ": the chain from snapshot " +
+                format::txid_hex(plan.snapshot.txid) + " stops at " + format::txid_hex(plan.txid));
+    } else {
+      blame("point " + format::txid_hex(txid),
+            "no chain of deltas from snapshot " + format::txid_hex(plan.snapshot.txid) +
+                " ends exactly at this TXID (it stops at " + format::txid_hex(plan.txid) + ")");
+    }
+  }
+
+  // Each delta of a whole plan follows the one before: TXIDs, checksums,
+  // page size.
+  template <typename Blame>
+  void check_links(const RestorePlan& plan, Blame& blame) const {
+    const ObjectCheck& snapshot = m_checks.at(plan.snapshot.key);
+    uint64_t post = snapshot.post_checksum;
+    uint64_t at = plan.snapshot.txid;
+    std::string previous = plan.snapshot.key;
+    for (const DeltaEntry& d : plan.deltas) {
+      const ObjectCheck& check = m_checks.at(d.key);
+      if (check.header.min_txid != at + 1) {
+        blame(d.key, "starts at TXID " + format::txid_hex(check.header.min_txid) + " but " + previous +
+                         " ends at " + format::txid_hex(at));
+        return;
+      }
+      if (check.header.pre_checksum != post) {
+        blame(d.key, "its pre-checksum does not match the post-checksum of " + previous +
+                         ", which it follows: the chain is broken (a changed or swapped object)");
+        return;
+      }
+      if (check.header.page_size != snapshot.header.page_size) {
+        blame(d.key, "its page size differs from the snapshot's");
+        return;
+      }
+      post = check.post_checksum;
+      at = check.header.max_txid;
+      previous = d.key;
+    }
   }
 
   // 4. --full: restore each point and run integrity_check.
-  if (options.full) {
-    const std::string base = temp_base(options);
-    for (VerifyPoint& point : report.points) {
+  void restore_points() {
+    const std::string base = temp_base(m_options);
+    for (VerifyPoint& point : m_report.points) {
       if (!point.ok) continue;
       ScratchDir scratch(base);
       RestoreOptions restore;
@@ -294,50 +324,64 @@ VerifyReport run_verify(const VerifyOptions& options, Storage& storage) {
       restore.target.txid = point.txid;
       restore.full_integrity_check = true;
       restore.quiet = true;
-      restore.parallelism = options.parallelism;
+      restore.parallelism = m_options.parallelism;
       try {
-        run_restore(restore, storage);
+        run_restore(restore, m_storage);
         point.restored = true;
       } catch (const StorageError&) {
         throw;
       } catch (const Error& e) {
         point.ok = false;
         point.error = e.what();
-        auto [p, inserted] =
-            problems.try_emplace("point " + format::txid_hex(point.txid),
-                                 VerifyProblem{"point " + format::txid_hex(point.txid), e.what(), {}});
+        const std::string key = "point " + format::txid_hex(point.txid);
+        auto [p, inserted] = m_problems.try_emplace(key, VerifyProblem{key, e.what(), {}});
         p->second.breaks.push_back(point.txid);
       }
     }
   }
 
   // 5. --db: the live database against the newest point.
-  if (!options.db_path.empty()) {
-    report.db_path = options.db_path;
-    const auto newest =
-        std::find_if(report.points.begin(), report.points.end(), [](const VerifyPoint& p) { return p.ok; });
-    const uint64_t live = live_checksum(options.db_path);
-    if (newest != report.points.end()) {
-      report.db_txid = newest->txid;
-      const std::optional<RestorePlan> plan = plan_partial(listing, newest->txid, headers);
+  void compare_live() {
+    m_report.db_path = m_options.db_path;
+    const auto newest = std::find_if(m_report.points.begin(), m_report.points.end(),
+                                     [](const VerifyPoint& p) { return p.ok; });
+    const uint64_t live = live_checksum(m_options.db_path);
+    if (newest != m_report.points.end()) {
+      m_report.db_txid = newest->txid;
+      const std::optional<RestorePlan> plan = plan_partial(m_listing, newest->txid, m_headers);
       const std::string last = plan->deltas.empty() ? plan->snapshot.key : plan->deltas.back().key;
-      report.db_match = checks.at(last).post_checksum == live;
+      m_report.db_match = m_checks.at(last).post_checksum == live;
     }
-    if (!report.db_match) {
-      problems["database"] = {"database",
-                              "database '" + options.db_path +
-                                  "' differs from the replica's newest restorable point" +
-                                  (report.db_txid ? " (TXID " + format::txid_hex(report.db_txid) + ")" : "") +
-                                  ": is replicate behind, stopped, or pointed at another replica?",
-                              {}};
+    if (!m_report.db_match) {
+      m_problems["database"] = {
+          "database",
+          "database '" + m_options.db_path + "' differs from the replica's newest restorable point" +
+              (m_report.db_txid ? " (TXID " + format::txid_hex(m_report.db_txid) + ")" : "") +
+              ": is replicate behind, stopped, or pointed at another replica?",
+          {}};
     }
   }
 
-  for (auto& [key, problem] : problems) {
-    std::sort(problem.breaks.begin(), problem.breaks.end());
-    report.problems.push_back(std::move(problem));
+  const VerifyOptions& m_options;
+  Storage& m_storage;
+  const ReplicaListing& m_listing;
+  VerifyReport m_report;
+  std::vector<Item> m_items;
+  std::map<std::string, ObjectCheck> m_checks;      // by key
+  std::map<std::string, VerifyProblem> m_problems;  // by key
+  std::map<uint64_t, uint64_t> m_point_time;        // txid -> commit time
+  std::string m_refused;                            // the broken object header_of() last refused
+  HeaderCache m_headers;
+};
+
+}  // namespace
+
+VerifyReport run_verify(const VerifyOptions& options, Storage& storage) {
+  const ReplicaListing listing = list_replica(storage);
+  if (listing.empty()) {
+    throw Failure("no replica at '" + storage.url() + "' (nothing found there): check the URL");
   }
-  return report;
+  return Verifier(options, storage, listing).run();
 }
 
 namespace {
