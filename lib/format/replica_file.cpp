@@ -175,13 +175,33 @@ std::optional<FileTrailer> decode_trailer(std::span<const std::byte> bytes) {
 // ---------------------------------------------------------------------------
 // Writer
 
+// A buffer that is not zeroed: a frame's buffers are sized for a whole
+// frame (about 1 MiB) but a delta of a few pages touches a few KiB of them,
+// and zeroing the rest cost a small delta (every `walship sync`) more than
+// compressing it. Untouched pages of a large allocation are never faulted in.
+struct RawBuffer {
+  std::unique_ptr<std::byte[]> bytes;
+  size_t length = 0;
+
+  void allocate(size_t n) {
+    bytes = std::make_unique_for_overwrite<std::byte[]>(n);
+    length = n;
+  }
+  std::byte* data() { return bytes.get(); }
+  size_t size() const { return length; }
+  void swap(RawBuffer& other) noexcept {
+    bytes.swap(other.bytes);
+    std::swap(length, other.length);
+  }
+};
+
 // One frame being compressed: its records, its compressed bytes (after room
 // for the frame header) and its own zstd context, so several frames can be
 // compressed at once (see set_compression_threads()).
 struct CompressSlot {
   CCtxPtr cctx;
-  std::vector<std::byte> content;
-  std::vector<std::byte> frame;
+  RawBuffer content;
+  RawBuffer frame;
   uint32_t pages = 0;
   size_t content_size = 0;
   std::future<size_t> pending;  // declared last: joined before the buffers it uses are freed
@@ -207,7 +227,7 @@ struct ReplicaWriter::Impl {
   // content holds the frame being filled; a full frame is swapped into a
   // slot to be compressed. Buffers are sized once, so no page costs an
   // allocation.
-  std::vector<std::byte> content;
+  RawBuffer content;
   std::vector<CompressSlot> slots;
   size_t next_slot = 0;
   uint32_t frame_pages = 0;
@@ -240,8 +260,8 @@ struct ReplicaWriter::Impl {
       const size_t rc = ZSTD_CCtx_setParameter(slot.cctx.get(), param, value);
       if (ZSTD_isError(rc)) throw_writer(std::string("zstd rejected a parameter: ") + ZSTD_getErrorName(rc));
     }
-    slot.content.resize(frame_capacity * record_size);
-    slot.frame.resize(k_frame_header_size + ZSTD_compressBound(slot.content.size()));
+    slot.content.allocate(frame_capacity * record_size);
+    slot.frame.allocate(k_frame_header_size + ZSTD_compressBound(slot.content.size()));
   }
 
   void emit_slot(CompressSlot& slot, size_t csize) {
@@ -304,7 +324,7 @@ ReplicaWriter::ReplicaWriter(ByteSink& out, const FileHeader& header, int zstd_l
   s.lock_pgno = lock_page(header.page_size);
   s.frame_capacity = frame_pages != 0 ? frame_pages : pages_per_frame(header.page_size);
   s.record_size = k_pgno_size + header.page_size;
-  s.content.resize(s.frame_capacity * s.record_size);
+  s.content.allocate(s.frame_capacity * s.record_size);
   s.add_slot();
   XXH3_INITSTATE(&s.file_hash);
   XXH3_64bits_reset(&s.file_hash);

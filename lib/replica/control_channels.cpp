@@ -78,6 +78,7 @@ void ControlChannels::take_requests(schedule::Entry& e, Channel& c, int64_t now)
     } else {
       const int64_t deadline = now + request.request.timeout_ms;
       c.syncs.add(std::move(request), e.monitor->commit_counter(), e.steps, deadline);
+      e.replicator->request_durable_ack();
     }
     schedule::step_now(e, now);
   }
@@ -90,7 +91,10 @@ void ControlChannels::step_ended(schedule::Entry& e, const std::string& error, u
   Channel& c = it->second;
   c.last_error = error;
   c.syncs.step_ended(step, covered);
-  if (!c.syncs.empty() && error.empty()) schedule::step_now(e, now);
+  if (!c.syncs.empty()) {
+    e.replicator->request_durable_ack();
+    if (error.empty()) schedule::step_now(e, now);
+  }
   if (c.snapshots.empty()) return;
   std::optional<std::string> line = e.replicator->take_snapshot_answer();
   if (!line && !error.empty()) line = "error " + error;

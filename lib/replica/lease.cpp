@@ -357,6 +357,15 @@ void Lease::renew_if_due(int64_t now_ms) {
   if (m_seq - m_oldest_kept >= k_records_kept + k_forget_batch) forget_old_records();
 }
 
+bool Lease::confirm_held() {
+  if (!held() || m_clock() >= m_record.expires_ms) return false;
+  if (read_record(m_seq + 1)) {
+    m_lost = true;
+    return false;
+  }
+  return true;
+}
+
 void Lease::forget_old_records() {
   if (m_seq <= k_records_kept) return;
   const uint64_t keep_from = m_seq - k_records_kept + 1;

@@ -180,6 +180,14 @@ class Lease {
   // wait for the expiry); nothing when the lease is not held.
   void release();
 
+  // For a durable acknowledgement, after a write: whether the lease is still
+  // this writer's, so that what it wrote is in the chain restores follow:
+  // held, not expired by this clock (another writer may take an expired
+  // one), and no later record (one GET: a --take-over from a live writer).
+  // A later record marks the lease lost: the next renew_if_due() throws
+  // FencedError. StorageError when the GET fails.
+  bool confirm_held();
+
   bool held() const { return m_seq != 0 && !m_lost; }
   uint64_t generation() const { return m_record.generation; }
   // Whether conditional writes are atomic on this store; else the lease is

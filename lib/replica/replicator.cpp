@@ -648,6 +648,15 @@ std::optional<uint32_t> Replicator::covered(const std::optional<wal::WalIndexHea
       return std::nullopt;
     }
   }
+  // Last, after every upload: a writer paused past its lease, or taken over
+  // while it shipped, must not call durable what restores will not follow.
+  try {
+    for (const auto& target : m_targets) {
+      if (!target->lease.confirm_held()) return std::nullopt;
+    }
+  } catch (const StorageError&) {
+    return std::nullopt;  // not confirmed: asked again at the next step
+  }
   return at_start->change;
 }
 
@@ -1199,6 +1208,7 @@ void Replicator::answer_snapshot_request(int64_t now) {
 std::optional<int64_t> Replicator::step(int64_t now) {
   const WalForAStep wal(m_wal_fd);
   m_covered_change.reset();
+  const bool ack = m_ack_requested.exchange(false);
   if (!m_started) start();
   // Nothing is written under a lease that may have passed to another writer.
   for (auto& target : m_targets) target->lease.renew_if_due(now);
@@ -1235,7 +1245,10 @@ std::optional<int64_t> Replicator::step(int64_t now) {
       if (target->lost) resync(*target, pinned);
     }
   }
-  if (!replaced) m_covered_change = covered(index_at_start);  // else it counted another file's commits
+  // Not when the files were replaced: the index counted another file's commits.
+  if (ack && !replaced) m_covered_change = covered(index_at_start);
+  // covered() may have found the lease taken over: nothing more is written.
+  for (auto& target : m_targets) target->lease.renew_if_due(now);
   checkpoint_if_due(now);
   report_storage_warnings();
   std::optional<int64_t> next;
@@ -1316,12 +1329,13 @@ void Replicator::finish() {
   // what is committed ships all the same.
   const WalForAStep wal(m_wal_fd);
   m_covered_change.reset();
+  const bool ack = m_ack_requested.exchange(false);
   if (!m_started) start();
   const std::optional<wal::WalIndexHeader> index_at_start =
       m_shm_fd ? wal::read_wal_index_header(m_shm_fd.get(), m_shm_path) : std::nullopt;
   if (!files_replaced()) {
     ship_all();
-    m_covered_change = covered(index_at_start);
+    if (ack) m_covered_change = covered(index_at_start);
   }
   // Released whether or not the last ship succeeded: this writer writes
   // nothing more, so the next one starts at once and without a fence.

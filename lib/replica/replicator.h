@@ -103,10 +103,16 @@ class Replicator {
   void request_checkpoint() { m_checkpoint_requested = true; }
   // After a step, once per request it served: "ok TXID" or "error ...".
   std::optional<std::string> take_snapshot_answer();
-  // After step() or finish(), whether or not it threw: the wal-index commit
-  // counter (iChange) read at its start, if every replica now holds every
-  // commit it counted; nullopt when that is not known (no index yet, a
-  // replica lost or behind). `walship sync` answers from it (sync_waiters.h).
+  // A `walship sync` waits (replicate_loop): the next step (or finish())
+  // confirms each replica's lease after shipping, so that covered_change()
+  // can answer it. Any thread.
+  void request_durable_ack() { m_ack_requested = true; }
+  // After a step or finish() that confirmed the leases (asked for by
+  // request_durable_ack() before it began), whether or not it threw: the
+  // wal-index commit counter (iChange) read at its start, if every replica
+  // now holds every commit it counted, in the chain restores follow;
+  // nullopt when that is not known (not asked, no index yet, a replica lost
+  // or behind, a lease not confirmed). `walship sync` answers from it.
   std::optional<uint32_t> covered_change() const { return m_covered_change; }
 
  private:
@@ -170,6 +176,7 @@ class Replicator {
   void report_txid(const ReplicaTarget& target);
 
   std::atomic<bool> m_checkpoint_requested{false};
+  std::atomic<bool> m_ack_requested{false};
   std::mutex m_request_mutex;  // guards the two below (request_snapshot() is called from any thread)
   std::optional<std::string> m_snapshot_request;  // the replica URL asked for ("": every replica)
   std::optional<std::string> m_snapshot_answer;

@@ -23,7 +23,11 @@ std::optional<WalHeader> read_wal_header(int fd, const std::string& path) {
 CommittedFrames scan_wal(int fd, const std::string& path, const WalHeader& header, const WalPosition& from,
                          uint64_t max_frame) {
   const uint64_t frame_size = k_frame_header_size + header.page_size;
-  const size_t frames_per_chunk = std::max<size_t>(1, k_scan_chunk / frame_size);
+  // No bigger than what there is to read: a ship of a few frames (every
+  // `walship sync`) must not allocate and zero a whole chunk.
+  const uint64_t to_read = max_frame > from.frame_index() ? max_frame - from.frame_index() : 0;
+  const size_t frames_per_chunk =
+      static_cast<size_t>(std::clamp<uint64_t>(to_read, 1, std::max<size_t>(1, k_scan_chunk / frame_size)));
   std::vector<std::byte> buffer(frames_per_chunk * frame_size);
 
   CommittedFrames result;

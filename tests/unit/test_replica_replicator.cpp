@@ -16,6 +16,7 @@
 
 #include "backends/memory/memory_storage.h"
 #include "lib/format/keys.h"
+#include "lib/replica/lease.h"
 #include "lib/replica/replica_listing.h"
 #include "lib/replica/replicate_metrics.h"
 #include "lib/replica/replicator.h"
@@ -528,6 +529,9 @@ TEST_CASE("a step says which commits every replica holds: the counter at its sta
   auto r = f.replicator();
   f.write();
   f.step(*r);
+  CHECK_FALSE(r->covered_change().has_value());  // nobody asked: no lease check, no answer
+  r->request_durable_ack();
+  f.step(*r);
   REQUIRE(r->covered_change().has_value());
   CHECK(r->covered_change() == f.monitor.commit_counter());
   f.write(3);
@@ -537,18 +541,54 @@ TEST_CASE("a step says which commits every replica holds: the counter at its sta
   // A failed upload covers nothing new, and says so.
   bool fail = true;
   f.fail_l0_uploads_while(fail);
+  r->request_durable_ack();
   CHECK_THROWS_AS(f.step(*r), StorageError);
   CHECK_FALSE(r->covered_change().has_value());
   fail = false;
+  r->request_durable_ack();
   f.step(*r);
   CHECK(r->covered_change() == committed);
   // After a checkpoint restarted the WAL, the counter goes on.
   f.app.exec("PRAGMA wal_checkpoint(TRUNCATE)");
   f.write();
+  r->request_durable_ack();
   f.step(*r);
   CHECK(r->covered_change() == f.monitor.commit_counter());
   CHECK(f.restored_rows() == f.rows());
   f.write();
+  r->request_durable_ack();
   r->finish();
   CHECK(r->covered_change() == f.monitor.commit_counter());
+}
+
+TEST_CASE("a writer whose lease was taken while it shipped calls nothing durable, and stops") {
+  Fixture f;
+  auto r = f.replicator();
+  f.write();
+  f.step(*r);
+  // Another writer takes the replica over (--take-over) while this one's
+  // lease still runs; this one ships before its next renewal.
+  Lease other(
+      f.storage, f.options.lease_ttl_ms, true, [&f] { return f.now; }, [](int64_t) {},
+      LeaseIdentity{"0123456789abcdef", "other-host", "", "", 4242, 0});
+  other.acquire(false);
+  f.write();
+  r->request_durable_ack();
+  CHECK_THROWS_AS(r->step(f.now), FencedError);
+  CHECK_FALSE(r->covered_change().has_value());
+}
+
+TEST_CASE("a writer paused past its lease's expiry calls nothing durable") {
+  Fixture f;
+  auto r = f.replicator();
+  f.write();
+  f.step(*r);
+  f.write();
+  r->request_durable_ack();
+  // The step starts in time (no renewal due yet); the clock the lease reads
+  // after the upload is past the expiry: the process was paused meanwhile.
+  const int64_t step_time = f.now;
+  f.now += f.options.lease_ttl_ms + 1;
+  r->step(step_time);
+  CHECK_FALSE(r->covered_change().has_value());
 }
