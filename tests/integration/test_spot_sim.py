@@ -4,8 +4,10 @@ preemption notice served 2 s ahead. The run fails (and so does this test) if a r
 graceful drain loses an acknowledged commit, or a hard power-off loses one
 acknowledged more than the sync interval (+ slack) before the kill (with a
 notice: the notice sync interval, 100 ms, + slack, though the sync interval
-is 10 s). The fault hooks prove that a lost commit, and a notice not acted
-on, do fail it; bad input is one line and exit 2."""
+is 10 s). With --durable-ack (the app acknowledges only what `walship sync`
+said is durable), 4 mixed preemptions lose no acknowledged commit at all.
+The fault hooks prove that a lost commit (also with --durable-ack), and a
+notice not acted on, do fail it; bad input is one line and exit 2."""
 import json
 import os
 import re
@@ -61,6 +63,26 @@ def test_split_brain_the_resumed_node_is_fenced_and_the_replacement_keeps_the_re
     assert "| split brain" in r.stdout, r.stdout
 
 
+def test_with_durable_acks_no_preemption_loses_an_acknowledged_commit(tmp):
+    """The app acknowledges a commit only after `sync` on replicate's control
+    socket answered ok: hard kills lose none of them (a bound of 0 that the run
+    itself checks), and the app still acknowledged commits at about --rate."""
+    r = spot_sim("--durable-ack", "--preemptions", "4", "--mode", "mixed", "--db-size", "1MiB", "--seed", "11",
+                 "--out", f"{tmp}/out")
+    assert r.returncode == 0, f"{r.stdout}\n{r.stderr}"
+    with open(f"{tmp}/out/results.json") as f:
+        results = json.load(f)
+    rows = results["preemptions"]
+    assert len(rows) == 4 and results["problems"] == [] and results["settings"]["durable_ack"] is True, results
+    assert {row["mode"] for row in rows} == {"graceful", "hard"}, rows
+    for row in rows:
+        assert row["integrity"] == "ok" and row["lost"] == 0 and row["restored_n"] >= row["acked_max"], row
+        assert row["acked"] > 0 and row["ack_p99_ms"] is not None and row["syncs_not_ok"] == 0, row
+        assert row["commits_per_s"] >= 50, row  # --rate 100: syncs batch commits, they do not serialise them
+    assert "| hard power-off (SIGKILL, disk wiped, durable acks)" in r.stdout, r.stdout
+    assert "durable acks: commit -> ok" in r.stdout, r.stdout
+
+
 def failed_run(*args, env):
     """A run that must fail (exit 1): it keeps its folder for a person to look at, which this removes."""
     r = spot_sim(*args, env=env)
@@ -114,6 +136,15 @@ def test_a_lost_acknowledged_commit_fails_the_run(tmp):
     assert "FAILED: preemption 1 (graceful, node0 -> node1): a graceful drain lost" in r.stdout, r.stdout
 
 
+def test_with_durable_acks_a_lost_acknowledged_commit_fails_the_run(tmp):
+    """The newest delta of the replica dropped before the restore: the commits
+    `sync` said were durable are gone, and the run says so."""
+    r = failed_run("--durable-ack", "--preemptions", "1", "--mode", "graceful", "--db-size", "0",
+                   "--out", f"{tmp}/out", env={"WALSHIP_SPOT_SIM_FAULT": "drop-newest-delta"})
+    assert re.search(r"FAILED: preemption 1 \(graceful, node0 -> node1\): lost \d+ acknowledged commits, each "
+                     r"acknowledged after `sync` said ok \(--durable-ack: none may be lost", r.stdout), r.stdout
+
+
 def test_bad_input_is_one_line_and_exit_2(tmp):
     cases = [(["--backend", "nfs"], {}, "invalid choice: 'nfs'"),
              (["--preemptions", "-3"], {}, "'-3' is not a whole number >= 1"),
@@ -138,5 +169,7 @@ if __name__ == "__main__":
                test_with_an_aws_notice_a_hard_preemption_loses_nothing_older_than_the_notice_interval,
                test_with_a_gce_notice_a_hard_preemption_loses_nothing_older_than_the_notice_interval,
                test_a_notice_not_acted_on_fails_the_run,
+               test_with_durable_acks_no_preemption_loses_an_acknowledged_commit,
                test_a_lost_acknowledged_commit_fails_the_run,
+               test_with_durable_acks_a_lost_acknowledged_commit_fails_the_run,
                test_bad_input_is_one_line_and_exit_2])
