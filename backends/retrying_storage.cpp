@@ -65,15 +65,31 @@ std::chrono::milliseconds RetryingStorage::backoff_delay(const RetryPolicy& poli
   return std::chrono::milliseconds(std::min(delay, ceiling));
 }
 
+std::string RetryingStorage::retrying_error() const {
+  std::lock_guard lock(m_mutex);
+  return m_retrying;
+}
+
+void RetryingStorage::set_retrying(std::string error) {
+  std::lock_guard lock(m_mutex);
+  m_retrying = std::move(error);
+}
+
 template <typename Result>
 Result RetryingStorage::run(const char* op, const std::string& key, const std::function<Result()>& attempt) {
   for (int n = 1;; ++n) {
     try {
-      return attempt();
+      Result result = attempt();
+      if (n > 1) set_retrying({});
+      return result;
     } catch (const StorageError& e) {
-      if (!e.transient()) throw;
+      if (!e.transient()) {
+        set_retrying({});
+        throw;
+      }
       const std::string target = m_inner->url() + (key.empty() ? "" : "/" + key);
       if (n >= m_policy.max_attempts) {
+        set_retrying({});
         throw StorageError("unable to " + std::string(verb_for(op)) + " '" + target + "' after " +
                                std::to_string(n) + " attempts: " + e.what(),
                            true);
@@ -88,6 +104,9 @@ Result RetryingStorage::run(const char* op, const std::string& key, const std::f
              {"delay_ms", delay.count()},
              {"error", e.what()}});
       }
+      set_retrying("unable to " + std::string(verb_for(op)) + " '" + target + "' (attempt " +
+                   std::to_string(n) + " of " + std::to_string(m_policy.max_attempts) +
+                   " failed, retrying): " + e.what());
       m_sleep(delay);
     }
   }

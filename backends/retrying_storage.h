@@ -6,6 +6,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,7 @@ class RetryingStorage : public Storage {
   std::string url() const override { return m_inner->url(); }
   bool atomic_put_if_absent() const override { return m_inner->atomic_put_if_absent(); }
   std::string warning() const override { return m_inner->warning(); }
+  std::string retrying_error() const override;
   StorageFacts facts() const override { return m_inner->facts(); }
 
   // Rewinds `data` before every attempt.
@@ -71,7 +73,11 @@ class RetryingStorage : public Storage {
   template <typename Result>
   Result run(const char* op, const std::string& key, const std::function<Result()>& attempt);
 
+  void set_retrying(std::string error);
+
   std::unique_ptr<Storage> m_inner;
+  mutable std::mutex m_mutex;  // guards m_retrying (read from any thread)
+  std::string m_retrying;      // see retrying_error()
   RetryPolicy m_policy;
   SleepFn m_sleep;
   RandomFn m_random;

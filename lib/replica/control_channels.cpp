@@ -16,7 +16,7 @@ constexpr int64_t k_reading_poll_ms = 100;
 }  // namespace
 
 void ControlChannels::add(schedule::Entry& e, const std::string& path, bool check) {
-  if (check) check_control_socket_path(path);
+  if (check) check_control_socket_path(path, path != default_control_socket_path(e.replicator->db_path()));
   m_channels[&e].path = path;
 }
 
@@ -116,10 +116,12 @@ void ControlChannels::fenced(schedule::Entry& e, const std::string& error) {
 
 void ControlChannels::expire(int64_t now) {
   for (auto& [entry, c] : m_channels) {
-    if (c.syncs.empty()) continue;
-    c.syncs.expire(now, c.last_error.empty()
+    if (c.syncs.next_deadline().value_or(INT64_MAX) > now) continue;
+    std::string why = c.last_error;
+    if (why.empty()) why = entry->replicator->retrying_error();  // the ship in flight keeps failing
+    c.syncs.expire(now, why.empty()
                             ? "not durable in time: the ships of this database are slower than the timeout"
-                            : "not durable in time: the replica is failing: " + c.last_error);
+                            : "not durable in time: the replica is failing: " + why);
   }
 }
 
@@ -132,6 +134,12 @@ std::optional<int64_t> ControlChannels::next_due(int64_t now) const {
     if (due) next = std::min(next.value_or(INT64_MAX), *due);
   }
   return next;
+}
+
+void ControlChannels::take_queued(int64_t now) {
+  for (auto& [entry, c] : m_channels) {
+    if (c.listener) take_requests(*entry, c, now);
+  }
 }
 
 void ControlChannels::stopped() {

@@ -24,8 +24,9 @@ namespace walship {
 class ControlChannels {
  public:
   // Database `e` will listen at `path` once it started. Throws UsageError
-  // when `path` exists and is not a socket (a directory's databases are
-  // checked when they open instead: one bad file must not stop the others).
+  // (check_control_socket_path(); a live socket only at a path given) before
+  // anything is written. A directory's databases are not checked here but
+  // when they open: one bad file must not stop the others.
   void add(schedule::Entry& e, const std::string& path, bool check);
   // After a successful step: opens the socket of `e` the first time, once
   // its replicator started (it holds the lease). Returns the error that must
@@ -49,6 +50,9 @@ class ControlChannels {
   void expire(int64_t now);
   // When expire() or a request line's deadline next needs the loop awake.
   std::optional<int64_t> next_due(int64_t now) const;
+  // Before the final ship: the requests already queued on the sockets
+  // (connected before the stop) wait for it too.
+  void take_queued(int64_t now);
   // After the final ship of every database: what it covered gets "ok", the
   // rest an error.
   void stopped();

@@ -63,11 +63,16 @@ std::string default_control_socket_path(const std::string& db_path) {
   return local_state_dir(db_path) + "/control.sock";
 }
 
-void check_control_socket_path(const std::string& path) {
+void check_control_socket_path(const std::string& path, bool live_too) {
   struct stat st {};
-  if (::lstat(path.c_str(), &st) == 0 && !S_ISSOCK(st.st_mode)) {
+  if (::lstat(path.c_str(), &st) != 0) return;
+  if (!S_ISSOCK(st.st_mode)) {
     throw UsageError("control socket path '" + path +
                      "' exists and is not a socket: remove it or choose another --control-socket");
+  }
+  if (live_too && someone_listens(address_of(path))) {
+    throw UsageError("another process listens on control socket '" + path +
+                     "' (another replicate?): stop it or choose another --control-socket");
   }
 }
 
@@ -99,15 +104,16 @@ ControlListener::ControlListener(const std::string& path, const std::string& db_
   const sockaddr_un address = address_of(m_path);
   struct stat db {};
   if (::stat(db_path.c_str(), &db) == 0) m_owner_uid = db.st_uid;
-  if (m_path == default_control_socket_path(db_path)) ::mkdir(local_state_dir(db_path).c_str(), 0700);
-  check_control_socket_path(m_path);
-  if (::access(m_path.c_str(), F_OK) == 0) {
-    if (someone_listens(address)) {
-      throw UsageError("another process listens on control socket '" + m_path +
-                       "' (another replicate of this database?): stop it or choose another --control-socket");
-    }
-    ::unlink(m_path.c_str());  // a replicate that died left it
+  if (m_path == default_control_socket_path(db_path)) {
+    const std::string dir = local_state_dir(db_path);
+    ::mkdir(dir.c_str(), 0700);
+    // Run as root for an app of another user: that user must reach the
+    // socket, which the mode and the owner below keep to it alone; walship's
+    // files in the folder stay 0600.
+    if (::geteuid() == 0 && m_owner_uid != 0) ::chmod(dir.c_str(), 0711);
   }
+  check_control_socket_path(m_path, true);
+  ::unlink(m_path.c_str());  // none, or a replicate that died left it
   m_fd = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!m_fd) throw Failure(errno_message("unable to create a Unix socket", errno));
   // Created 0600 (no window in which another user could connect), then

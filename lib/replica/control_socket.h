@@ -43,9 +43,12 @@ struct ControlRequest {
   ControlRequestLine request;
 };
 
-// Throws UsageError when `path` exists and is not a socket (checked again
-// when listening; this lets replicate refuse before it starts anything).
-void check_control_socket_path(const std::string& path);
+// Throws UsageError when `path` exists and is not a socket, or (`live_too`)
+// is a socket another process listens on: checked again when listening;
+// this lets replicate refuse before it writes anything. (At the default
+// path, a live socket is another replicate of the same database, which the
+// replica's lease turns away with exit 4.)
+void check_control_socket_path(const std::string& path, bool live_too);
 
 class ControlListener {
  public:

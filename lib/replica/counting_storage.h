@@ -49,6 +49,7 @@ class CountingStorage : public Storage {
   bool put_if_absent(const std::string& key, ByteSource& data) override;
   bool atomic_put_if_absent() const override { return m_inner.atomic_put_if_absent(); }
   std::string warning() const override { return m_inner.warning(); }
+  std::string retrying_error() const override { return m_inner.retrying_error(); }
   bool get(const std::string& key, ByteSink& out, const ByteRange& range = {}) override;
   std::vector<ObjectInfo> list(const std::string& prefix) override;
   void remove(const std::vector<std::string>& keys) override;

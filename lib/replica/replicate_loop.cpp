@@ -186,6 +186,7 @@ class ReplicateLoop {
     const char byte = 1;
     [[maybe_unused]] const ssize_t n = ::write(m_follow_stop[1], &byte, 1);
     while (busy_count() > 0) pump(-1);
+    m_control.take_queued(static_cast<int64_t>(now_ms()));
     const bool shipped = finish_all(false);
     m_control.stopped();
     stop_followers();

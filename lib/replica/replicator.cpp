@@ -626,6 +626,13 @@ bool Replicator::reached_a_pin(const wal::WalPosition& position) const {
   return reached(m_pin) || (m_previous_pin && reached(*m_previous_pin));
 }
 
+std::string Replicator::retrying_error() const {
+  for (const auto& target : m_targets) {
+    if (std::string error = target->storage->retrying_error(); !error.empty()) return error;
+  }
+  return {};
+}
+
 // The commit counter of `at_start` (the wal-index read when the step began)
 // if every replica holds every commit it counted: in the same WAL
 // generation up to its last frame, or in a later generation (a replica

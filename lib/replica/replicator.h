@@ -114,6 +114,9 @@ class Replicator {
   // nullopt when that is not known (not asked, no index yet, a replica lost
   // or behind, a lease not confirmed). `walship sync` answers from it.
   std::optional<uint32_t> covered_change() const { return m_covered_change; }
+  // A replica's request being retried right now, if any
+  // (Storage::retrying_error()). Any thread.
+  std::string retrying_error() const;
 
  private:
   void open_database();

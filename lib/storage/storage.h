@@ -55,6 +55,10 @@ class Storage {
   // Empty, or what an operator should know though nothing failed (S3: a
   // credential refresh that failed while the current keys still hold).
   virtual std::string warning() const { return {}; }
+  // The transient failure a request is being retried after right now, if
+  // any (RetryingStorage; wrappers forward it): what `walship sync` is told
+  // while the store is down. Any thread.
+  virtual std::string retrying_error() const { return {}; }
   // The backend and its credentials' source (after an operation, for the
   // temporary credentials it fetched).
   virtual StorageFacts facts() const { return {}; }
