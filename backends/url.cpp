@@ -281,6 +281,17 @@ uint64_t parse_bytes_option(const std::string& name, const std::string& value, c
   return std::stoull(value);
 }
 
+std::string bucket_url_bucket(const ParsedUrl& parsed, const std::string& shown, const std::string& scheme,
+                              const std::string& how) {
+  const std::string use = "use " + scheme + "://bucket/prefix";
+  if (parsed.host.empty()) throw UsageError("invalid replica URL '" + shown + "': no bucket; " + use);
+  if (!parsed.user.empty() || parsed.password || parsed.port) {
+    throw UsageError("invalid replica URL '" + shown + "': " + scheme + ":// URLs take no user or port; " +
+                     use + how);
+  }
+  return parsed.host;
+}
+
 std::string bucket_url_prefix(const ParsedUrl& parsed, const std::string& shown) {
   std::string prefix = parsed.path;
   while (prefix.starts_with('/')) prefix.erase(0, 1);

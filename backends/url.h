@@ -35,6 +35,13 @@ struct ParsedUrl {
 // URL has a '#' fragment (write '#' as %23).
 ParsedUrl parse_url(const std::string& url);
 
+// The bucket of a bucket URL (s3://, gs://): its host. Throws UsageError
+// naming `shown` (the redacted URL) when there is none, or when the URL has
+// a user, password or port; `how` follows "use scheme://bucket/prefix" in
+// that message (" and the endpoint option" for s3://).
+std::string bucket_url_bucket(const ParsedUrl& parsed, const std::string& shown, const std::string& scheme,
+                              const std::string& how = "");
+
 // The object prefix of a bucket URL (s3://, gs://): the path without leading
 // or trailing '/' ("/a/b/" -> "a/b", may be empty). Throws UsageError naming
 // `shown` (the redacted URL) when a segment is empty, "." or "..".

@@ -59,14 +59,7 @@ std::span<const OptionSpec> gcs_option_specs() { return k_options; }
 GcsOptions parse_gcs_url(const ParsedUrl& parsed, const std::string& url) {
   const std::string shown = redact_url(url);
   GcsOptions options;
-  if (parsed.host.empty()) {
-    throw UsageError("invalid replica URL '" + shown + "': no bucket; use gs://bucket/prefix");
-  }
-  if (!parsed.user.empty() || parsed.password || parsed.port) {
-    throw UsageError("invalid replica URL '" + shown +
-                     "': gs:// URLs take no user or port; use gs://bucket/prefix");
-  }
-  options.bucket = parsed.host;
+  options.bucket = bucket_url_bucket(parsed, shown, "gs");
   options.prefix = bucket_url_prefix(parsed, shown);
   for (const auto& [name, value] : parsed.query) {
     const auto spec = std::find_if(std::begin(k_options), std::end(k_options),

@@ -137,18 +137,11 @@ IniFile parse_ini(const std::string& text) {
 Options parse_s3_url(const ParsedUrl& parsed, const std::string& url) {
   const std::string shown = redact_url(url);
   Options options;
-  if (parsed.host.empty()) {
-    throw UsageError("invalid replica URL '" + shown + "': no bucket; use s3://bucket/prefix");
-  }
-  if (!parsed.user.empty() || parsed.password || parsed.port) {
-    throw UsageError("invalid replica URL '" + shown +
-                     "': s3:// URLs take no user or port; use s3://bucket/prefix and the endpoint option");
-  }
-  if (!is_valid_bucket(parsed.host)) {
-    throw UsageError("invalid replica URL '" + shown + "': '" + parsed.host +
+  options.bucket = bucket_url_bucket(parsed, shown, "s3", " and the endpoint option");
+  if (!is_valid_bucket(options.bucket)) {
+    throw UsageError("invalid replica URL '" + shown + "': '" + options.bucket +
                      "' is not a bucket name (3 to 63 letters, digits, '.', '-' or '_')");
   }
-  options.bucket = parsed.host;
   options.prefix = bucket_url_prefix(parsed, shown);
   for (const auto& [name, value] : parsed.query) {
     const auto spec = std::find_if(std::begin(k_options), std::end(k_options),
