@@ -116,17 +116,18 @@ ControlListener::ControlListener(const std::string& path, const std::string& db_
   ::unlink(m_path.c_str());  // none, or a replicate that died left it
   m_fd = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!m_fd) throw Failure(errno_message("unable to create a Unix socket", errno));
-  // Created 0600 (no window in which another user could connect), then
-  // given to the database's owner, the app that syncs.
-  const mode_t old_mask = ::umask(0177);
-  const int bound = ::bind(m_fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address);
-  const int bind_errno = errno;
-  ::umask(old_mask);
-  if (bound != 0) throw Failure(errno_message("unable to listen on '" + m_path + "'", bind_errno));
-  if (::geteuid() == 0 && m_owner_uid != 0 && ::lchown(m_path.c_str(), m_owner_uid, db.st_gid) != 0) {
+  if (::bind(m_fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0)
+    throw Failure(errno_message("unable to listen on '" + m_path + "'", errno));
+  // 0600 and the database's owner's, the app that syncs. (Not through the
+  // umask: it is the process's, and workers create files meanwhile. Until
+  // the chmod, the umask's mode applies; the peer check in accept_all()
+  // turns away any other user who connects in that moment.)
+  if (::chmod(m_path.c_str(), 0600) != 0 ||
+      (::geteuid() == 0 && m_owner_uid != 0 && ::lchown(m_path.c_str(), m_owner_uid, db.st_gid) != 0)) {
     const int e = errno;
     ::unlink(m_path.c_str());
-    throw Failure(errno_message("unable to give control socket '" + m_path + "' to the database's owner", e));
+    throw Failure(errno_message(
+        "unable to give control socket '" + m_path + "' mode 0600 and the database's owner", e));
   }
   if (::listen(m_fd.get(), k_backlog) != 0) {
     const int e = errno;
