@@ -40,18 +40,18 @@ void serve_sync(const httplib::Request& req, httplib::Response& res,
   }
   const std::optional<std::string> socket = control_socket_of(db);
   if (!socket) return reply(404, "error this replicate does not ship '" + db + "'");
-  std::optional<std::string> answer;
+  std::optional<SyncAnswer> answer;
   try {
-    answer = ask_control_socket(*socket, "sync " + render_duration_ms(timeout_ms), timeout_ms + 1000);
+    answer = ask_for_sync(*socket, timeout_ms);
   } catch (const Error& e) {
     return reply(503, std::string("error ") + e.what());
   }
   if (!answer) return reply(503, "error the database's control socket is not open yet: try again");
-  const int status = answer->starts_with("ok")        ? 200
-                     : answer->starts_with("timeout") ? 504
-                     : answer->starts_with("fenced")  ? 409
-                                                      : 503;
-  reply(status, *answer);
+  const int status = answer->kind == SyncAnswer::Kind::ok        ? 200
+                     : answer->kind == SyncAnswer::Kind::timeout ? 504
+                     : answer->kind == SyncAnswer::Kind::fenced  ? 409
+                                                                 : 503;
+  reply(status, answer->line);
 }
 
 }  // namespace

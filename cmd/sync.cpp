@@ -53,12 +53,9 @@ void add_sync_command(CLI::App& app, const GlobalOptions& global, Runner& run) {
       }
       const std::string socket =
           args->control_socket.empty() ? default_control_socket_path(args->db) : args->control_socket;
-      const std::string line = "sync " + render_duration_ms(*timeout);
-      // The replicate answers "timeout" itself at the deadline; a second more
-      // is for a replicate that cannot answer at all (stopped, overloaded).
-      std::optional<std::string> answer;
+      std::optional<SyncAnswer> answer;
       try {
-        answer = ask_control_socket(socket, line, *timeout + 1000);
+        answer = ask_for_sync(socket, *timeout);
       } catch (const Failure& e) {
         throw Failure("'" + args->db + "' is not known to be durable: " + e.what());
       }
@@ -66,15 +63,13 @@ void add_sync_command(CLI::App& app, const GlobalOptions& global, Runner& run) {
         throw Failure("no walship replicate is running for '" + args->db + "' (nothing listens on " + socket +
                       "): start one, or give its --control-socket");
       }
-      const size_t space = answer->find(' ');
-      const std::string word = answer->substr(0, space);
-      const std::string rest = space == std::string::npos ? "" : answer->substr(space + 1);
-      if (word == "ok") {
+      if (answer->kind == SyncAnswer::Kind::ok) {
         if (global.verbose > 0) std::printf("%s: durable on every replica\n", args->db.c_str());
         return 0;
       }
-      if (word == "fenced") throw FencedError("'" + args->db + "' is fenced: " + rest);
-      throw Failure("'" + args->db + "' is not known to be durable: " + (rest.empty() ? *answer : rest));
+      if (answer->kind == SyncAnswer::Kind::fenced)
+        throw FencedError("'" + args->db + "' is fenced: " + answer->message);
+      throw Failure("'" + args->db + "' is not known to be durable: " + answer->message);
     };
   });
 }

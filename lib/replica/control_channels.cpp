@@ -129,8 +129,7 @@ std::optional<int64_t> ControlChannels::next_due(int64_t now) const {
   std::optional<int64_t> next;
   for (const auto& [entry, c] : m_channels) {
     std::optional<int64_t> due = c.syncs.next_deadline();
-    if (c.listener && c.listener->fds().size() > 1)
-      due = std::min(due.value_or(INT64_MAX), now + k_reading_poll_ms);
+    if (c.listener && c.listener->reading()) due = std::min(due.value_or(INT64_MAX), now + k_reading_poll_ms);
     if (due) next = std::min(next.value_or(INT64_MAX), *due);
   }
   return next;

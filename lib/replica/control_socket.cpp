@@ -241,4 +241,20 @@ std::optional<std::string> ask_control_socket(const std::string& path, const std
   }
 }
 
+std::optional<SyncAnswer> ask_for_sync(const std::string& path, int64_t timeout_ms) {
+  const std::optional<std::string> line =
+      ask_control_socket(path, "sync " + render_duration_ms(timeout_ms), timeout_ms + 1000);
+  if (!line) return std::nullopt;
+  SyncAnswer answer;
+  answer.line = *line;
+  const size_t space = line->find(' ');
+  const std::string word = line->substr(0, space);
+  answer.message = space == std::string::npos ? *line : line->substr(space + 1);
+  answer.kind = word == "ok"        ? SyncAnswer::Kind::ok
+                : word == "timeout" ? SyncAnswer::Kind::timeout
+                : word == "fenced"  ? SyncAnswer::Kind::fenced
+                                    : SyncAnswer::Kind::error;
+  return answer;
+}
+
 }  // namespace walship

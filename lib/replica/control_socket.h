@@ -65,6 +65,8 @@ class ControlListener {
   // The descriptors to poll for input: the listening socket and every
   // connection whose request line is still coming.
   std::vector<int> fds() const;
+  // Whether a connection's request line is still coming (it has a deadline).
+  bool reading() const { return !m_reading.empty(); }
   // After poll() said one of fds() is readable (or at `now_ms`, for the
   // deadlines): accepts new connections, reads what arrived, and returns the
   // whole requests. A bad line or a peer of another user is answered
@@ -93,5 +95,17 @@ void answer(ControlRequest& request, const std::string& line);
 // or (EACCES) when this user may not connect.
 std::optional<std::string> ask_control_socket(const std::string& path, const std::string& line,
                                               int64_t wait_ms);
+
+// Client: a "sync TIMEOUT" to the socket at `path`: the answer line, its
+// first word as `kind` and the rest as `message` (the whole line when
+// there is no rest). The replicate answers "timeout" itself at the
+// deadline; the client waits a second more, for one that cannot answer at
+// all (stopped, overloaded). nullopt and throws as ask_control_socket().
+struct SyncAnswer {
+  enum class Kind { ok, timeout, fenced, error } kind = Kind::error;
+  std::string line;
+  std::string message;
+};
+std::optional<SyncAnswer> ask_for_sync(const std::string& path, int64_t timeout_ms);
 
 }  // namespace walship
