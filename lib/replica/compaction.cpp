@@ -47,8 +47,8 @@ std::vector<CompactionRun> plan_compaction(const std::vector<DeltaRecord>& delta
   return runs;
 }
 
-void merge_deltas(Storage& storage, const std::vector<DeltaRecord>& inputs, const std::string& scratch_dir,
-                  ByteSink& out, int zstd_level) {
+bool merge_deltas(Storage& storage, const std::vector<DeltaRecord>& inputs, const std::string& scratch_dir,
+                  ByteSink& out, int zstd_level, const std::atomic<bool>* stop) {
   UniqueFd download = anonymous_file(scratch_dir);
   UniqueFd pages = anonymous_file(scratch_dir);
   std::vector<bool> touched;
@@ -56,6 +56,7 @@ void merge_deltas(Storage& storage, const std::vector<DeltaRecord>& inputs, cons
   uint64_t post = 0;
   std::vector<format::PageRef> frame;
   for (size_t i = 0; i < inputs.size(); ++i) {
+    if (stop && *stop) return false;
     const std::string name = storage.url() + "/" + inputs[i].key;
     reset_fd(download.get(), name);
     FdSink sink(download.get(), name);
@@ -93,6 +94,7 @@ void merge_deltas(Storage& storage, const std::vector<DeltaRecord>& inputs, cons
     writer.add_page(pgno, page);
   }
   writer.finish(post);
+  return true;
 }
 
 void Compactor::load(const ReplicaListing& listing, HeaderCache& headers) {
@@ -110,61 +112,110 @@ void Compactor::load(const ReplicaListing& listing, HeaderCache& headers) {
     if (d.level <= 2 && d.min_txid > covered[d.level + 1]) keys.push_back(d.key);
   }
   headers.prefetch(keys, 8);
-  for (auto& pending : m_pending) pending.clear();
+  std::vector<DeltaRecord> loaded[3];
   for (const DeltaEntry& d : listing.deltas) {
     if (d.level > 2 || d.min_txid <= covered[d.level + 1]) continue;
     const format::FileHeader& header = headers.get(d.key);
-    m_pending[d.level].push_back({d.key, d.level, header.min_txid, header.max_txid, header.commit_time_ms});
+    loaded[d.level].push_back({d.key, d.level, header.min_txid, header.max_txid, header.commit_time_ms});
   }
-  for (auto& pending : m_pending) {
+  for (auto& pending : loaded) {
     std::sort(pending.begin(), pending.end(),
               [](const DeltaRecord& a, const DeltaRecord& b) { return a.min_txid < b.min_txid; });
   }
+  std::lock_guard lock(m_mutex);
+  for (int l = 0; l < 3; ++l) m_pending[l] = std::move(loaded[l]);
+  ++m_epoch;
 }
 
-std::optional<int64_t> Compactor::run(Storage& storage, const ReplicatorOptions& options, int64_t now,
-                                      const std::string& scratch_dir) {
+void Compactor::add(const DeltaRecord& delta) {
+  std::lock_guard lock(m_mutex);
+  m_pending[0].push_back(delta);
+}
+
+std::optional<int64_t> Compactor::due(const ReplicatorOptions& options) const {
+  std::lock_guard lock(m_mutex);
   std::optional<int64_t> next;
   for (const CompactionLevel& level : options.compaction) {
-    if (level.level < 1 || level.level > 3) continue;
-    std::vector<DeltaRecord>& source = m_pending[level.level - 1];
-    const std::vector<CompactionRun> runs = plan_compaction(source, level.span_ms, now);
-    size_t consumed = 0;
-    for (const CompactionRun& run : runs) {
-      const std::vector<DeltaRecord> inputs(source.begin() + static_cast<ptrdiff_t>(run.first),
-                                            source.begin() + static_cast<ptrdiff_t>(run.first + run.count));
-      DeltaRecord out{format::delta_key(level.level, inputs.front().min_txid, inputs.back().max_txid),
-                      level.level, inputs.front().min_txid, inputs.back().max_txid, inputs.back().commit_ms};
-      try {
-        UniqueFd spool = anonymous_file(scratch_dir);
-        FdSink sink(spool.get(), "compaction spool");
-        merge_deltas(storage, inputs, scratch_dir, sink, options.snapshot_zstd_level);
-        const off_t size = ::lseek(spool.get(), 0, SEEK_CUR);
-        FdSource file(spool.get(), static_cast<uint64_t>(size), "compaction spool");
-        if (storage.put_if_absent(out.key, file)) ++m_written;  // false: an earlier run wrote it
-        if (log_enabled(LogLevel::debug)) {
-          log(LogLevel::debug, "compacted",
-              {{"replica", storage.url()}, {"key", out.key}, {"inputs", inputs.size()}, {"bytes", size}});
-        }
-      } catch (const StorageError&) {
-        throw;  // storage trouble: try the same run again later
-      } catch (const Error& e) {
-        // A broken chain cannot be compacted; restore still reads the inputs.
-        log(LogLevel::error, "unable to compact; leaving the deltas as they are",
-            {{"replica", storage.url()}, {"key", out.key}, {"error", e.what()}});
-        consumed = run.first + run.count;
-        continue;
-      }
-      consumed = run.first + run.count;
-      if (level.level <= 2) m_pending[level.level].push_back(out);
-    }
-    source.erase(source.begin(), source.begin() + static_cast<ptrdiff_t>(consumed));
-    if (!source.empty()) {
-      const int64_t due = (bucket_of(source.front().commit_ms, level.span_ms) + 1) * level.span_ms;
-      next = next ? std::min(*next, due) : due;
-    }
+    if (level.level < 1 || level.level > 3 || m_pending[level.level - 1].empty()) continue;
+    const int64_t due =
+        (bucket_of(m_pending[level.level - 1].front().commit_ms, level.span_ms) + 1) * level.span_ms;
+    next = next ? std::min(*next, due) : due;
   }
   return next;
+}
+
+// Each level's runs are planned on a copy of its pending list and merged
+// without the lock; then the runs done leave the list (a prefix of it: only
+// run() takes from the front, add() appends) unless load() replaced it
+// meanwhile, and their files join the next level's.
+void Compactor::run(Storage& storage, const ReplicatorOptions& options, int64_t now,
+                    const std::string& scratch_dir, const std::atomic<bool>* stop) {
+  for (const CompactionLevel& level : options.compaction) {
+    if (level.level < 1 || level.level > 3) continue;
+    std::vector<DeltaRecord> source;
+    uint64_t epoch = 0;
+    {
+      std::lock_guard lock(m_mutex);
+      source = m_pending[level.level - 1];
+      epoch = m_epoch;
+    }
+    size_t consumed = 0;
+    std::vector<DeltaRecord> written;
+    const auto settle = [&] {
+      std::lock_guard lock(m_mutex);
+      if (m_epoch != epoch) return;
+      std::vector<DeltaRecord>& pending = m_pending[level.level - 1];
+      pending.erase(pending.begin(), pending.begin() + static_cast<ptrdiff_t>(consumed));
+      if (level.level <= 2) {
+        m_pending[level.level].insert(m_pending[level.level].end(), written.begin(), written.end());
+      }
+    };
+    try {
+      for (const CompactionRun& run : plan_compaction(source, level.span_ms, now)) {
+        const std::vector<DeltaRecord> inputs(source.begin() + static_cast<ptrdiff_t>(run.first),
+                                              source.begin() + static_cast<ptrdiff_t>(run.first + run.count));
+        DeltaRecord out{format::delta_key(level.level, inputs.front().min_txid, inputs.back().max_txid),
+                        level.level, inputs.front().min_txid, inputs.back().max_txid,
+                        inputs.back().commit_ms};
+        if (!compact(storage, inputs, out, options, scratch_dir, stop)) {
+          settle();
+          return;
+        }
+        consumed = run.first + run.count;
+        written.push_back(out);
+      }
+    } catch (...) {
+      settle();
+      throw;
+    }
+    settle();
+  }
+}
+
+// A broken chain is logged and counts as done: restore still reads the inputs.
+bool Compactor::compact(Storage& storage, const std::vector<DeltaRecord>& inputs, const DeltaRecord& out,
+                        const ReplicatorOptions& options, const std::string& scratch_dir,
+                        const std::atomic<bool>* stop) {
+  try {
+    UniqueFd spool = anonymous_file(scratch_dir);
+    FdSink sink(spool.get(), "compaction spool");
+    if (!merge_deltas(storage, inputs, scratch_dir, sink, options.snapshot_zstd_level, stop) ||
+        (stop && *stop))
+      return false;
+    const off_t size = ::lseek(spool.get(), 0, SEEK_CUR);
+    FdSource file(spool.get(), static_cast<uint64_t>(size), "compaction spool");
+    if (storage.put_if_absent(out.key, file)) ++m_written;  // false: an earlier run wrote it
+    if (log_enabled(LogLevel::debug)) {
+      log(LogLevel::debug, "compacted",
+          {{"replica", storage.url()}, {"key", out.key}, {"inputs", inputs.size()}, {"bytes", size}});
+    }
+  } catch (const StorageError&) {
+    throw;
+  } catch (const Error& e) {
+    log(LogLevel::error, "unable to compact; leaving the deltas as they are",
+        {{"replica", storage.url()}, {"key", out.key}, {"error", e.what()}});
+  }
+  return true;
 }
 
 }  // namespace walship

@@ -5,7 +5,9 @@
 // retention (prune) decides what goes.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -42,27 +44,46 @@ std::vector<CompactionRun> plan_compaction(const std::vector<DeltaRecord>& delta
 // post-checksum) into one delta file written to `out`: each page's newest
 // version, the last input's size, commit time and post-checksum. Uses a
 // sparse scratch file in `scratch_dir`. Throws Failure naming the object
-// that breaks the chain.
-void merge_deltas(Storage& storage, const std::vector<DeltaRecord>& inputs, const std::string& scratch_dir,
-                  ByteSink& out, int zstd_level);
+// that breaks the chain. `stop`, when given and set, makes it return false
+// between inputs (nothing complete written); true when merged.
+bool merge_deltas(Storage& storage, const std::vector<DeltaRecord>& inputs, const std::string& scratch_dir,
+                  ByteSink& out, int zstd_level, const std::atomic<bool>* stop = nullptr);
 
 // Tracks, per level, the deltas no file of the next level covers yet, and
 // writes the compacted files when their span is over.
+//
+// The replicator ships while a compaction runs in the background (see
+// Replicator::maintain): reading back a minute of deltas from a store that
+// answers in 50 ms takes seconds, and a node lost meanwhile would lose every
+// commit of them. So add() and load() may come from the replicator's step
+// while run() works on another thread: the pending lists are guarded, and
+// run() merges from copies of them.
 class Compactor {
  public:
   // Learns the uncompacted deltas of each level from a listing.
   void load(const ReplicaListing& listing, HeaderCache& headers);
   // Records a freshly shipped L0 delta.
-  void add(const DeltaRecord& delta) { m_pending[0].push_back(delta); }
-  // Writes every compacted file that is due; returns when the next is due.
-  std::optional<int64_t> run(Storage& storage, const ReplicatorOptions& options, int64_t now,
-                             const std::string& scratch_dir);
+  void add(const DeltaRecord& delta);
+  // Writes every compacted file that is due. Throws StorageError (the runs
+  // not written are tried again next time). `stop`, when set, ends it
+  // between input objects, before writing anything incomplete.
+  void run(Storage& storage, const ReplicatorOptions& options, int64_t now, const std::string& scratch_dir,
+           const std::atomic<bool>* stop = nullptr);
+  // When the next compacted file is due (its span is over), if any.
+  std::optional<int64_t> due(const ReplicatorOptions& options) const;
   // Compacted files written so far (for /metrics).
   uint64_t written() const { return m_written; }
 
  private:
+  // One compacted file; false when stopped first.
+  bool compact(Storage& storage, const std::vector<DeltaRecord>& inputs, const DeltaRecord& out,
+               const ReplicatorOptions& options, const std::string& scratch_dir,
+               const std::atomic<bool>* stop);
+
+  mutable std::mutex m_mutex;             // guards m_pending and m_epoch
   std::vector<DeltaRecord> m_pending[3];  // m_pending[l]: level-l deltas not yet in level l + 1
-  uint64_t m_written = 0;
+  uint64_t m_epoch = 0;                   // bumped by load(): a run's results are for another listing
+  std::atomic<uint64_t> m_written{0};
 };
 
 }  // namespace walship

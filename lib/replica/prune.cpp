@@ -164,9 +164,9 @@ PruneResult prune_replica(const PruneOptions& options, Storage& storage) {
   for (const SnapshotEntry& s : listing.snapshots) keys.push_back(s.key);
   for (const DeltaEntry& d : listing.deltas) keys.push_back(d.key);
   headers.prefetch(keys, options.parallelism);
-  if (options.only_at_newest) {
+  if (options.only_if_newest) {
     result.newest = newest_txid(listing, headers);
-    result.skipped = result.newest != *options.only_at_newest;
+    result.skipped = !options.only_if_newest(result.newest);
     if (result.skipped) return result;
   }
   if (listing.empty()) {
@@ -177,6 +177,7 @@ PruneResult prune_replica(const PruneOptions& options, Storage& storage) {
   // One object per call, in plan order: a batch delete may apply in any
   // order, and the order is what keeps an interrupted prune tidy.
   for (const PruneObject& o : result.plan.remove) {
+    if (options.stop && *options.stop) break;
     storage.remove({o.key});
     ++result.deleted;
     if (options.on_deleted) options.on_deleted(o);

@@ -3,6 +3,7 @@
 // points, then delete every object no kept point's restore chain uses.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -45,10 +46,12 @@ struct PruneOptions {
   RetentionPolicy policy = default_retention_policy();
   bool dry_run = false;  // plan and report, delete nothing
   int parallelism = 8;   // header reads in flight
-  // Prune only while the replica's newest TXID is this one: the replicator
-  // thins only a chain whose tip it holds (no other writer extends it).
-  // nullopt: whatever the newest TXID.
-  std::optional<uint64_t> only_at_newest;
+  // Prune only when this says yes to the replica's newest TXID (asked once,
+  // after the listing): the replicator thins only a chain whose tip it
+  // holds (no other writer extends it). Empty: whatever the newest TXID.
+  std::function<bool(uint64_t newest)> only_if_newest;
+  // When given and set, no further object is deleted (the replicator stops).
+  const std::atomic<bool>* stop = nullptr;
   // Called after each object deleted (the replicator counts them).
   std::function<void(const PruneObject&)> on_deleted;
 };
@@ -57,7 +60,7 @@ struct PruneResult {
   PrunePlan plan;
   size_t deleted = 0;    // objects deleted (0 on a dry run)
   uint64_t newest = 0;   // the replica's newest TXID
-  bool skipped = false;  // only_at_newest did not hold: nothing planned or deleted
+  bool skipped = false;  // only_if_newest said no: nothing planned or deleted
 };
 
 // The one prune routine, of `walship prune` and of the replicator's

@@ -21,6 +21,7 @@
 #include "lib/replica/prune.h"
 #include "lib/replica/replica_listing.h"
 #include "lib/replica/snapshot.h"
+#include "lib/util/background_task.h"
 #include "lib/util/error.h"
 #include "lib/util/log.h"
 #include "lib/util/time.h"
@@ -57,6 +58,10 @@ constexpr int k_snapshot_tries = 5;
 // interval (spot nodes, deploys) would otherwise never prune. Not at once:
 // a rescheduled node's first minute belongs to the app catching up.
 constexpr int64_t k_first_retention_ms = 60'000;
+// A step this soon after one that found maintenance under way collects it;
+// after a failed run, the next waits this long.
+constexpr int64_t k_maintenance_poll_ms = 1'000;
+constexpr int64_t k_maintenance_retry_ms = 10'000;
 
 uint64_t inode_of(const std::string& path) {
   struct stat st {};
@@ -194,8 +199,16 @@ struct ReplicaTarget {
   };
   std::optional<Staged> staged;
   Compactor compactor;
-  int64_t next_retention_ms = 0;  // 0: k_first_retention_ms after the first step
-  size_t slot = 0;                // its index in ReplicateStatus::replicas
+  uint64_t compactions_reported = 0;  // of compactor.written(), in ReplicateStatus::compactions
+  int64_t next_retention_ms = 0;      // 0: k_first_retention_ms after the first step
+  // The newest TXID uploaded (a delta or a snapshot): what a prune running
+  // beside the steps may see as the replica's newest.
+  std::atomic<uint64_t> uploaded_txid{0};
+  size_t slot = 0;                   // its index in ReplicateStatus::replicas
+  int64_t maintenance_retry_at = 0;  // after a failed maintenance run, none before this
+  // Compaction and retention (Replicator::maintain). Last, so that it stops
+  // before anything it uses goes.
+  BackgroundTask maintenance;
 
   std::string name() const { return storage->url(); }
 
@@ -227,11 +240,13 @@ Replicator::Replicator(ReplicatorOptions options, std::vector<std::unique_ptr<St
   }
 }
 
-void Replicator::report_txid(const ReplicaTarget& target) {
+void Replicator::report_txid(ReplicaTarget& target) {
+  target.uploaded_txid = target.state ? target.state->txid : 0;
   report([&](ReplicateStatus& s) { s.replicas[target.slot].txid = target.state ? target.state->txid : 0; });
 }
 
 Replicator::~Replicator() {
+  for (auto& target : m_targets) target->maintenance.stop();  // before the lease goes
   close_database();
   for (auto& target : m_targets) target->lease.release();
 }
@@ -578,6 +593,7 @@ void Replicator::record_delta(ReplicaTarget& target, const DeltaRecord& record, 
     s.shipped_pages += pages;
     s.replicas[target.slot].txid = record.max_txid;
   });
+  target.uploaded_txid = record.max_txid;
 }
 
 // Uploads the target's staged delta, if any, and saves the local state that
@@ -969,6 +985,7 @@ void Replicator::write_snapshot(ReplicaTarget& target, uint64_t txid, const wal:
     ++s.snapshots;
     s.replicas[target.slot].txid = txid;
   });
+  target.uploaded_txid = txid;
   if (log_enabled(LogLevel::info)) {
     log(LogLevel::info, "snapshot written",
         {{"db", m_options.db_path},
@@ -1268,12 +1285,7 @@ std::optional<int64_t> Replicator::step(int64_t now) {
   for (auto& target : m_targets) {
     scheduled_snapshot(*target, now, false);
     if (m_options.snapshot_interval_ms > 0) sooner(target->last_snapshot_ms + m_options.snapshot_interval_ms);
-    const uint64_t compacted = target->compactor.written();
-    if (auto due = target->compactor.run(*target->storage, m_options, now, m_state_dir)) sooner(*due);
-    if (target->compactor.written() != compacted) {
-      report([&](ReplicateStatus& s) { s.compactions += target->compactor.written() - compacted; });
-    }
-    if (auto due = retention(*target, now)) sooner(*due);
+    if (auto due = maintain(*target, now)) sooner(*due);
   }
   report([&](ReplicateStatus& s) {
     s.change_known = index_at_start.has_value();
@@ -1282,20 +1294,92 @@ std::optional<int64_t> Replicator::step(int64_t now) {
   return next;
 }
 
-// Prunes the replica with the configured policy once per interval, after
-// compaction (whose fresh files let older ones go), with the routine of
-// walship prune. Only the replicator that holds the replica's tip prunes:
-// it knows no other writer is extending the chain it is about to thin.
-std::optional<int64_t> Replicator::retention(ReplicaTarget& target, int64_t now) {
-  if (!m_options.retention_enabled || m_options.retention.empty()) return std::nullopt;
+// The replica's maintenance: the compacted files that are due, then
+// retention once per interval (after compaction, whose fresh files let older
+// ones go). Both read and write many objects, so they run on a thread of
+// their own, one run at a time per replica, while the steps ship on: a
+// store answering in 50 ms made a minute's compaction stall shipping for
+// seconds. Returns when to look again.
+std::optional<int64_t> Replicator::maintain(ReplicaTarget& target, int64_t now) {
+  try {
+    if (!target.maintenance.collect()) return now + k_maintenance_poll_ms;
+  } catch (const std::exception& e) {
+    log(LogLevel::warn, "unable to maintain the replica (compaction, retention); trying again later",
+        {{"db", m_options.db_path},
+         {"replica", target.name()},
+         {"error", e.what()},
+         {"retry_in", render_duration_ms(k_maintenance_retry_ms)}});
+    target.maintenance_retry_at = now + k_maintenance_retry_ms;
+  }
+  report_compactions(target);
+  if (now < target.maintenance_retry_at) return target.maintenance_retry_at;
+  const std::optional<int64_t> compact_at = target.compactor.due(m_options);
+  const bool compact = compact_at && *compact_at <= now;
+  const std::optional<uint64_t> prune_at = retention_due(target, now);
+  if (!compact && !prune_at) return maintenance_due(target);
+  if (!m_options.compact_in_background) {
+    maintenance(target, now, compact, prune_at, nullptr);
+    report_compactions(target);
+    return maintenance_due(target);
+  }
+  target.maintenance.start([this, &target, now, compact, prune_at](const std::atomic<bool>& stop) {
+    maintenance(target, now, compact, prune_at, &stop);
+  });
+  return now + k_maintenance_poll_ms;
+}
+
+// When maintain() has work next: a compacted file's span over, or retention.
+std::optional<int64_t> Replicator::maintenance_due(const ReplicaTarget& target) const {
+  std::optional<int64_t> next = target.compactor.due(m_options);
+  if (retention_on() && target.next_retention_ms != 0)
+    next = next ? std::min(*next, target.next_retention_ms) : target.next_retention_ms;
+  return next;
+}
+
+// One run of maintain()'s, on any thread: touches only the compactor and the
+// storage (both safe to share with the steps) and reports.
+void Replicator::maintenance(ReplicaTarget& target, int64_t now, bool compact,
+                             std::optional<uint64_t> prune_at, const std::atomic<bool>* stop) {
+  if (compact) target.compactor.run(*target.storage, m_options, now, m_state_dir, stop);
+  if (prune_at && !(stop && *stop)) retention(target, *prune_at, stop);
+}
+
+void Replicator::report_compactions(ReplicaTarget& target) {
+  if (const uint64_t written = target.compactor.written(); written != target.compactions_reported) {
+    report([&](ReplicateStatus& s) { s.compactions += written - target.compactions_reported; });
+    target.compactions_reported = written;
+  }
+}
+
+// Whether retention runs now, and if so the TXID shipped so far (a prune
+// thins only a chain whose tip this replicator holds); moves the next run on.
+std::optional<uint64_t> Replicator::retention_due(ReplicaTarget& target, int64_t now) {
+  if (!retention_on()) return std::nullopt;
   if (target.next_retention_ms == 0)
     target.next_retention_ms = now + std::min(k_first_retention_ms, m_options.retention_interval_ms);
-  if (now < target.next_retention_ms) return target.next_retention_ms;
-  if (target.lost || !target.state) return now + m_options.retention_interval_ms;
+  if (now < target.next_retention_ms) return std::nullopt;
+  if (target.lost || !target.state) {
+    target.next_retention_ms = now + k_maintenance_retry_ms;  // once the replica is resynchronised
+    return std::nullopt;
+  }
   target.next_retention_ms = now + m_options.retention_interval_ms;
+  return target.state->txid;
+}
+
+// Prunes the replica with the configured policy, with the routine of walship
+// prune, while the replica's newest TXID is one this replicator shipped: at
+// least `shipped` (what it had when the run began), at most what it has
+// shipped by the time of the listing. Any other writer extending the chain
+// would be past that.
+void Replicator::retention(ReplicaTarget& target, uint64_t shipped, const std::atomic<bool>* stop) {
   PruneOptions prune;
   prune.policy = m_options.retention;
-  prune.only_at_newest = target.state->txid;
+  prune.stop = stop;
+  uint64_t shipped_now = shipped;
+  prune.only_if_newest = [&](uint64_t newest) {
+    shipped_now = target.uploaded_txid;
+    return newest >= shipped && newest <= shipped_now;
+  };
   prune.on_deleted = [&](const PruneObject&) { report([](ReplicateStatus& s) { ++s.pruned_objects; }); };
   PruneResult result;
   try {
@@ -1305,17 +1389,17 @@ std::optional<int64_t> Replicator::retention(ReplicaTarget& target, int64_t now)
   } catch (const Error& e) {
     log(LogLevel::error, "unable to apply retention; nothing deleted, will try again",
         {{"db", m_options.db_path}, {"replica", target.name()}, {"error", e.what()}});
-    return target.next_retention_ms;
+    return;
   }
   if (result.skipped) {
-    log(LogLevel::warn, "not pruning: the replica's newest TXID is not the one this replicator shipped",
+    log(LogLevel::warn, "not pruning: the replica's newest TXID is not one this replicator shipped",
         {{"db", m_options.db_path},
          {"replica", target.name()},
          {"newest", format::txid_hex(result.newest)},
-         {"shipped", format::txid_hex(target.state->txid)}});
-    return target.next_retention_ms;
+         {"shipped", format::txid_hex(shipped_now)}});
+    return;
   }
-  if (result.deleted == 0) return target.next_retention_ms;
+  if (result.deleted == 0) return;
   if (log_enabled(LogLevel::info)) {
     log(LogLevel::info, "pruned",
         {{"db", m_options.db_path},
@@ -1328,7 +1412,6 @@ std::optional<int64_t> Replicator::retention(ReplicaTarget& target, int64_t now)
   const ReplicaListing after = list_replica(*target.storage);
   HeaderCache after_headers(*target.storage);
   target.compactor.load(after, after_headers);
-  return target.next_retention_ms;
 }
 
 void Replicator::finish() {
@@ -1345,7 +1428,9 @@ void Replicator::finish() {
     if (ack) m_covered_change = covered(index_at_start);
   }
   // Released whether or not the last ship succeeded: this writer writes
-  // nothing more, so the next one starts at once and without a fence.
+  // nothing more (a compaction under way stops first), so the next one
+  // starts at once and without a fence.
+  for (auto& target : m_targets) target->maintenance.stop();
   for (auto& target : m_targets) target->lease.release();
 }
 

@@ -167,7 +167,14 @@ class Replicator {
   void truncate_wal();
   bool scheduled_snapshot(ReplicaTarget& target, int64_t now, bool requested);
   void answer_snapshot_request(int64_t now);
-  std::optional<int64_t> retention(ReplicaTarget& target, int64_t now);
+  std::optional<int64_t> maintain(ReplicaTarget& target, int64_t now);
+  void maintenance(ReplicaTarget& target, int64_t now, bool compact, std::optional<uint64_t> prune_at,
+                   const std::atomic<bool>* stop);
+  std::optional<int64_t> maintenance_due(const ReplicaTarget& target) const;
+  bool retention_on() const { return m_options.retention_enabled && !m_options.retention.empty(); }
+  void report_compactions(ReplicaTarget& target);
+  std::optional<uint64_t> retention_due(ReplicaTarget& target, int64_t now);
+  void retention(ReplicaTarget& target, uint64_t shipped, const std::atomic<bool>* stop);
   void ship_all(const std::optional<wal::WalPosition>& cap = std::nullopt);
   // retry: an earlier try may have landed; an object with the same bytes is this one.
   bool upload(ReplicaTarget& target, int spool, const std::string& key, uint64_t size, bool retry);
@@ -176,7 +183,7 @@ class Replicator {
   void report(F&& f) {
     if (m_monitor) m_monitor->update(std::forward<F>(f));
   }
-  void report_txid(const ReplicaTarget& target);
+  void report_txid(ReplicaTarget& target);
 
   std::atomic<bool> m_checkpoint_requested{false};
   std::atomic<bool> m_ack_requested{false};

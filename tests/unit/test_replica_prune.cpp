@@ -319,14 +319,14 @@ TEST_CASE("the replicator's prune: only at the TXID it shipped, deleting in plan
   options.policy = small_policy();
 
   // Another writer moved the tip on: nothing is planned, nothing deleted.
-  options.only_at_newest = builder.txid() - 1;
+  options.only_if_newest = [&](uint64_t newest) { return newest == builder.txid() - 1; };
   const PruneResult skipped = prune_replica(options, storage);
   CHECK(skipped.skipped);
   CHECK(skipped.newest == builder.txid());
   CHECK(skipped.plan.remove.empty());
   CHECK(storage.list("") == before);
 
-  options.only_at_newest = builder.txid();
+  options.only_if_newest = [&](uint64_t newest) { return newest == builder.txid(); };
   std::vector<std::string> deleted;
   options.on_deleted = [&](const PruneObject& o) { deleted.push_back(o.key); };
   const size_t removes_before = storage.count("remove");

@@ -9,8 +9,11 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -199,6 +202,7 @@ TEST_CASE("a writer restarted more often than the retention interval still prune
   options.db_path = db_path;
   options.retention = RetentionPolicy{};
   options.retention.keep_within_ms = 5 * 60'000;  // retention_interval_ms stays 1 h
+  options.compact_in_background = false;          // the simulated clock decides when it is done
 
   // Six nodes of ten minutes each (spot nodes preempted every ten minutes),
   // one write every ten seconds.
@@ -427,6 +431,109 @@ TEST_CASE("a failed upload sends the same delta again at the next step, then the
   CHECK(f.newest() == 3);  // the two writes' delta as it was, then the third's
   CHECK(f.monitor.snapshot().lost_continuity == 0);
   CHECK(f.storage.list("snapshots/").size() == 1);
+  CHECK(f.restored_rows() == f.rows());
+}
+
+// Holds the storage operations `op` on keys starting with `prefix` that
+// other threads than the test's (the replicator's maintenance) make, until
+// opened: a store that stalls for as long as the test needs.
+class MaintenanceGate {
+ public:
+  MaintenanceGate(MemoryStorage& storage, std::string op, std::string prefix)
+      : m_op(std::move(op)), m_prefix(std::move(prefix)), m_test(std::this_thread::get_id()) {
+    storage.set_fault_hook([this](std::string_view called, const std::string& key) {
+      if (called != m_op || !key.starts_with(m_prefix) || std::this_thread::get_id() == m_test) return;
+      std::unique_lock lock(m_mutex);
+      ++m_held;
+      m_changed.notify_all();
+      if (!m_changed.wait_for(lock, std::chrono::seconds(60), [this] { return m_open; }))
+        throw StorageError("the test never opened the gate", false);
+    });
+  }
+  // Waits until an operation is held.
+  bool holding() {
+    std::unique_lock lock(m_mutex);
+    return m_changed.wait_for(lock, std::chrono::seconds(60), [this] { return m_held > 0; });
+  }
+  void open() {
+    {
+      std::lock_guard lock(m_mutex);
+      m_open = true;
+    }
+    m_changed.notify_all();
+  }
+
+ private:
+  std::string m_op;
+  std::string m_prefix;
+  std::thread::id m_test;
+  std::mutex m_mutex;
+  std::condition_variable m_changed;
+  int m_held = 0;
+  bool m_open = false;
+};
+
+// Steps (the fake clock moving on) until `done`, a few thousand at most.
+template <typename F>
+void step_until(Fixture& f, Replicator& r, F done) {
+  for (int i = 0; i < 6000 && !done(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    f.step(r);
+  }
+}
+
+// Writes a row and steps; checks that the step shipped it.
+void ship_one(Fixture& f, Replicator& r) {
+  f.write();
+  const uint64_t before = f.newest();
+  f.step(r);
+  CHECK(f.newest() == before + 1);
+}
+
+TEST_CASE("a compaction waiting on a slow store never delays shipping; its file is counted once it is done") {
+  // Reading back a minute of deltas took seconds on a store answering in
+  // tens of milliseconds, and the step did it before shipping again: a node
+  // lost then lost every commit of those seconds.
+  Fixture f;
+  f.options.compaction = {{1, 60'000}};
+  MaintenanceGate gate(f.storage, "get", "deltas/L0/");
+  auto r = f.replicator();
+  f.step(*r);
+  for (int i = 0; i < 3; ++i) ship_one(f, *r);
+  // The next minute: its first step ships, then starts the last minute's L1.
+  f.now = (f.now / 60'000 + 1) * 60'000 + 100;
+  ship_one(f, *r);
+  REQUIRE(gate.holding());
+  for (int i = 0; i < 3; ++i) ship_one(f, *r);
+  CHECK(f.storage.list("deltas/L1/").empty());
+  CHECK(f.monitor.snapshot().compactions == 0);
+  gate.open();
+  step_until(f, *r, [&] { return f.monitor.snapshot().compactions > 0; });
+  CHECK(f.monitor.snapshot().compactions == 1);
+  CHECK(f.storage.list("deltas/L1/").size() == 1);
+  CHECK(f.restored_rows() == f.rows());
+}
+
+TEST_CASE("retention runs beside the steps: the deltas they ship meanwhile do not keep it from pruning") {
+  Fixture f;
+  f.options.retention_enabled = true;
+  f.options.retention = RetentionPolicy{};
+  f.options.retention.keep_within_ms = 60'000;
+  f.options.snapshot_interval_ms = 300'000;
+  auto r = f.replicator();
+  f.step(*r);
+  for (int i = 0; i < 3; ++i) ship_one(f, *r);
+  MaintenanceGate gate(f.storage, "list", "");
+  // Ten minutes on: a snapshot, then the first retention run, which lists.
+  f.now += 600'000;
+  ship_one(f, *r);
+  REQUIRE(f.storage.list("snapshots/").size() == 2);
+  REQUIRE(gate.holding());
+  for (int i = 0; i < 2; ++i) ship_one(f, *r);
+  CHECK(f.monitor.snapshot().pruned_objects == 0);
+  gate.open();
+  step_until(f, *r, [&] { return f.monitor.snapshot().pruned_objects > 0; });
+  CHECK(f.storage.list("snapshots/").size() == 1);  // the first one's points are past the window
   CHECK(f.restored_rows() == f.rows());
 }
 

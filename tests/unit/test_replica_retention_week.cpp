@@ -89,6 +89,7 @@ TEST_CASE(
   ReplicatorOptions options;
   options.db_path = db_path;
   options.retention = default_retention_policy();
+  options.compact_in_background = false;  // the simulated clock decides when it is done
   std::vector<std::unique_ptr<Storage>> replicas;
   replicas.push_back(std::make_unique<L0CountingStorage>(storage, l0_bytes, l0_objects));
   Replicator replicator(options, std::move(replicas));
