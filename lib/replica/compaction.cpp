@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <set>
 
 #include "lib/format/keys.h"
 #include "lib/format/replica_file.h"
@@ -48,7 +49,7 @@ std::vector<CompactionRun> plan_compaction(const std::vector<DeltaRecord>& delta
 }
 
 bool merge_deltas(Storage& storage, const std::vector<DeltaRecord>& inputs, const std::string& scratch_dir,
-                  ByteSink& out, int zstd_level, const std::atomic<bool>* stop) {
+                  ByteSink& out, int zstd_level, const std::atomic<bool>* stop, const DeltaCache* cache) {
   UniqueFd download = anonymous_file(scratch_dir);
   UniqueFd pages = anonymous_file(scratch_dir);
   std::vector<bool> touched;
@@ -60,9 +61,13 @@ bool merge_deltas(Storage& storage, const std::vector<DeltaRecord>& inputs, cons
     const std::string name = storage.url() + "/" + inputs[i].key;
     reset_fd(download.get(), name);
     FdSink sink(download.get(), name);
-    if (!storage.get(inputs[i].key, sink)) {
-      throw Failure("replica object '" + name +
-                    "' disappeared while compacting it: is prune running too eagerly?");
+    const bool kept = cache && cache->read(inputs[i].key, sink);
+    if (!kept) {
+      reset_fd(download.get(), name);  // a copy that failed half way
+      if (!storage.get(inputs[i].key, sink)) {
+        throw Failure("replica object '" + name +
+                      "' disappeared while compacting it: is prune running too eagerly?");
+      }
     }
     const off_t size = ::lseek(download.get(), 0, SEEK_CUR);
     FdSource source(download.get(), static_cast<uint64_t>(size), name);
@@ -122,14 +127,40 @@ void Compactor::load(const ReplicaListing& listing, HeaderCache& headers) {
     std::sort(pending.begin(), pending.end(),
               [](const DeltaRecord& a, const DeltaRecord& b) { return a.min_txid < b.min_txid; });
   }
+  if (m_cache) {
+    std::set<std::string> keys_left;
+    for (const auto& pending : loaded) {
+      for (const DeltaRecord& d : pending) keys_left.insert(d.key);
+    }
+    m_cache->retain(keys_left);
+  }
   std::lock_guard lock(m_mutex);
   for (int l = 0; l < 3; ++l) m_pending[l] = std::move(loaded[l]);
   ++m_epoch;
 }
 
-void Compactor::add(const DeltaRecord& delta) {
+void Compactor::cache_in(const std::string& dir, const std::vector<CompactionLevel>& levels, uint64_t limit) {
+  m_levels = levels;
+  m_cache = std::make_unique<DeltaCache>(dir, limit);
+}
+
+void Compactor::add(const DeltaRecord& delta, int fd, uint64_t size) {
+  if (fd >= 0) keep(delta, fd, size);
   std::lock_guard lock(m_mutex);
   m_pending[0].push_back(delta);
+}
+
+// Only L0 deltas: they are nearly all of what compaction reads (60 of them
+// for each L1 file at a commit a second), and their file of the minute is
+// closed once its L1 is written, so an idle database keeps no descriptor.
+void Compactor::keep(const DeltaRecord& record, int fd, uint64_t size) {
+  if (!m_cache || record.level != 0) return;
+  for (const CompactionLevel& next : m_levels) {
+    if (next.level == 1) {
+      m_cache->keep(record.key, record.level, bucket_of(record.commit_ms, next.span_ms), fd, size);
+      return;
+    }
+  }
 }
 
 std::optional<int64_t> Compactor::due(const ReplicatorOptions& options) const {
@@ -199,7 +230,7 @@ bool Compactor::compact(Storage& storage, const std::vector<DeltaRecord>& inputs
   try {
     UniqueFd spool = anonymous_file(scratch_dir);
     FdSink sink(spool.get(), "compaction spool");
-    if (!merge_deltas(storage, inputs, scratch_dir, sink, options.snapshot_zstd_level, stop) ||
+    if (!merge_deltas(storage, inputs, scratch_dir, sink, options.snapshot_zstd_level, stop, m_cache.get()) ||
         (stop && *stop))
       return false;
     const off_t size = ::lseek(spool.get(), 0, SEEK_CUR);
@@ -214,6 +245,9 @@ bool Compactor::compact(Storage& storage, const std::vector<DeltaRecord>& inputs
   } catch (const Error& e) {
     log(LogLevel::error, "unable to compact; leaving the deltas as they are",
         {{"replica", storage.url()}, {"key", out.key}, {"error", e.what()}});
+  }
+  if (m_cache) {
+    for (const DeltaRecord& input : inputs) m_cache->drop(input.key);
   }
   return true;
 }

@@ -7,17 +7,18 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "lib/replica/delta_cache.h"
 #include "lib/replica/replica_listing.h"
+#include "lib/replica/replicator_options.h"
 #include "lib/storage/storage.h"
 
 namespace walship {
-
-struct ReplicatorOptions;
 
 struct DeltaRecord {
   std::string key;
@@ -46,8 +47,10 @@ std::vector<CompactionRun> plan_compaction(const std::vector<DeltaRecord>& delta
 // sparse scratch file in `scratch_dir`. Throws Failure naming the object
 // that breaks the chain. `stop`, when given and set, makes it return false
 // between inputs (nothing complete written); true when merged.
+// Inputs kept in `cache`, when given, are read from there.
 bool merge_deltas(Storage& storage, const std::vector<DeltaRecord>& inputs, const std::string& scratch_dir,
-                  ByteSink& out, int zstd_level, const std::atomic<bool>* stop = nullptr);
+                  ByteSink& out, int zstd_level, const std::atomic<bool>* stop = nullptr,
+                  const DeltaCache* cache = nullptr);
 
 // Tracks, per level, the deltas no file of the next level covers yet, and
 // writes the compacted files when their span is over.
@@ -60,10 +63,15 @@ bool merge_deltas(Storage& storage, const std::vector<DeltaRecord>& inputs, cons
 // run() merges from copies of them.
 class Compactor {
  public:
+  // Keeps local copies of what it will merge (DeltaCache) in `dir`, for
+  // compaction to `levels`; without it, every input is read from the store.
+  void cache_in(const std::string& dir, const std::vector<CompactionLevel>& levels,
+                uint64_t limit = DeltaCache::k_default_limit);
   // Learns the uncompacted deltas of each level from a listing.
   void load(const ReplicaListing& listing, HeaderCache& headers);
-  // Records a freshly shipped L0 delta.
-  void add(const DeltaRecord& delta);
+  // Records a freshly shipped L0 delta; with `fd`, its bytes (at the start
+  // of fd, `size` of them) are kept for the merge.
+  void add(const DeltaRecord& delta, int fd = -1, uint64_t size = 0);
   // Writes every compacted file that is due. Throws StorageError (the runs
   // not written are tried again next time). `stop`, when set, ends it
   // between input objects, before writing anything incomplete.
@@ -75,6 +83,9 @@ class Compactor {
   uint64_t written() const { return m_written; }
 
  private:
+  // Keeps `size` bytes of `fd` as the L0 delta `record`, in the bucket of
+  // the L1 file that will cover it.
+  void keep(const DeltaRecord& record, int fd, uint64_t size);
   // One compacted file; false when stopped first.
   bool compact(Storage& storage, const std::vector<DeltaRecord>& inputs, const DeltaRecord& out,
                const ReplicatorOptions& options, const std::string& scratch_dir,
@@ -84,6 +95,8 @@ class Compactor {
   std::vector<DeltaRecord> m_pending[3];  // m_pending[l]: level-l deltas not yet in level l + 1
   uint64_t m_epoch = 0;                   // bumped by load(): a run's results are for another listing
   std::atomic<uint64_t> m_written{0};
+  std::vector<CompactionLevel> m_levels;  // what cache_in() was given
+  std::unique_ptr<DeltaCache> m_cache;
 };
 
 }  // namespace walship

@@ -157,7 +157,9 @@ struct ReplicaTarget {
                 const Replicator::Clock& clock)
       : storage(std::move(s)),
         store(state_dir, storage->url()),
-        lease(*storage, options.lease_ttl_ms, options.take_over, clock) {}
+        lease(*storage, options.lease_ttl_ms, options.take_over, clock) {
+    compactor.cache_in(state_dir, options.compaction);
+  }
 
   std::unique_ptr<Storage> storage;
   LocalStateStore store;
@@ -585,8 +587,8 @@ Replicator::ShippedDelta Replicator::stage_delta(ReplicaTarget& target, uint32_t
 
 // A delta durable in the target's replica: compacted later, counted now.
 void Replicator::record_delta(ReplicaTarget& target, const DeltaRecord& record, uint64_t commits,
-                              size_t pages) {
-  target.compactor.add(record);
+                              size_t pages, int spool, uint64_t bytes) {
+  target.compactor.add(record, spool, bytes);
   report([&](ReplicateStatus& s) {
     ++s.shipped_deltas;
     s.shipped_transactions += commits;
@@ -614,7 +616,8 @@ bool Replicator::upload_staged(ReplicaTarget& target) {
     target.staged.reset();  // another process took the TXID: upload() reconciled the target
     return false;
   }
-  record_delta(target, staged.record, staged.commits, staged.changed.size());
+  record_delta(target, staged.record, staged.commits, staged.changed.size(), staged.spool.get(),
+               staged.bytes);
   target.store.save(*target.state, staged.changed, staged.full);
   if (log_enabled(LogLevel::debug)) {
     log(LogLevel::debug, "shipped",

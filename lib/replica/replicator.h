@@ -146,7 +146,8 @@ class Replicator {
     uint64_t bytes = 0;
   };
   ShippedDelta stage_delta(ReplicaTarget& target, uint32_t db_pages, const DeltaPages& pages);
-  void record_delta(ReplicaTarget& target, const DeltaRecord& record, uint64_t commits, size_t pages);
+  void record_delta(ReplicaTarget& target, const DeltaRecord& record, uint64_t commits, size_t pages,
+                    int spool, uint64_t bytes);
   // false: another writer took the TXID (the target was reconciled).
   bool upload_staged(ReplicaTarget& target);
   bool stage_all();

@@ -496,7 +496,7 @@ TEST_CASE("a compaction waiting on a slow store never delays shipping; its file 
   // lost then lost every commit of those seconds.
   Fixture f;
   f.options.compaction = {{1, 60'000}};
-  MaintenanceGate gate(f.storage, "get", "deltas/L0/");
+  MaintenanceGate gate(f.storage, "put_if_absent", "deltas/L1/");
   auto r = f.replicator();
   f.step(*r);
   for (int i = 0; i < 3; ++i) ship_one(f, *r);
@@ -511,6 +511,43 @@ TEST_CASE("a compaction waiting on a slow store never delays shipping; its file 
   step_until(f, *r, [&] { return f.monitor.snapshot().compactions > 0; });
   CHECK(f.monitor.snapshot().compactions == 1);
   CHECK(f.storage.list("deltas/L1/").size() == 1);
+  CHECK(f.restored_rows() == f.rows());
+}
+
+TEST_CASE(
+    "compaction merges the deltas it shipped from local copies; a new process reads them from the store") {
+  Fixture f;
+  f.options.compaction = {{1, 60'000}, {2, 3'600'000}};
+  std::atomic<int> fetched{0};  // L0 delta reads by the maintenance thread
+  const std::thread::id stepping = std::this_thread::get_id();
+  f.storage.set_fault_hook([&](std::string_view op, const std::string& key) {
+    if (op == "get" && key.starts_with("deltas/L0/") && std::this_thread::get_id() != stepping) ++fetched;
+  });
+  const int64_t hour = (f.now / 3'600'000 + 1) * 3'600'000;
+  {
+    auto r = f.replicator();
+    f.now = hour + 1'000;
+    f.step(*r);
+    // Three minutes of an hour, then the next hour: three L1 files and the L2.
+    for (int minute = 0; minute < 3; ++minute) {
+      f.now = hour + minute * 60'000 + 5'000;
+      for (int i = 0; i < 4; ++i) ship_one(f, *r);
+    }
+    f.now = hour + 3'600'000 + 5'000;
+    ship_one(f, *r);
+    step_until(f, *r, [&] { return f.storage.list("deltas/L2/").size() == 1; });
+    CHECK(f.storage.list("deltas/L1/").size() == 3);
+    CHECK(fetched == 0);
+    r->finish();
+  }
+  CHECK(f.restored_rows() == f.rows());
+  // Another process: what it did not ship, it reads from the store.
+  auto r = f.replicator();
+  for (int i = 0; i < 3; ++i) ship_one(f, *r);
+  f.now += 60'000;
+  ship_one(f, *r);
+  step_until(f, *r, [&] { return f.storage.list("deltas/L1/").size() == 4; });
+  CHECK(fetched > 0);
   CHECK(f.restored_rows() == f.rows());
 }
 
