@@ -107,6 +107,7 @@ struct StepResult {
   bool shipped = false;             // the step shipped a delta
   uint64_t step = 0;                // its number (Entry::steps)
   std::optional<uint32_t> covered;  // Replicator::covered_change() after it
+  bool out_of_descriptors = false;  // the process had none left when it failed
 };
 
 // A database followed in this process (role = "serve-replica").
@@ -373,6 +374,11 @@ class ReplicateLoop {
       result.error = x.what();
     }
     result.covered = e.replicator->covered_change();
+    if (!result.error.empty()) {
+      result.out_of_descriptors = result.error.find(std::strerror(EMFILE)) != std::string::npos ||
+                                  result.error.find(std::strerror(ENFILE)) != std::string::npos ||
+                                  descriptors_exhausted();
+    }
     return result;
   }
 
@@ -414,7 +420,8 @@ class ReplicateLoop {
         continue;
       }
       m_control.step_ended(e, r.error, r.step, r.covered, now);
-      if ((r.usage || r.permanent) && m_initial_round) {
+      // Out of descriptors is the process's trouble, not the database's: retried.
+      if ((r.usage || r.permanent) && m_initial_round && !r.out_of_descriptors) {
         // A configured database that cannot be replicated, or whose replica
         // refuses it (wrong keys, no permission), stops the start (the error
         // is the command's one line); one found in a directory is left out.
@@ -428,11 +435,30 @@ class ReplicateLoop {
         continue;
       }
       const int64_t delay = schedule::step_failed(e, now);
-      log(LogLevel::error, "unable to replicate; nothing is lost, retrying",
+      if (r.out_of_descriptors) report_out_of_descriptors(now);
+      log(r.out_of_descriptors ? LogLevel::debug : LogLevel::error,
+          "unable to replicate; nothing is lost, retrying",
           {{"db", e.replicator->db_path()},
            {"error", r.error},
            {"retry_in", std::to_string(delay / 1000) + "s"}});
     }
+  }
+
+  // Databases failing for want of descriptors say so in one line (every
+  // ten minutes while it lasts) instead of one each: with thousands of
+  // databases, thousands of "Too many open files" a minute hid the cause.
+  void report_out_of_descriptors(int64_t now) {
+    if (m_descriptors_reported_ms != 0 && now < m_descriptors_reported_ms + k_descriptors_report_ms) return;
+    m_descriptors_reported_ms = now;
+    rlimit limit{};
+    ::getrlimit(RLIMIT_NOFILE, &limit);
+    log(LogLevel::error,
+        "out of file descriptors (a database holds about 6 idle, 10 while shipping): the databases that "
+        "could not open theirs are retried; raise the limit (systemd: LimitNOFILE=, a shell: ulimit -n) or "
+        "replicate fewer databases per process",
+        {{"limit",
+          limit.rlim_cur == RLIM_INFINITY ? std::string("unlimited") : std::to_string(limit.rlim_cur)},
+         {"databases", m_entries.size()}});
   }
 
   // Another writer has the database's replica, or this node's data is
@@ -801,8 +827,10 @@ class ReplicateLoop {
   bool m_stop = false;
   bool m_initial_round = true;
   std::string m_first_usage_error;
-  std::string m_first_permanent_error;  // the first round's StorageError that needs a person: exit 1
-  std::string m_fenced_error;           // the first fenced database's error: exit 4
+  std::string m_first_permanent_error;    // the first round's StorageError that needs a person: exit 1
+  std::string m_fenced_error;             // the first fenced database's error: exit 4
+  int64_t m_descriptors_reported_ms = 0;  // report_out_of_descriptors(), last said
+  static constexpr int64_t k_descriptors_report_ms = 600'000;
   ChildProcess m_child;
   ChildProcess m_on_notice;         // --on-notice, once
   int m_notice_pipe[2] = {-1, -1};  // readable once the watcher posted a notice
@@ -823,8 +851,14 @@ int run_replicate(const ReplicateRun& run, const OpenStorageFn& open_storage) {
   // soft limit to the hard one so a thousand databases fit.
   rlimit limit{};
   if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    const rlim_t soft = limit.rlim_cur;
     limit.rlim_cur = limit.rlim_max;
-    ::setrlimit(RLIMIT_NOFILE, &limit);
+    if (::setrlimit(RLIMIT_NOFILE, &limit) == 0 && log_enabled(LogLevel::debug)) {
+      log(LogLevel::debug, "raised the file descriptor limit to the hard limit",
+          {{"from", std::to_string(soft)},
+           {"to",
+            limit.rlim_max == RLIM_INFINITY ? std::string("unlimited") : std::to_string(limit.rlim_max)}});
+    }
   }
   ReplicateLoop loop(run, open_storage);
   return loop.run();

@@ -4,10 +4,26 @@
 
 namespace walship::sqlite {
 
+namespace {
+
+// SQLite's message, and for a failure to open or read a file the system's
+// cause, which SQLite keeps apart ("unable to open database file: Too many
+// open files").
+std::string describe(sqlite3* db, int rc) {
+  if (!db) return sqlite3_errstr(rc);
+  std::string msg = sqlite3_errmsg(db);
+  const int primary = sqlite3_extended_errcode(db) & 0xff;
+  if ((primary == SQLITE_CANTOPEN || primary == SQLITE_IOERR) && sqlite3_system_errno(db) != 0)
+    msg += std::string(": ") + std::strerror(sqlite3_system_errno(db));
+  return msg;
+}
+
+}  // namespace
+
 Database::Database(const std::string& path, int flags) : m_path(path) {
   const int rc = sqlite3_open_v2(path.c_str(), &m_db, flags | SQLITE_OPEN_URI, nullptr);
   if (rc != SQLITE_OK) {
-    const std::string msg = m_db ? sqlite3_errmsg(m_db) : sqlite3_errstr(rc);
+    const std::string msg = describe(m_db, rc);
     const int code = m_db ? sqlite3_extended_errcode(m_db) : rc;
     sqlite3_close_v2(m_db);
     m_db = nullptr;
@@ -21,8 +37,8 @@ Database::~Database() {
 }
 
 void Database::fail(const std::string& what, int rc) const {
-  const char* msg = m_db ? sqlite3_errmsg(m_db) : sqlite3_errstr(rc);
-  throw Error(what + " on '" + m_path + "': " + msg, m_db ? sqlite3_extended_errcode(m_db) : rc);
+  throw Error(what + " on '" + m_path + "': " + describe(m_db, rc),
+              m_db ? sqlite3_extended_errcode(m_db) : rc);
 }
 
 void Database::exec(const std::string& sql) {

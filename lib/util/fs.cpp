@@ -183,4 +183,13 @@ UniqueFd anonymous_file(const std::string& dir) {
   throw Failure(errno_message("unable to create a temp file in '" + dir + "'", errno));
 }
 
+bool descriptors_exhausted() {
+  const int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::close(fd);
+    return false;
+  }
+  return errno == EMFILE || errno == ENFILE;
+}
+
 }  // namespace walship

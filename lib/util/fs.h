@@ -86,4 +86,9 @@ class TempFile {
 // nothing is left on disk whatever happens to the process.
 UniqueFd anonymous_file(const std::string& dir);
 
+// Whether this process is out of file descriptors right now (opening one
+// more fails with EMFILE or ENFILE): what a failure whose message names
+// another cause ("unable to open database file") was really about.
+bool descriptors_exhausted();
+
 }  // namespace walship

@@ -4,7 +4,8 @@ unshipped when the signal comes: SIGTERM makes it ship what is committed and
 exit 0 within the default --shutdown-timeout (a spot node's notice is 30 s),
 and every commit is then in the replica. 1 and 200 databases by default;
 `many` (a CTest test of its own, left out of the sanitizer pass): 1000 and
-3000."""
+3000. Under a descriptor limit too low for the databases, it says so once
+and a stop still exits."""
 import glob
 import os
 import resource
@@ -120,5 +121,40 @@ def test_a_stop_over_many_databases_ships_what_is_committed(tmp):
         run_and_stop(tmp, count, busy=True)
 
 
+def test_out_of_descriptors_is_said_once_and_a_stop_still_exits(tmp):
+    """Under a descriptor limit too low for its databases, replicate says so
+    in one line naming the limit and what to do (not a "Too many open files"
+    per database and retry), replicates the databases that fit, and SIGTERM
+    still exits within the shutdown timeout, naming each database it could
+    not ship (exit 1)."""
+    count, limit = 60, 150
+    data, replicas, log = f"{tmp}/data", f"{tmp}/replicas", f"{tmp}/replicate.log"
+    make_dbs(data, count)
+    with open(log, "a") as err:
+        rep = subprocess.Popen([WALSHIP, "-v", "replicate", "--dir", data, f"file://{replicas}"],
+                               stdout=subprocess.DEVNULL, stderr=err,
+                               preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)))
+    try:
+        wait_for(lambda: "out of file descriptors" in log_text(log), "the report of the limit")
+        wait_for(lambda: glob.glob(f"{replicas}/*/snapshots/*.snap"), "the databases that fit to ship")
+        time.sleep(3)  # a few rounds of retries
+        code = stop(rep, timeout=SHUTDOWN_TIMEOUT_S)
+    finally:
+        if rep.poll() is None:
+            rep.kill()
+            rep.wait()
+    text = log_text(log)
+    said = [line for line in text.splitlines() if "out of file descriptors" in line]
+    assert len(said) == 1 and f"limit={limit}" in said[0] and "LimitNOFILE=" in said[0], said
+    retried = [line for line in text.splitlines() if "level=error" in line and "unable to replicate" in line]
+    assert not [line for line in retried if "Too many open files" in line], retried[:3]
+    assert "raised the file descriptor limit" not in text  # soft and hard were equal
+    assert code == 1 and "stopped with errors" in text, (code, text[-2000:])
+    unshipped = [line for line in text.splitlines() if "unable to ship before exiting" in line]
+    shipped = len(glob.glob(f"{replicas}/*/snapshots/*.snap"))
+    assert 0 < shipped < count and len(unshipped) >= count - shipped, (shipped, len(unshipped))
+
+
 if __name__ == "__main__":
-    run_tests([test_a_stop_over_many_idle_databases_exits, test_a_stop_over_many_databases_ships_what_is_committed])
+    run_tests([test_a_stop_over_many_idle_databases_exits, test_a_stop_over_many_databases_ships_what_is_committed,
+               test_out_of_descriptors_is_said_once_and_a_stop_still_exits])
