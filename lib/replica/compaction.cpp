@@ -49,7 +49,8 @@ std::vector<CompactionRun> plan_compaction(const std::vector<DeltaRecord>& delta
 }
 
 bool merge_deltas(Storage& storage, const std::vector<DeltaRecord>& inputs, const std::string& scratch_dir,
-                  ByteSink& out, int zstd_level, const std::atomic<bool>* stop, const DeltaCache* cache) {
+                  ByteSink& out, int zstd_level, const std::atomic<bool>* stop, const DeltaCache* cache,
+                  format::FileHeader* merged_header) {
   UniqueFd download = anonymous_file(scratch_dir);
   UniqueFd pages = anonymous_file(scratch_dir);
   std::vector<bool> touched;
@@ -91,6 +92,7 @@ bool merge_deltas(Storage& storage, const std::vector<DeltaRecord>& inputs, cons
     }
     post = reader.trailer().post_checksum;
   }
+  if (merged_header) *merged_header = merged;
   format::ReplicaWriter writer(out, merged, zstd_level);
   std::vector<std::byte> page(merged.page_size);
   for (uint32_t pgno = 1; pgno < touched.size() && pgno <= merged.db_pages; ++pgno) {
@@ -127,6 +129,14 @@ void Compactor::load(const ReplicaListing& listing, HeaderCache& headers) {
     std::sort(pending.begin(), pending.end(),
               [](const DeltaRecord& a, const DeltaRecord& b) { return a.min_txid < b.min_txid; });
   }
+  std::lock_guard lock(m_mutex);
+  // The deltas shipped after the listing was taken (the steps go on while
+  // a maintenance run reloads) stay pending.
+  uint64_t listed_to = covered[1];
+  if (!loaded[0].empty()) listed_to = std::max(listed_to, loaded[0].back().max_txid);
+  for (const DeltaRecord& d : m_pending[0]) {
+    if (d.min_txid > listed_to) loaded[0].push_back(d);
+  }
   if (m_cache) {
     std::set<std::string> keys_left;
     for (const auto& pending : loaded) {
@@ -134,7 +144,6 @@ void Compactor::load(const ReplicaListing& listing, HeaderCache& headers) {
     }
     m_cache->retain(keys_left);
   }
-  std::lock_guard lock(m_mutex);
   for (int l = 0; l < 3; ++l) m_pending[l] = std::move(loaded[l]);
   ++m_epoch;
 }
@@ -145,8 +154,8 @@ void Compactor::cache_in(const std::string& dir, const std::vector<CompactionLev
 }
 
 void Compactor::add(const DeltaRecord& delta, int fd, uint64_t size) {
+  std::lock_guard lock(m_mutex);  // a load() keeps both or neither
   if (fd >= 0) keep(delta, fd, size);
-  std::lock_guard lock(m_mutex);
   m_pending[0].push_back(delta);
 }
 
@@ -230,12 +239,15 @@ bool Compactor::compact(Storage& storage, const std::vector<DeltaRecord>& inputs
   try {
     UniqueFd spool = anonymous_file(scratch_dir);
     FdSink sink(spool.get(), "compaction spool");
-    if (!merge_deltas(storage, inputs, scratch_dir, sink, options.snapshot_zstd_level, stop, m_cache.get()) ||
+    format::FileHeader header;
+    if (!merge_deltas(storage, inputs, scratch_dir, sink, options.snapshot_zstd_level, stop, m_cache.get(),
+                      &header) ||
         (stop && *stop))
       return false;
     const off_t size = ::lseek(spool.get(), 0, SEEK_CUR);
     FdSource file(spool.get(), static_cast<uint64_t>(size), "compaction spool");
     if (storage.put_if_absent(out.key, file)) ++m_written;  // false: an earlier run wrote it
+    if (m_headers) m_headers->add(out.key, header);
     if (log_enabled(LogLevel::debug)) {
       log(LogLevel::debug, "compacted",
           {{"replica", storage.url()}, {"key", out.key}, {"inputs", inputs.size()}, {"bytes", size}});

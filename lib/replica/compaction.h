@@ -47,10 +47,11 @@ std::vector<CompactionRun> plan_compaction(const std::vector<DeltaRecord>& delta
 // sparse scratch file in `scratch_dir`. Throws Failure naming the object
 // that breaks the chain. `stop`, when given and set, makes it return false
 // between inputs (nothing complete written); true when merged.
-// Inputs kept in `cache`, when given, are read from there.
+// Inputs kept in `cache`, when given, are read from there. `merged`, when
+// given, receives the header written.
 bool merge_deltas(Storage& storage, const std::vector<DeltaRecord>& inputs, const std::string& scratch_dir,
                   ByteSink& out, int zstd_level, const std::atomic<bool>* stop = nullptr,
-                  const DeltaCache* cache = nullptr);
+                  const DeltaCache* cache = nullptr, format::FileHeader* merged_header = nullptr);
 
 // Tracks, per level, the deltas no file of the next level covers yet, and
 // writes the compacted files when their span is over.
@@ -67,6 +68,9 @@ class Compactor {
   // compaction to `levels`; without it, every input is read from the store.
   void cache_in(const std::string& dir, const std::vector<CompactionLevel>& levels,
                 uint64_t limit = DeltaCache::k_default_limit);
+  // Records the header of each file it writes in `headers` (the
+  // replicator's, so that retention need not read them back).
+  void record_headers_in(HeaderCache& headers) { m_headers = &headers; }
   // Learns the uncompacted deltas of each level from a listing.
   void load(const ReplicaListing& listing, HeaderCache& headers);
   // Records a freshly shipped L0 delta; with `fd`, its bytes (at the start
@@ -97,6 +101,7 @@ class Compactor {
   std::atomic<uint64_t> m_written{0};
   std::vector<CompactionLevel> m_levels;  // what cache_in() was given
   std::unique_ptr<DeltaCache> m_cache;
+  HeaderCache* m_headers = nullptr;
 };
 
 }  // namespace walship

@@ -159,7 +159,8 @@ PruneResult prune_replica(const PruneOptions& options, Storage& storage) {
   }
   PruneResult result;
   const ReplicaListing listing = list_replica(storage);
-  HeaderCache headers(storage);
+  HeaderCache own(storage);
+  HeaderCache& headers = options.headers ? *options.headers : own;
   std::vector<std::string> keys;
   for (const SnapshotEntry& s : listing.snapshots) keys.push_back(s.key);
   for (const DeltaEntry& d : listing.deltas) keys.push_back(d.key);

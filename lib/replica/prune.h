@@ -50,6 +50,9 @@ struct PruneOptions {
   // after the listing): the replicator thins only a chain whose tip it
   // holds (no other writer extends it). Empty: whatever the newest TXID.
   std::function<bool(uint64_t newest)> only_if_newest;
+  // Headers already known (the replicator's, of what it wrote): fetched
+  // into it when missing. Null: every header is fetched.
+  HeaderCache* headers = nullptr;
   // When given and set, no further object is deleted (the replicator stops).
   const std::atomic<bool>* stop = nullptr;
   // Called after each object deleted (the replicator counts them).

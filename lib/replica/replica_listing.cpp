@@ -105,11 +105,32 @@ void check_names_key(const std::string& key, const format::FileHeader& header) {
 
 }  // namespace
 
+void HeaderCache::add(const std::string& key, const format::FileHeader& header) {
+  std::lock_guard<std::mutex> lock(m_mutex);
+  m_headers.emplace(key, Known{header, ++m_added});
+}
+
+uint64_t HeaderCache::mark() const {
+  std::lock_guard<std::mutex> lock(m_mutex);
+  return m_added;
+}
+
+void HeaderCache::retain(const std::set<std::string>& keys, uint64_t mark) {
+  std::lock_guard<std::mutex> lock(m_mutex);
+  std::erase_if(m_headers,
+                [&](const auto& entry) { return entry.second.added <= mark && !keys.count(entry.first); });
+}
+
+void HeaderCache::forget(const std::vector<std::string>& keys) {
+  std::lock_guard<std::mutex> lock(m_mutex);
+  for (const std::string& key : keys) m_headers.erase(key);
+}
+
 const format::FileHeader& HeaderCache::get(const std::string& key) {
   {
     std::lock_guard<std::mutex> lock(m_mutex);
     const auto it = m_headers.find(key);
-    if (it != m_headers.end()) return it->second;
+    if (it != m_headers.end()) return it->second.header;
   }
   format::FileHeader header;
   try {
@@ -123,7 +144,7 @@ const format::FileHeader& HeaderCache::get(const std::string& key) {
   }
   check_names_key(key, header);
   std::lock_guard<std::mutex> lock(m_mutex);
-  return m_headers.emplace(key, header).first->second;
+  return m_headers.emplace(key, Known{header, ++m_added}).first->second.header;
 }
 
 uint64_t HeaderCache::max_txid(const DeltaEntry& delta) {

@@ -92,11 +92,27 @@ class HeaderCache {
   uint64_t max_txid(const DeltaEntry& delta);
   // Fetches many headers with up to `parallelism` requests in flight.
   void prefetch(const std::vector<std::string>& keys, int parallelism);
+  // Records the header of an object written here (objects are immutable: a
+  // key already known keeps its header), so that no one fetches it.
+  void add(const std::string& key, const format::FileHeader& header);
+  // A point in the cache's history, before a listing: retain() keeps what
+  // came after it, which that listing may not show.
+  uint64_t mark() const;
+  // Forgets the headers known before `mark` but those of `keys` (the
+  // objects a listing taken after the mark still shows), or those of `keys`
+  // (deleted). Not while another thread holds a reference get() returned.
+  void retain(const std::set<std::string>& keys, uint64_t mark);
+  void forget(const std::vector<std::string>& keys);
 
  private:
   Fetch m_fetch;
-  std::mutex m_mutex;
-  std::map<std::string, format::FileHeader> m_headers;
+  mutable std::mutex m_mutex;
+  struct Known {
+    format::FileHeader header;
+    uint64_t added = 0;  // m_added when it was
+  };
+  std::map<std::string, Known> m_headers;
+  uint64_t m_added = 0;
 };
 
 // Downloads and decodes just the 64-byte header of an object.

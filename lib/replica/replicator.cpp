@@ -157,13 +157,19 @@ struct ReplicaTarget {
                 const Replicator::Clock& clock)
       : storage(std::move(s)),
         store(state_dir, storage->url()),
-        lease(*storage, options.lease_ttl_ms, options.take_over, clock) {
+        lease(*storage, options.lease_ttl_ms, options.take_over, clock),
+        headers(*storage) {
     compactor.cache_in(state_dir, options.compaction);
+    if (options.retention_enabled) compactor.record_headers_in(headers);
   }
 
   std::unique_ptr<Storage> storage;
   LocalStateStore store;
   Lease lease;
+  // The headers of the replica's objects this process wrote or read for a
+  // prune: retention reads each header once, not once per run. Only what
+  // the last prune's listing still held, and what was written since.
+  HeaderCache headers;
   // The writer id of the lease's previous holder ("": none or unknown).
   std::string previous_writer;
   // The TXID this replicator's first object must have: a fence (lease.h)
@@ -198,6 +204,7 @@ struct ReplicaTarget {
     // An upload of it failed after the store may have taken it (the answer
     // was lost): an object found under its key may be this one.
     bool attempted = false;
+    format::FileHeader header;  // as written
   };
   std::optional<Staged> staged;
   Compactor compactor;
@@ -581,7 +588,8 @@ Replicator::ShippedDelta Replicator::stage_delta(ReplicaTarget& target, uint32_t
   const DeltaRecord record{format::l0_delta_key(file.min_txid), 0, file.min_txid, file.max_txid,
                            file.commit_time_ms};
   const ShippedDelta shipped{file.max_txid, checksum, writer.bytes_written()};
-  target.staged = ReplicaTarget::Staged{std::move(spool), shipped.bytes, record, pages.commits, {}};
+  target.staged =
+      ReplicaTarget::Staged{std::move(spool), shipped.bytes, record, pages.commits, {}, false, false, file};
   return shipped;
 }
 
@@ -616,6 +624,7 @@ bool Replicator::upload_staged(ReplicaTarget& target) {
     target.staged.reset();  // another process took the TXID: upload() reconciled the target
     return false;
   }
+  if (retention_on()) target.headers.add(staged.record.key, staged.header);
   record_delta(target, staged.record, staged.commits, staged.changed.size(), staged.spool.get(),
                staged.bytes);
   target.store.save(*target.state, staged.changed, staged.full);
@@ -974,6 +983,7 @@ void Replicator::write_snapshot(ReplicaTarget& target, uint64_t txid, const wal:
                   "' appeared while walship was writing it: is a second replicate running on it? stop it and "
                   "run again");
   }
+  if (retention_on()) target.headers.add(key, spool.header);
   ShippedState state;
   state.page_size = spool.header.page_size;
   state.txid = txid;
@@ -1378,12 +1388,17 @@ void Replicator::retention(ReplicaTarget& target, uint64_t shipped, const std::a
   PruneOptions prune;
   prune.policy = m_options.retention;
   prune.stop = stop;
+  prune.headers = &target.headers;
   uint64_t shipped_now = shipped;
   prune.only_if_newest = [&](uint64_t newest) {
     shipped_now = target.uploaded_txid;
     return newest >= shipped && newest <= shipped_now;
   };
-  prune.on_deleted = [&](const PruneObject&) { report([](ReplicateStatus& s) { ++s.pruned_objects; }); };
+  std::vector<std::string> deleted;
+  prune.on_deleted = [&](const PruneObject& o) {
+    deleted.push_back(o.key);
+    report([](ReplicateStatus& s) { ++s.pruned_objects; });
+  };
   PruneResult result;
   try {
     result = prune_replica(prune, *target.storage);
@@ -1411,10 +1426,16 @@ void Replicator::retention(ReplicaTarget& target, uint64_t shipped, const std::a
          {"objects_deleted", result.deleted},
          {"bytes_deleted", result.plan.remove_bytes}});
   }
-  // Compaction must not try to merge what was just deleted.
+  // Compaction must not try to merge what was just deleted; the headers of
+  // objects gone (some deleted by others, such as walship prune) go too.
+  target.headers.forget(deleted);
+  const uint64_t mark = target.headers.mark();  // what the steps add meanwhile stays
   const ReplicaListing after = list_replica(*target.storage);
-  HeaderCache after_headers(*target.storage);
-  target.compactor.load(after, after_headers);
+  target.compactor.load(after, target.headers);
+  std::set<std::string> listed;
+  for (const SnapshotEntry& snapshot : after.snapshots) listed.insert(snapshot.key);
+  for (const DeltaEntry& delta : after.deltas) listed.insert(delta.key);
+  target.headers.retain(listed, mark);
 }
 
 void Replicator::finish() {
