@@ -20,6 +20,13 @@ namespace {
 
 int64_t bucket_of(uint64_t commit_ms, int64_t span_ms) { return static_cast<int64_t>(commit_ms) / span_ms; }
 
+// A span's last delta may still be uploading when the span ends (it is
+// stamped when staged, recorded once uploaded), and compaction runs beside
+// the steps: a span counts as over by the clock only this much after its
+// end. A later delta already recorded proves it sooner (uploads go in TXID
+// order). Without it, an upload in flight split a span's file in two.
+constexpr int64_t k_late_delta_ms = 10'000;
+
 void reset_fd(int fd, const std::string& name) {
   if (::ftruncate(fd, 0) != 0 || ::lseek(fd, 0, SEEK_SET) != 0) {
     throw Failure("unable to reset the scratch file for " + name + ": " + std::strerror(errno));
@@ -177,8 +184,10 @@ std::optional<int64_t> Compactor::due(const ReplicatorOptions& options) const {
   std::optional<int64_t> next;
   for (const CompactionLevel& level : options.compaction) {
     if (level.level < 1 || level.level > 3 || m_pending[level.level - 1].empty()) continue;
-    const int64_t due =
-        (bucket_of(m_pending[level.level - 1].front().commit_ms, level.span_ms) + 1) * level.span_ms;
+    const std::vector<DeltaRecord>& pending = m_pending[level.level - 1];
+    const int64_t first = bucket_of(pending.front().commit_ms, level.span_ms);
+    const bool later_recorded = bucket_of(pending.back().commit_ms, level.span_ms) != first;
+    const int64_t due = (first + 1) * level.span_ms + (later_recorded ? 0 : k_late_delta_ms);
     next = next ? std::min(*next, due) : due;
   }
   return next;
@@ -211,7 +220,7 @@ void Compactor::run(Storage& storage, const ReplicatorOptions& options, int64_t 
       }
     };
     try {
-      for (const CompactionRun& run : plan_compaction(source, level.span_ms, now)) {
+      for (const CompactionRun& run : plan_compaction(source, level.span_ms, now - k_late_delta_ms)) {
         const std::vector<DeltaRecord> inputs(source.begin() + static_cast<ptrdiff_t>(run.first),
                                               source.begin() + static_cast<ptrdiff_t>(run.first + run.count));
         DeltaRecord out{format::delta_key(level.level, inputs.front().min_txid, inputs.back().max_txid),
