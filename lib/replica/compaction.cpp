@@ -226,12 +226,14 @@ void Compactor::run(Storage& storage, const ReplicatorOptions& options, int64_t 
         DeltaRecord out{format::delta_key(level.level, inputs.front().min_txid, inputs.back().max_txid),
                         level.level, inputs.front().min_txid, inputs.back().max_txid,
                         inputs.back().commit_ms};
-        if (!compact(storage, inputs, out, options, scratch_dir, stop)) {
+        const Outcome outcome = compact(storage, inputs, out, options, scratch_dir, stop);
+        if (outcome == Outcome::stopped) {
           settle();
           return;
         }
         consumed = run.first + run.count;
-        written.push_back(out);
+        // A file not written must not become the next level's input.
+        if (outcome == Outcome::written) written.push_back(out);
       }
     } catch (...) {
       settle();
@@ -241,10 +243,10 @@ void Compactor::run(Storage& storage, const ReplicatorOptions& options, int64_t 
   }
 }
 
-// A broken chain is logged and counts as done: restore still reads the inputs.
-bool Compactor::compact(Storage& storage, const std::vector<DeltaRecord>& inputs, const DeltaRecord& out,
-                        const ReplicatorOptions& options, const std::string& scratch_dir,
-                        const std::atomic<bool>* stop) {
+Compactor::Outcome Compactor::compact(Storage& storage, const std::vector<DeltaRecord>& inputs,
+                                      const DeltaRecord& out, const ReplicatorOptions& options,
+                                      const std::string& scratch_dir, const std::atomic<bool>* stop) {
+  Outcome outcome = Outcome::written;
   try {
     UniqueFd spool = anonymous_file(scratch_dir);
     FdSink sink(spool.get(), "compaction spool");
@@ -252,7 +254,7 @@ bool Compactor::compact(Storage& storage, const std::vector<DeltaRecord>& inputs
     if (!merge_deltas(storage, inputs, scratch_dir, sink, options.snapshot_zstd_level, stop, m_cache.get(),
                       &header) ||
         (stop && *stop))
-      return false;
+      return Outcome::stopped;
     const off_t size = ::lseek(spool.get(), 0, SEEK_CUR);
     FdSource file(spool.get(), static_cast<uint64_t>(size), "compaction spool");
     if (storage.put_if_absent(out.key, file)) ++m_written;  // false: an earlier run wrote it
@@ -266,11 +268,12 @@ bool Compactor::compact(Storage& storage, const std::vector<DeltaRecord>& inputs
   } catch (const Error& e) {
     log(LogLevel::error, "unable to compact; leaving the deltas as they are",
         {{"replica", storage.url()}, {"key", out.key}, {"error", e.what()}});
+    outcome = Outcome::broken_chain;
   }
   if (m_cache) {
     for (const DeltaRecord& input : inputs) m_cache->drop(input.key);
   }
-  return true;
+  return outcome;
 }
 
 }  // namespace walship

@@ -90,10 +90,13 @@ class Compactor {
   // Keeps `size` bytes of `fd` as the L0 delta `record`, in the bucket of
   // the L1 file that will cover it.
   void keep(const DeltaRecord& record, int fd, uint64_t size);
-  // One compacted file; false when stopped first.
-  bool compact(Storage& storage, const std::vector<DeltaRecord>& inputs, const DeltaRecord& out,
-               const ReplicatorOptions& options, const std::string& scratch_dir,
-               const std::atomic<bool>* stop);
+  // One compacted file: written (or found written by an earlier run), not
+  // written because its inputs do not chain (logged; restore still reads
+  // them), or stopped before anything was written.
+  enum class Outcome { written, broken_chain, stopped };
+  Outcome compact(Storage& storage, const std::vector<DeltaRecord>& inputs, const DeltaRecord& out,
+                  const ReplicatorOptions& options, const std::string& scratch_dir,
+                  const std::atomic<bool>* stop);
 
   mutable std::mutex m_mutex;             // guards m_pending and m_epoch
   std::vector<DeltaRecord> m_pending[3];  // m_pending[l]: level-l deltas not yet in level l + 1

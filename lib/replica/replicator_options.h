@@ -27,9 +27,9 @@ struct ReplicatorOptions {
   // Default: L1 per minute, L2 per hour, L3 per day. Empty: no compaction.
   std::vector<CompactionLevel> compaction = {
       {1, k_default_l1_span_ms}, {2, k_default_l2_span_ms}, {3, k_default_l3_span_ms}};
-  // Compaction runs on a thread of its own, so shipping never waits for it
-  // (Compactor::run_due); false runs it within the step, which tests on a
-  // simulated clock need.
+  // Compaction and retention run on a thread of their own, so shipping never
+  // waits for them (Replicator::maintain); false runs them within the step,
+  // which tests on a simulated clock need.
   bool compact_in_background = true;
   // Retention (prune) of each replica this replicator holds the tip of,
   // every retention_interval_ms (DESIGN.md, "Retention").

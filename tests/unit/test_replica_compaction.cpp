@@ -92,6 +92,26 @@ TEST_CASE("a delta that does not continue the chain is not merged") {
                     doctest::Contains("does not continue the chain"));
 }
 
+TEST_CASE("a span whose deltas do not chain gets no file, and the next level is built without it") {
+  MemoryStorage storage;
+  put_delta(storage, 1, 1, {{1, 1}}, 100, 200, 1'000);
+  put_delta(storage, 2, 1, {{1, 2}}, 999, 300, 2'000);  // does not continue 1
+  put_delta(storage, 3, 1, {{1, 3}}, 300, 400, 61'000);
+  put_delta(storage, 4, 1, {{1, 4}}, 400, 500, 62'000);
+  ReplicatorOptions options;
+  options.compaction = {{1, 60'000}, {2, 3'600'000}};
+  Compactor compactor;
+  for (const DeltaRecord& d :
+       {delta(1, 1, 1'000), delta(2, 2, 2'000), delta(3, 3, 61'000), delta(4, 4, 62'000)})
+    compactor.add(d);
+  compactor.run(storage, options, 2 * 3'600'000, "/tmp");
+  CHECK(storage.list("deltas/L1/") == std::vector<ObjectInfo>{storage.list(format::delta_key(1, 3, 4))});
+  // The L2 file of the hour is the one L1 file that exists, not a merge
+  // that names the missing one.
+  CHECK(storage.list("deltas/L2/").size() == 1);
+  CHECK(storage.list(format::delta_key(2, 3, 4)).size() == 1);
+}
+
 TEST_CASE("--exec command lines split like a shell's words") {
   CHECK(split_command("myapp serve --port 80") == std::vector<std::string>{"myapp", "serve", "--port", "80"});
   CHECK(split_command("  a  'b c'  \"d \\\"e\\\"\" f\\ g ") ==
