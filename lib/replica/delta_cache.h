@@ -1,30 +1,37 @@
 // Local copies of what compaction will read back (the L0 deltas a
 // replicator shipped), so that merging them costs no request: at one commit
 // a second, reading a minute's deltas back was as many GETs as the PUTs
-// that shipped them. Kept in anonymous files in DB-walship/ (nothing to
-// clean up after a crash), one per compaction bucket (the span the next
-// level's file will cover), closed once everything in it was compacted.
+// that shipped them. Kept in files of DB-walship/, one per compaction
+// bucket (the span the next level's file will cover), removed once
+// everything in it was compacted. A file is opened for each copy in or out
+// and closed at once: a fleet of busy databases holds no descriptor for it.
+// Its name carries the process's pid and a nonce: a new cache removes the
+// files of processes that are gone (a crash leaves them behind).
 // Bounded in bytes: past the limit an object is not kept, and compaction
-// reads it from the store as before.
+// reads it from the store as before. A file that vanished (removed by
+// another process's clean-up) is a miss, never wrong bytes: it is never
+// created again under the same name.
 // Safe to share between the replicator's step and its maintenance thread.
 #pragma once
 
 #include <cstdint>
 #include <map>
-#include <memory>
 #include <mutex>
 #include <set>
 #include <string>
 #include <utility>
 
 #include "lib/util/byte_stream.h"
-#include "lib/util/fs.h"
 
 namespace walship {
 
 class DeltaCache {
  public:
-  DeltaCache(std::string dir, uint64_t limit_bytes) : m_dir(std::move(dir)), m_limit(limit_bytes) {}
+  // Removes what gone processes left in `dir`.
+  DeltaCache(std::string dir, uint64_t limit_bytes);
+  ~DeltaCache();
+  DeltaCache(const DeltaCache&) = delete;
+  DeltaCache& operator=(const DeltaCache&) = delete;
 
   // Copies the `size` bytes at the start of `fd` as `key`, into the file of
   // (`level`, `bucket`). False (nothing kept) past the limit or when the
@@ -33,7 +40,7 @@ class DeltaCache {
   // Streams `key` into `out`; false when it is not kept or cannot be read
   // (then `out` may hold part of it: the caller starts over from the store).
   bool read(const std::string& key, ByteSink& out) const;
-  // Forgets `key`; a file with nothing left in it is closed.
+  // Forgets `key`; a file with nothing left in it is removed.
   void drop(const std::string& key);
   // Forgets every key but those in `keys`.
   void retain(const std::set<std::string>& keys);
@@ -44,7 +51,7 @@ class DeltaCache {
 
  private:
   struct File {
-    std::shared_ptr<UniqueFd> fd;  // shared with a read() under way
+    std::string path;
     uint64_t end = 0;
     int entries = 0;
   };
