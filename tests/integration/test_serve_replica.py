@@ -219,7 +219,14 @@ def test_kill_9_mid_apply_leaves_the_follower_intact_and_it_resumes(tmp):
     rng = random.Random(99)
     serve = start(tmp, "serve", "serve-replica", f"file://{replica}", follow, "--poll-interval", "20ms")
     kills = 0
+
+    def every_start_followed():
+        with open(f"{tmp}/serve.log") as f:
+            return f.read().count('msg="following"') == kills + 1
     for _ in range(8):
+        # Each kill lands while it follows (applies), not while it starts: on
+        # a loaded machine a start can take longer than the pause below.
+        wait_for(every_start_followed, f"start {kills + 1} to follow")
         time.sleep(rng.uniform(0.3, 1.2))
         serve.kill()
         serve.wait()
@@ -233,9 +240,6 @@ def test_kill_9_mid_apply_leaves_the_follower_intact_and_it_resumes(tmp):
     wait_for(lambda: read_n(follow) == final_n, f"the follower to reach n={final_n}", timeout=180)
     # The last start may not have begun following yet (the one before it
     # caught up): a SIGTERM before that can kill it (test_serve_replica_stop).
-    def every_start_followed():
-        with open(f"{tmp}/serve.log") as f:
-            return f.read().count('msg="following"') == kills + 1
     wait_for(every_start_followed, "the last start to follow")
     assert stop(serve) == 0, log_tail(tmp, "serve")
     assert integrity(follow) == "ok"
