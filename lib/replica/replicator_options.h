@@ -22,8 +22,8 @@ struct ReplicatorOptions {
   uint32_t checkpoint_pages = k_default_checkpoint_pages;  // PASSIVE checkpoint past this many WAL frames
   uint32_t truncate_pages = k_default_truncate_pages;      // TRUNCATE past this many
   bool enable_wal = false;                                 // switch a rollback-journal database to WAL
-  int delta_zstd_level = 1;
-  int snapshot_zstd_level = 3;
+  int delta_zstd_level = k_default_delta_zstd_level;
+  int snapshot_zstd_level = k_default_snapshot_zstd_level;
   // Default: L1 per minute, L2 per hour, L3 per day. Empty: no compaction.
   std::vector<CompactionLevel> compaction = {
       {1, k_default_l1_span_ms}, {2, k_default_l2_span_ms}, {3, k_default_l3_span_ms}};

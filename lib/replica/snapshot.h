@@ -19,7 +19,7 @@ namespace walship {
 
 struct SnapshotOptions {
   std::string db_path;
-  int zstd_level = 3;
+  int zstd_level = k_default_snapshot_zstd_level;
   bool quiet = false;  // no progress bar
   int64_t lease_ttl_ms = k_default_lease_ttl_ms;
 };
