@@ -81,6 +81,7 @@ void add_restore_command(CLI::App& app, const GlobalOptions& global, Runner& run
     std::string timestamp;
     ConfigFlags config;
     bool fast_forward = false;
+    std::string verify = "checksum";
   };
   auto args = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand("restore", "Rebuild a database from its replica");
@@ -117,14 +118,19 @@ void add_restore_command(CLI::App& app, const GlobalOptions& global, Runner& run
       ->excludes(force)
       ->excludes(txid)
       ->excludes(timestamp);
-  sub->add_flag("--verify", args->options.full_integrity_check,
-                "Run PRAGMA integrity_check instead of quick_check");
+  sub->add_flag("--verify{full}", args->verify,
+                "Beyond the whole-database checksum, which always proves the pages are the source's: "
+                "quick (PRAGMA quick_check) or full (integrity_check, what --verify alone runs); "
+                "checksum: nothing more")
+      ->check(CLI::IsMember({"checksum", "quick", "full"}))
+      ->capture_default_str();
   sub->add_option("--parallelism", args->options.parallelism, "Downloads in flight")
       ->check(CLI::Range(int64_t{1}, k_max_parallelism))
       ->capture_default_str();
   sub->footer(
-      "The database is built in a temp file beside PATH, checked (whole-database checksum and\n"
-      "PRAGMA quick_check), fsynced and renamed into place: PATH never holds a partial database.\n"
+      "The database is built in a temp file beside PATH, checked (the whole-database checksum, and\n"
+      "SQLite's own check with --verify), fsynced and renamed into place: PATH never holds a\n"
+      "partial database.\n"
       "A bad object is skipped when another path reaches the same point. The latest restore never\n"
       "silently goes back in time: when no path reaches the replica's newest TXID it exits 1\n"
       "naming the gap, unless --allow-older.\n"
@@ -149,6 +155,7 @@ void add_restore_command(CLI::App& app, const GlobalOptions& global, Runner& run
     run = [args, &global] {
       RestoreOptions& options = args->options;
       options.quiet = global.quiet;
+      options.integrity = parse_integrity_check(args->verify);
       if (!args->txid.empty()) options.target.txid = parse_txid_arg(args->txid);
       if (!args->timestamp.empty()) {
         options.target.time_ms = parse_time_arg(args->timestamp, now_ms());

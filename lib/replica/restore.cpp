@@ -84,9 +84,10 @@ std::string immutable_uri(const std::string& path) {
   return uri + "?immutable=1";
 }
 
-void check_integrity(const std::string& path, bool full) {
+void check_integrity(const std::string& path, IntegrityCheck check) {
+  if (check == IntegrityCheck::checksum) return;
   sqlite::Database db(immutable_uri(path), SQLITE_OPEN_READONLY);
-  const std::string pragma = full ? "PRAGMA integrity_check" : "PRAGMA quick_check";
+  const std::string pragma = check == IntegrityCheck::full ? "PRAGMA integrity_check" : "PRAGMA quick_check";
   sqlite::Statement stmt(db, pragma);
   if (!stmt.step()) throw Failure(pragma + " returned nothing on the restored database");
   const std::string first = stmt.column_text(0);
@@ -247,6 +248,13 @@ AppliedPlan apply_avoiding(const ReplicaListing& listing, RestorePlan& plan, con
 
 }  // namespace
 
+IntegrityCheck parse_integrity_check(const std::string& name) {
+  if (name == "checksum") return IntegrityCheck::checksum;
+  if (name == "quick") return IntegrityCheck::quick;
+  if (name == "full") return IntegrityCheck::full;
+  throw UsageError("invalid --verify '" + name + "': use checksum, quick or full");
+}
+
 RestoreResult run_restore(const RestoreOptions& options, Storage& storage) {
   RestoreResult result;
   if (!options.dry_run && !check_output(options)) {
@@ -293,7 +301,7 @@ RestoreResult run_restore(const RestoreOptions& options, Storage& storage) {
   const uint64_t total = applied.total;
   fsync_fd(temp.fd(), temp.path());
   temp.close();
-  check_integrity(temp.path(), options.full_integrity_check);
+  check_integrity(temp.path(), options.integrity);
   remove_stale_sidecars(options.output_path);
   temp.commit();
 

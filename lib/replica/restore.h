@@ -11,13 +11,23 @@
 
 namespace walship {
 
+// What a restore checks beyond the whole-database checksum, which always
+// proves the pages written are the source's at that TXID (docs/DESIGN.md,
+// "Restore"): nothing more (the default), PRAGMA quick_check or
+// integrity_check, which also catch a source that was corrupt in SQLite's
+// own terms before it was replicated.
+enum class IntegrityCheck { checksum, quick, full };
+
+// "checksum", "quick", "full": the names restore --verify takes.
+IntegrityCheck parse_integrity_check(const std::string& name);
+
 struct RestoreOptions {
   std::string output_path;
   RestoreTarget target;
-  bool if_replica_exists = false;     // no replica: succeed without doing anything
-  bool if_db_not_exists = false;      // PATH exists: succeed without doing anything
-  bool force = false;                 // replace an existing PATH
-  bool full_integrity_check = false;  // integrity_check instead of quick_check
+  bool if_replica_exists = false;  // no replica: succeed without doing anything
+  bool if_db_not_exists = false;   // PATH exists: succeed without doing anything
+  bool force = false;              // replace an existing PATH
+  IntegrityCheck integrity = IntegrityCheck::checksum;
   int parallelism = k_default_parallelism;
   bool quiet = false;
   bool dry_run = false;  // plan only: fill txid, commit time, objects and bytes; write nothing
@@ -39,7 +49,7 @@ struct RestoreResult {
 
 // Plans from one LIST, downloads the objects in parallel into unlinked temp
 // files, applies them into a temp file beside PATH checking the chain and
-// whole-database checksums, runs PRAGMA quick_check, fsyncs and renames.
+// whole-database checksums, runs options.integrity's check, fsyncs and renames.
 RestoreResult run_restore(const RestoreOptions& options, Storage& storage);
 
 }  // namespace walship

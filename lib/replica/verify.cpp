@@ -322,7 +322,7 @@ class Verifier {
       RestoreOptions restore;
       restore.output_path = scratch.db();
       restore.target.txid = point.txid;
-      restore.full_integrity_check = true;
+      restore.integrity = IntegrityCheck::full;
       restore.quiet = true;
       restore.parallelism = m_options.parallelism;
       try {

@@ -125,6 +125,36 @@ def test_corrupt_snapshot_is_refused(tmp):
     assert not os.path.exists(f"{tmp}/out.db") and leftovers(tmp) == []
 
 
+def test_verify_chooses_the_check_beside_the_checksum(tmp):
+    """The checksum proves a restore equals its source; --verify=quick and
+    --verify (full) add SQLite's checks, which find what the source itself
+    had wrong: here a table leaf whose free-block pointer runs off the page,
+    shipped as it was. Each refuses it with one line, leaving nothing."""
+    src = f"{tmp}/a.db"
+    create_db(src, rows=300, wal=False)
+    data = bytearray(open(src, "rb").read())
+    page_size = int.from_bytes(data[16:18], "big")
+    leaves = [n for n in range(1, len(data) // page_size) if data[n * page_size] == 0x0D]
+    assert leaves, "no table leaf page"
+    at = leaves[len(leaves) // 2] * page_size
+    data[at + 1:at + 3] = (page_size - 2).to_bytes(2, "big")
+    open(src, "wb").write(bytes(data))
+    url = f"file://{tmp}/replica"
+    walship("snapshot", src, url, check=0)
+    walship("restore", url, "-o", f"{tmp}/checksum.db", check=0)
+    walship("restore", "--verify=checksum", url, "-o", f"{tmp}/checksum2.db", check=0)
+    with open(f"{tmp}/checksum.db", "rb") as f:
+        assert f.read() == bytes(data)
+    for flag, pragma in (("--verify=quick", "PRAGMA quick_check"), ("--verify", "PRAGMA integrity_check"),
+                         ("--verify=full", "PRAGMA integrity_check")):
+        r = walship("restore", flag, url, "-o", f"{tmp}/checked.db", check=1)
+        lines = [line for line in r.err.splitlines() if line.startswith("walship:")]
+        assert len(lines) == 1 and f"fails {pragma}" in lines[0], r
+        assert not os.path.exists(f"{tmp}/checked.db") and leftovers(tmp) == [], (flag, os.listdir(tmp))
+    r = walship("restore", "--verify=fast", url, "-o", f"{tmp}/x.db", check=2)
+    assert "--verify" in r.err and "checksum" in r.err, r
+
+
 def test_full_disk_during_restore_leaves_nothing(tmp):
     create_db(f"{tmp}/a.db", rows=3000)
     url = f"file://{tmp}/replica"
