@@ -2,9 +2,13 @@
 
 #include <zstd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <deque>
+#include <exception>
 #include <future>
 #include <string_view>
+#include <system_error>
 
 // Header-only use of xxHash: the static build links no extra library.
 #define XXH_INLINE_ALL
@@ -398,26 +402,46 @@ uint64_t ReplicaWriter::bytes_written() const { return m_impl->written; }
 struct ReplicaReader::Impl {
   Impl(ByteSource& source, std::string object_name) : in(source), name(std::move(object_name)) {}
 
+  // One frame as read from the file: decoded (decompressed, checked, its
+  // pages hashed) on the caller's thread or on one of its own, and handed
+  // out in file order. Its buffers are reused by later frames, so a restore
+  // of a multi-GiB file allocates a few MiB once per slot.
+  struct Slot {
+    uint64_t index = 0;  // 0-based frame number
+    uint64_t start = 0;  // offset of its frame header
+    uint32_t csize = 0;
+    uint32_t npages = 0;
+    std::vector<std::byte> compressed;
+    std::vector<std::byte> content;
+    DCtxPtr dctx;
+    uint64_t hash = 0;         // XOR of its pages' page_hash, when hashing
+    std::exception_ptr error;  // what reading or decoding it found wrong
+    std::future<void> decoded;
+  };
+
   ByteSource& in;
-  std::string name;
-  DCtxPtr dctx;
+  const std::string name;
   XXH3_state_t file_hash;
   FileHeader header;
   FileTrailer trailer;
   uint32_t lock_pgno = 0;
   size_t record_size = 0;
   uint64_t max_frame_pages = 0;
-  // Grown to the largest frame seen and never shrunk, so a restore of a
-  // multi-GiB file allocates a few MiB once.
-  std::vector<std::byte> compressed;
-  std::vector<std::byte> content;
+  int threads = 1;
+  bool hash_pages = false;
   uint32_t last_pgno = 0;
   uint64_t page_count = 0;
-  uint64_t frame_index = 0;
+  uint64_t frames_read = 0;
   uint64_t offset = 0;       // bytes consumed from `in`
-  uint64_t frame_start = 0;  // offset of the current frame's header
+  uint64_t frame_start = 0;  // offset of the header of the frame being read
+  bool read_all = false;     // the end marker (or a broken frame) was read: no frame follows
   bool done = false;
   bool failed = false;  // a Failure was thrown: the position in `in` is lost
+  // Last, so that they are destroyed first: a slot's destructor waits for
+  // its decode, which reads the members above.
+  std::deque<std::unique_ptr<Slot>> queue;  // read, decoded or being decoded, in file order
+  std::unique_ptr<Slot> current;            // what next_frame handed out last
+  std::vector<std::unique_ptr<Slot>> spare;
 
   enum class Part { header, frame, trailer };
 
@@ -426,11 +450,13 @@ struct ReplicaReader::Impl {
   std::string describe(Part part) const {
     switch (part) {
       case Part::header: return "the header";
-      case Part::frame:
-        return "frame " + std::to_string(frame_index + 1) + " (at byte " + std::to_string(frame_start) + ")";
+      case Part::frame: return frame_where(frames_read, frame_start);
       case Part::trailer: return "the trailer";
     }
     return "";
+  }
+  static std::string frame_where(uint64_t index, uint64_t start) {
+    return "frame " + std::to_string(index + 1) + " (at byte " + std::to_string(start) + ")";
   }
 
   // Fills `out` completely from `in` (ByteSource::read may return short
@@ -458,56 +484,134 @@ struct ReplicaReader::Impl {
     max_frame_pages = k_max_frame_content / record_size;
   }
 
-  void read_frame(uint32_t csize, uint32_t npages, std::vector<PageRef>& pages) {
-    const auto where = [this] { return describe(Part::frame); };
-    if (csize == 0 || npages == 0) {
-      throw_corrupt(name, where() + " has " + std::to_string(csize) + " compressed bytes and " +
-                              std::to_string(npages) + " pages: both must be non-zero");
+  // Reads frames ahead until `threads` are queued or the end marker is
+  // read; each one's decode starts as soon as it is read.
+  void fill() {
+    while (!read_all && queue.size() < static_cast<size_t>(threads)) {
+      std::unique_ptr<Slot> slot;
+      if (spare.empty()) {
+        slot = std::make_unique<Slot>();
+      } else {
+        slot = std::move(spare.back());
+        spare.pop_back();
+      }
+      slot->index = frames_read;
+      slot->start = frame_start = offset;
+      slot->hash = 0;
+      slot->error = nullptr;
+      try {
+        if (!read_frame(*slot)) {
+          read_all = true;
+          spare.push_back(std::move(slot));
+          return;
+        }
+      } catch (const Failure&) {
+        // Raised when the caller reaches this frame, after the ones before.
+        slot->error = std::current_exception();
+        read_all = true;
+        queue.push_back(std::move(slot));
+        return;
+      }
+      ++frames_read;
+      Slot* s = slot.get();
+      if (threads > 1) {
+        try {
+          s->decoded = std::async(std::launch::async, [this, s] { decode(*s); });
+        } catch (const std::system_error&) {
+          decode(*s);  // no thread to be had: decode it here
+        }
+      } else {
+        decode(*s);
+      }
+      queue.push_back(std::move(slot));
     }
-    if (npages > max_frame_pages) {
-      throw_corrupt(name, where() + " claims " + std::to_string(npages) + " pages, more than the " +
+  }
+
+  // Reads one frame's header and compressed bytes into `s`; false at the end
+  // marker. Checks what bounds the reading.
+  bool read_frame(Slot& s) {
+    std::array<std::byte, k_frame_header_size> frame_header{};
+    read_exact(frame_header, frame_header.size(), Part::frame);
+    s.csize = get_be32(frame_header.data());
+    s.npages = get_be32(frame_header.data() + 4);
+    if (s.csize == 0 && s.npages == 0) return false;
+    const std::string where = describe(Part::frame);
+    if (s.csize == 0 || s.npages == 0) {
+      throw_corrupt(name, where + " has " + std::to_string(s.csize) + " compressed bytes and " +
+                              std::to_string(s.npages) + " pages: both must be non-zero");
+    }
+    if (s.npages > max_frame_pages) {
+      throw_corrupt(name, where + " claims " + std::to_string(s.npages) + " pages, more than the " +
                               std::to_string(max_frame_pages) + " a frame may hold");
     }
-    const size_t content_size = frame_content_size(npages, header.page_size);
+    const size_t content_size = frame_content_size(s.npages, header.page_size);
     // Bounding csize by what zstd could ever produce for this content keeps a
     // corrupt length from making us allocate or read gigabytes.
-    if (csize > ZSTD_compressBound(content_size)) {
-      throw_corrupt(name, where() + " claims " + std::to_string(csize) + " compressed bytes for " +
+    if (s.csize > ZSTD_compressBound(content_size)) {
+      throw_corrupt(name, where + " claims " + std::to_string(s.csize) + " compressed bytes for " +
                               std::to_string(content_size) + " bytes of pages");
     }
-    if (compressed.size() < csize) compressed.resize(csize);
-    if (content.size() < content_size) content.resize(content_size);
-    const std::span<std::byte> src(compressed.data(), csize);
-    read_exact(src, src.size(), Part::frame);
+    if (s.compressed.size() < s.csize) s.compressed.resize(s.csize);
+    read_exact(std::span<std::byte>(s.compressed.data(), s.csize), s.csize, Part::frame);
+    return true;
+  }
 
-    // Exactly one zstd frame that declares this content size and carries its
-    // content checksum: nothing hidden after it, nothing unchecked in it.
-    if (csize < 5 || get_le32(src.data()) != k_zstd_magic || (src[4] & k_zstd_checksum_bit) == std::byte{0}) {
-      throw_corrupt(name, where() + " is not a checksummed zstd frame");
+  // Decompresses and checks one frame read whole, and hashes its pages when
+  // asked; on any thread. Reads only what no frame changes; what it finds
+  // wrong goes to s.error.
+  void decode(Slot& s) const noexcept {
+    try {
+      const auto where = [&s] { return frame_where(s.index, s.start); };
+      const size_t content_size = frame_content_size(s.npages, header.page_size);
+      if (s.content.size() < content_size) s.content.resize(content_size);
+      const std::span<const std::byte> src(s.compressed.data(), s.csize);
+      // Exactly one zstd frame that declares this content size and carries
+      // its content checksum: nothing hidden after it, nothing unchecked in it.
+      if (s.csize < 5 || get_le32(src.data()) != k_zstd_magic ||
+          (src[4] & k_zstd_checksum_bit) == std::byte{0}) {
+        throw_corrupt(name, where() + " is not a checksummed zstd frame");
+      }
+      const size_t frame_size = ZSTD_findFrameCompressedSize(src.data(), src.size());
+      if (ZSTD_isError(frame_size) || frame_size != s.csize) {
+        throw_corrupt(name, where() + " is not exactly one zstd frame");
+      }
+      const unsigned long long declared = ZSTD_getFrameContentSize(src.data(), src.size());
+      if (declared != content_size) {
+        throw_corrupt(name, where() + " declares " +
+                                (declared == ZSTD_CONTENTSIZE_UNKNOWN || declared == ZSTD_CONTENTSIZE_ERROR
+                                     ? std::string("no content size")
+                                     : std::to_string(declared) + " bytes") +
+                                " but " + std::to_string(s.npages) + " pages need " +
+                                std::to_string(content_size));
+      }
+      if (!s.dctx) {
+        s.dctx.reset(ZSTD_createDCtx());
+        if (!s.dctx) throw std::bad_alloc();
+      }
+      const size_t n =
+          ZSTD_decompressDCtx(s.dctx.get(), s.content.data(), content_size, src.data(), src.size());
+      if (ZSTD_isError(n)) throw_corrupt(name, where() + " does not decompress: " + ZSTD_getErrorName(n));
+      if (n != content_size) {
+        throw_corrupt(name, where() + " decompresses to " + std::to_string(n) + " bytes, not " +
+                                std::to_string(content_size));
+      }
+      if (hash_pages) {
+        for (size_t i = 0; i < s.npages; ++i) {
+          const std::byte* record = s.content.data() + i * record_size;
+          s.hash ^=
+              page_hash(get_be32(record), std::span<const std::byte>(record + k_pgno_size, header.page_size));
+        }
+      }
+    } catch (...) {
+      s.error = std::current_exception();
     }
-    const size_t frame_size = ZSTD_findFrameCompressedSize(src.data(), src.size());
-    if (ZSTD_isError(frame_size) || frame_size != csize) {
-      throw_corrupt(name, where() + " is not exactly one zstd frame");
-    }
-    const unsigned long long declared = ZSTD_getFrameContentSize(src.data(), src.size());
-    if (declared != content_size) {
-      throw_corrupt(name, where() + " declares " +
-                              (declared == ZSTD_CONTENTSIZE_UNKNOWN || declared == ZSTD_CONTENTSIZE_ERROR
-                                   ? std::string("no content size")
-                                   : std::to_string(declared) + " bytes") +
-                              " but " + std::to_string(npages) + " pages need " +
-                              std::to_string(content_size));
-    }
-    const size_t n = ZSTD_decompressDCtx(dctx.get(), content.data(), content_size, src.data(), src.size());
-    if (ZSTD_isError(n)) throw_corrupt(name, where() + " does not decompress: " + ZSTD_getErrorName(n));
-    if (n != content_size) {
-      throw_corrupt(name, where() + " decompresses to " + std::to_string(n) + " bytes, not " +
-                              std::to_string(content_size));
-    }
+  }
 
-    pages.clear();
-    for (size_t i = 0; i < npages; ++i) {
-      const std::byte* record = content.data() + i * record_size;
+  // The pages of a decoded frame, checked in file order.
+  void hand_out(const Slot& s, std::vector<PageRef>& pages) {
+    const auto where = [&s] { return frame_where(s.index, s.start); };
+    for (size_t i = 0; i < s.npages; ++i) {
+      const std::byte* record = s.content.data() + i * record_size;
       const uint32_t pgno = get_be32(record);
       if (pgno == 0) throw_corrupt(name, where() + " has page 0 (pages count from 1)");
       if (pgno <= last_pgno) {
@@ -523,8 +627,7 @@ struct ReplicaReader::Impl {
       last_pgno = pgno;
       pages.push_back({pgno, std::span<const std::byte>(record + k_pgno_size, header.page_size)});
     }
-    page_count += npages;
-    ++frame_index;
+    page_count += s.npages;
   }
 
   void read_trailer() {
@@ -560,8 +663,6 @@ struct ReplicaReader::Impl {
 ReplicaReader::ReplicaReader(ByteSource& in, std::string name)
     : m_impl(std::make_unique<Impl>(in, std::move(name))) {
   Impl& s = *m_impl;
-  s.dctx.reset(ZSTD_createDCtx());
-  if (!s.dctx) throw std::bad_alloc();
   XXH3_INITSTATE(&s.file_hash);
   XXH3_64bits_reset(&s.file_hash);
   s.read_header();
@@ -571,23 +672,31 @@ ReplicaReader::~ReplicaReader() = default;
 
 const FileHeader& ReplicaReader::header() const { return m_impl->header; }
 
+void ReplicaReader::set_decode_threads(int threads) { m_impl->threads = std::max(1, threads); }
+
+void ReplicaReader::set_page_hashing(bool on) { m_impl->hash_pages = on; }
+
+uint64_t ReplicaReader::frame_hash() const { return m_impl->current ? m_impl->current->hash : 0; }
+
 bool ReplicaReader::next_frame(std::vector<PageRef>& pages) {
   Impl& s = *m_impl;
   pages.clear();
   if (s.failed) throw Failure("replica file '" + s.name + "' was read on after an error");
   if (s.done) return false;
   try {
-    std::array<std::byte, k_frame_header_size> frame_header{};
-    s.frame_start = s.offset;
-    s.read_exact(frame_header, frame_header.size(), Impl::Part::frame);
-    const uint32_t csize = get_be32(frame_header.data());
-    const uint32_t npages = get_be32(frame_header.data() + 4);
-    if (csize == 0 && npages == 0) {
+    if (s.current) s.spare.push_back(std::move(s.current));
+    s.fill();
+    if (s.queue.empty()) {
       s.read_trailer();
       s.done = true;
       return false;
     }
-    s.read_frame(csize, npages, pages);
+    s.current = std::move(s.queue.front());
+    s.queue.pop_front();
+    if (s.current->decoded.valid()) s.current->decoded.get();
+    if (s.current->error) std::rethrow_exception(s.current->error);
+    s.hand_out(*s.current, pages);
+    s.fill();  // the next frames decode while the caller uses this one
     return true;
   } catch (...) {
     s.failed = true;

@@ -150,6 +150,18 @@ class ReplicaReader {
   ReplicaReader& operator=(const ReplicaReader&) = delete;
 
   const FileHeader& header() const;
+  // Decompresses and checks up to `threads` frames ahead of the caller, each
+  // on a thread of its own, while the caller uses the frame before (the file
+  // is still read, and everything handed out or thrown comes, in file
+  // order). Memory grows by about 2 MiB per thread. 1, the default: frames
+  // are decoded on the caller's thread, when it asks for them.
+  void set_decode_threads(int threads);
+  // Hashes each frame's pages as it decodes them (on the decoding threads):
+  // frame_hash() is then the XOR of format::page_hash over the pages the
+  // last next_frame() handed out, the frame's share of the whole-database
+  // checksum.
+  void set_page_hashing(bool on);
+  uint64_t frame_hash() const;
   // Replaces `pages` with the next frame's pages and returns true, or, at the
   // end marker, verifies the trailer, every count, the file checksum and that
   // nothing follows, and returns false (and false again on later calls).

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -42,7 +43,7 @@ class PageImage {
   uint64_t m_txid = 0;
   uint64_t m_checksum = 0;
   uint64_t m_commit_time_ms = 0;
-  std::vector<std::byte> m_buffer;
+  std::vector<std::span<const std::byte>> m_parts;  // write_frame's, kept to reuse its memory
 };
 
 }  // namespace walship

@@ -1,7 +1,9 @@
 #include "lib/util/fs.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -10,6 +12,7 @@
 #include <random>
 #include <sstream>
 #include <string_view>
+#include <vector>
 
 #include "lib/util/error.h"
 #include "lib/util/signals.h"
@@ -89,6 +92,33 @@ void pwrite_all(int fd, std::span<const std::byte> data, uint64_t offset, const 
     if (n < 0) throw Failure(errno_message("unable to write '" + path + "'", errno));
     data = data.subspan(static_cast<size_t>(n));
     offset += static_cast<uint64_t>(n);
+  }
+}
+
+void pwritev_all(int fd, std::span<const std::span<const std::byte>> parts, uint64_t offset,
+                 const std::string& path) {
+  std::vector<iovec> iov;
+  size_t next = 0;  // the first part not yet in `iov`
+  size_t skip = 0;  // bytes of iov[0] already written
+  while (next < parts.size() || !iov.empty()) {
+    while (iov.size() < IOV_MAX && next < parts.size()) {
+      const std::span<const std::byte> p = parts[next++];
+      if (!p.empty()) iov.push_back({const_cast<std::byte*>(p.data()), p.size()});
+    }
+    if (iov.empty()) break;
+    iov[0].iov_base = static_cast<std::byte*>(iov[0].iov_base) + skip;
+    iov[0].iov_len -= skip;
+    skip = 0;
+    const ssize_t n = ::pwritev(fd, iov.data(), static_cast<int>(iov.size()), static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw Failure(errno_message("unable to write '" + path + "'", errno));
+    if (n == 0) throw Failure("unable to write '" + path + "': the system wrote nothing");
+    offset += static_cast<uint64_t>(n);
+    // Drop what was written whole; a part written in part stays first.
+    size_t left = static_cast<size_t>(n), done = 0;
+    while (done < iov.size() && left >= iov[done].iov_len) left -= iov[done++].iov_len;
+    iov.erase(iov.begin(), iov.begin() + static_cast<ptrdiff_t>(done));
+    skip = left;
   }
 }
 

@@ -54,6 +54,10 @@ void fsync_fd(int fd, const std::string& path);
 void fsync_dir(const std::string& dir);
 // pwrite/pread the whole span or throw a Failure naming the path.
 void pwrite_all(int fd, std::span<const std::byte> data, uint64_t offset, const std::string& path);
+// Writes the spans one after another from `offset`, as few system calls as
+// pwritev allows (IOV_MAX spans each), or throws a Failure naming the path.
+void pwritev_all(int fd, std::span<const std::span<const std::byte>> parts, uint64_t offset,
+                 const std::string& path);
 // Returns the bytes read: fewer than data.size() only at end of file.
 size_t pread_full(int fd, std::span<std::byte> data, uint64_t offset, const std::string& path);
 

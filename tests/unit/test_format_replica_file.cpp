@@ -110,10 +110,15 @@ struct ReadBack {
   size_t frames = 0;
   size_t wrong_pages = 0;  // pages whose bytes differ from make_page(seed)
   uint64_t checksum = 0;
+  uint64_t frame_hashes = 0;  // XOR of every frame_hash()
 };
 
-ReadBack read_file(ByteSource& source, uint32_t seed = 0) {
+// `threads`: set_decode_threads; the frames' page hashes (set_page_hashing)
+// go to ReadBack::frame_hashes.
+ReadBack read_file(ByteSource& source, uint32_t seed = 0, int threads = 1) {
   ReplicaReader reader(source, k_name);
+  reader.set_decode_threads(threads);
+  reader.set_page_hashing(true);
   ReadBack out;
   out.header = reader.header();
   std::vector<PageRef> pages;
@@ -130,6 +135,7 @@ ReadBack read_file(ByteSource& source, uint32_t seed = 0) {
       }
       sum.add(page.pgno, page.data);
     }
+    out.frame_hashes ^= reader.frame_hash();
   }
   CHECK_FALSE(reader.next_frame(pages));  // stays at the end
   CHECK(pages.empty());
@@ -138,17 +144,18 @@ ReadBack read_file(ByteSource& source, uint32_t seed = 0) {
   return out;
 }
 
-ReadBack read_file(std::span<const std::byte> bytes, uint32_t seed = 0) {
+ReadBack read_file(std::span<const std::byte> bytes, uint32_t seed = 0, int threads = 1) {
   MemorySource source(bytes);
-  return read_file(source, seed);
+  return read_file(source, seed, threads);
 }
 
 // The message of the Failure that reading the whole file throws; "" when the
 // file is accepted.
-std::string read_error(std::span<const std::byte> bytes) {
+std::string read_error(std::span<const std::byte> bytes, int threads = 1) {
   try {
     MemorySource source(bytes);
     ReplicaReader reader(source, k_name);
+    reader.set_decode_threads(threads);
     std::vector<PageRef> pages;
     while (reader.next_frame(pages)) {
     }
@@ -356,6 +363,40 @@ TEST_CASE("compressing frames on several threads writes the very same bytes") {
     // Fewer frames than threads, and small frames, too.
     CHECK(write_file(header, all_pages(db_pages, page_size), 9, 3, 1, 4).bytes ==
           write_file(header, all_pages(db_pages, page_size), 9, 3, 1, 1).bytes);
+  }
+}
+
+TEST_CASE("decoding frames on several threads hands out the same pages, in order, with their hashes") {
+  for (const uint32_t page_size : {512u, 4096u, 65536u}) {
+    CAPTURE(page_size);
+    const uint32_t db_pages = 5 * pages_per_frame(page_size) + 3;
+    const FileHeader header = snapshot_header(page_size, db_pages);
+    const Written file = write_file(header, all_pages(db_pages, page_size), 4, 1);
+    for (const int threads : {1, 2, 3, 8}) {
+      CAPTURE(threads);
+      const ReadBack back = read_file(file.bytes, 4, threads);
+      CHECK(back.frames == 6);
+      CHECK(back.pgnos == all_pages(db_pages, page_size));
+      CHECK(back.wrong_pages == 0);
+      CHECK(back.checksum == file.checksum);
+      CHECK(back.frame_hashes == file.checksum);
+    }
+  }
+  // A source of short reads, and a last frame broken: every frame before it
+  // is handed out first, as on one thread.
+  Bytes broken = write_file(snapshot_header(512, 40), all_pages(40, 512), 0, 1, 8).bytes;
+  broken[broken.size() - 60] ^= std::byte{0x10};
+  for (const int threads : {1, 4}) {
+    MemorySource source(broken);
+    ReplicaReader reader(source, k_name);
+    reader.set_decode_threads(threads);
+    std::vector<PageRef> pages;
+    size_t handed = 0;
+    const auto read_all = [&] {
+      while (reader.next_frame(pages)) handed += pages.size();
+    };
+    CHECK_THROWS_WITH_AS(read_all(), doctest::Contains("frame 5"), Failure);
+    CHECK(handed == 32);
   }
 }
 
@@ -597,6 +638,11 @@ TEST_CASE("every single-byte change to a small file is rejected with a message n
         file[i] = c.original[i] ^ x;
         ++changes;
         const std::string message = read_error(file);
+        // Frames decoded ahead on other threads: the same first error.
+        if (&c.xors == &every_bit_and_all && read_error(file, 3) != message) {
+          INFO("at byte ", i, ", 3 threads: ", read_error(file, 3), "; 1 thread: ", message);
+          CHECK(false);
+        }
         if (message.empty()) {
           ++accepted;
           INFO("accepted a change at byte ", i, " of ", file.size());
