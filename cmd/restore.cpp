@@ -123,7 +123,7 @@ void add_restore_command(CLI::App& app, const GlobalOptions& global, Runner& run
                 "quick (PRAGMA quick_check) or full (integrity_check, what --verify alone runs); "
                 "checksum: nothing more")
       ->check(CLI::IsMember({"checksum", "quick", "full"}))
-      ->capture_default_str();
+      ->option_text("[=checksum|quick|full]");
   sub->add_option("--parallelism", args->options.parallelism, "Downloads in flight")
       ->check(CLI::Range(int64_t{1}, k_max_parallelism))
       ->capture_default_str();
