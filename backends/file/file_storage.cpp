@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <fstream>
 #include <memory>
 #include <set>
 #include <utility>
@@ -159,6 +160,47 @@ std::unique_ptr<TempPath> write_temp(const std::string& final_path, ByteSource& 
   return temp;
 }
 
+// The process's umask, read once from /proc (umask() would have to set it to
+// read it, racing other threads' creates); 022 when /proc does not say.
+mode_t process_umask() {
+  static const mode_t mask = [] {
+    std::ifstream status("/proc/self/status");
+    std::string line;
+    while (std::getline(status, line)) {
+      if (line.starts_with("Umask:"))
+        return static_cast<mode_t>(std::stoul(line.substr(6), nullptr, 8) & 0777);
+    }
+    return static_cast<mode_t>(022);
+  }();
+  return mask;
+}
+
+enum class Handover { linked, exists, not_possible };
+
+// Links a source's whole file (ByteSource::handover_fd, an O_TMPFILE spool)
+// in as `path` instead of copying it: fsynced first, with the mode a copy
+// would get. not_possible when it cannot be linked here (another filesystem,
+// not an O_TMPFILE, no /proc): the caller copies.
+Handover link_whole_file(int fd, uint64_t size, const std::string& path, const std::string& object_url) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 0 ||
+      static_cast<uint64_t>(st.st_size) != size) {
+    return Handover::not_possible;
+  }
+  if (::fchmod(fd, 0666 & ~process_umask()) != 0) return Handover::not_possible;
+  if (retry_eintr([&] { return ::fsync(fd); }) != 0)
+    throw_errno("unable to sync '" + object_url + "'", errno);
+  const std::string proc = "/proc/self/fd/" + std::to_string(fd);
+  for (int attempt = 1;; ++attempt) {
+    if (::linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, path.c_str(), AT_SYMLINK_FOLLOW) == 0)
+      return Handover::linked;
+    if (errno == EEXIST) return Handover::exists;
+    // The first object under a prefix: its folder is made, as for a copy.
+    if (errno != ENOENT || attempt > 1 || ::access("/proc/self/fd", F_OK) != 0) return Handover::not_possible;
+    make_dirs(parent_dir(path), object_url);
+  }
+}
+
 struct DirCloser {
   void operator()(DIR* dir) const { ::closedir(dir); }
 };
@@ -226,6 +268,14 @@ bool FileStorage::put_if_absent(const std::string& key, ByteSource& data) {
   struct stat st {};
   if (::lstat(path.c_str(), &st) == 0) return false;
 
+  if (const int fd = data.handover_fd(); fd >= 0) {
+    const Handover handover = link_whole_file(fd, data.size(), path, where);
+    if (handover == Handover::exists) return false;
+    if (handover == Handover::linked) {
+      sync_dir(parent_dir(path), where);
+      return true;
+    }
+  }
   std::unique_ptr<TempPath> temp = write_temp(path, data, where);
   if (::link(temp->path().c_str(), path.c_str()) != 0) {
     const int err = errno;

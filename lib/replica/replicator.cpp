@@ -976,7 +976,7 @@ void Replicator::write_snapshot(ReplicaTarget& target, uint64_t txid, const wal:
     return;
   }
   const std::string key = format::snapshot_key(txid);
-  FdSource source(spool.fd.get(), spool.size, "snapshot spool for '" + m_options.db_path + "'");
+  FdSource source(spool.fd.get(), spool.size, "snapshot spool for '" + m_options.db_path + "'", true);
   if (!target.storage->put_if_absent(key, source)) {
     if (check) return;  // this state's snapshot is already there
     throw Failure("snapshot " + key + " of replica '" + target.name() +

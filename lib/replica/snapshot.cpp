@@ -85,7 +85,7 @@ SnapshotResult run_snapshot(const SnapshotOptions& options, Storage& storage) {
         spool_snapshot(db, txid, options.zstd_level, !options.quiet, dir_name(options.db_path), nullptr);
     db.exec("COMMIT");
     const std::string key = format::snapshot_key(txid);
-    FdSource source(spool.fd.get(), spool.size, "snapshot spool for '" + options.db_path + "'");
+    FdSource source(spool.fd.get(), spool.size, "snapshot spool for '" + options.db_path + "'", true);
     if (storage.put_if_absent(key, source)) {
       SnapshotResult result;
       result.key = key;

@@ -21,6 +21,10 @@ class ByteSource {
   // Fills up to out.size() bytes; returns 0 only at the end.
   virtual size_t read(std::span<std::byte> out) = 0;
   virtual void rewind() = 0;
+  // A descriptor of a file that holds exactly this source's bytes and that
+  // nothing writes any more, which a store may take whole (the file backend
+  // links it into the replica instead of copying it); -1 when there is none.
+  virtual int handover_fd() const { return -1; }
 };
 
 // Where downloaded bytes go, in order.
@@ -76,17 +80,22 @@ class FileSource : public ByteSource {
 };
 
 // Reads a descriptor owned by the caller, from offset 0 to `size`, with pread.
+// `handover`: the file is exactly those bytes and nothing writes it any more
+// (a finished snapshot spool), so a store may take it whole (handover_fd).
 class FdSource : public ByteSource {
  public:
-  FdSource(int fd, uint64_t size, std::string name) : m_fd(fd), m_size(size), m_name(std::move(name)) {}
+  FdSource(int fd, uint64_t size, std::string name, bool handover = false)
+      : m_fd(fd), m_size(size), m_name(std::move(name)), m_handover(handover) {}
   uint64_t size() const override { return m_size; }
   size_t read(std::span<std::byte> out) override;
   void rewind() override { m_pos = 0; }
+  int handover_fd() const override { return m_handover ? m_fd : -1; }
 
  private:
   int m_fd;
   uint64_t m_size;
   std::string m_name;
+  bool m_handover;
   uint64_t m_pos = 0;
 };
 

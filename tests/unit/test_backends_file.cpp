@@ -2,6 +2,7 @@
 // visible, temp files never leak, errors name the object and the errno text,
 // and put_if_absent is atomic across processes sharing the filesystem.
 #include <doctest.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "backends/file/file_storage.h"
+#include "lib/util/fs.h"
 #include "tests/unit/support.h"
 
 using namespace walship;
@@ -108,6 +110,61 @@ TEST_CASE("puts leave no temp files behind") {
   CHECK(temp_files_under(dir.path()).empty());
   CHECK(read_file(dir.path() + "/r/snapshots/1.snap") == "one again");
   CHECK(read_file(dir.path() + "/r/lease") == "lease-a");
+}
+
+TEST_CASE("a finished spool handed over is linked in whole, never copied, and only when it is absent") {
+  ScratchDir dir;
+  FileStorage storage(dir.path() + "/r");
+  const auto spool = [&](const std::string& bytes) {
+    UniqueFd fd = anonymous_file(dir.path());
+    REQUIRE(::write(fd.get(), bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size()));
+    return fd;
+  };
+  const auto inode = [](int fd) {
+    struct stat st {};
+    REQUIRE(::fstat(fd, &st) == 0);
+    return st.st_ino;
+  };
+  const auto object_inode = [&](const std::string& key) {
+    struct stat st {};
+    REQUIRE(::stat((dir.path() + "/r/" + key).c_str(), &st) == 0);
+    return st.st_ino;
+  };
+  // The first object under a prefix that does not exist yet: linked.
+  UniqueFd first = spool("snapshot one");
+  FdSource first_source(first.get(), 12, "spool", true);
+  CHECK(storage.put_if_absent("snapshots/1.snap", first_source));
+  CHECK(object_inode("snapshots/1.snap") == inode(first.get()));
+  CHECK(read_file(dir.path() + "/r/snapshots/1.snap") == "snapshot one");
+  struct stat st {};
+  REQUIRE(::stat((dir.path() + "/r/snapshots/1.snap").c_str(), &st) == 0);
+  const mode_t mask = ::umask(022);
+  ::umask(mask);
+  CHECK((st.st_mode & 0777) == (0666 & ~mask));
+  // Taken: false, and the object stays as it was.
+  UniqueFd second = spool("snapshot two");
+  FdSource second_source(second.get(), 12, "spool", true);
+  CHECK_FALSE(storage.put_if_absent("snapshots/1.snap", second_source));
+  CHECK(read_file(dir.path() + "/r/snapshots/1.snap") == "snapshot one");
+  // A source that is not the whole file, or not handed over: copied.
+  UniqueFd longer = spool("snapshot three and more");
+  FdSource part(longer.get(), 14, "spool", true);
+  CHECK(storage.put_if_absent("snapshots/3.snap", part));
+  CHECK(read_file(dir.path() + "/r/snapshots/3.snap") == "snapshot three");
+  CHECK(object_inode("snapshots/3.snap") != inode(longer.get()));
+  UniqueFd kept = spool("snapshot four");
+  FdSource not_handed(kept.get(), 13, "spool");
+  CHECK(storage.put_if_absent("snapshots/4.snap", not_handed));
+  CHECK(object_inode("snapshots/4.snap") != inode(kept.get()));
+  // A file with a name (it could be written on): copied.
+  const std::string named = dir.path() + "/named";
+  std::ofstream(named) << "snapshot five";
+  UniqueFd named_fd(::open(named.c_str(), O_RDONLY | O_CLOEXEC));
+  FdSource named_source(named_fd.get(), 13, "spool", true);
+  CHECK(storage.put_if_absent("snapshots/5.snap", named_source));
+  CHECK(object_inode("snapshots/5.snap") != inode(named_fd.get()));
+  CHECK(read_file(dir.path() + "/r/snapshots/5.snap") == "snapshot five");
+  CHECK(temp_files_under(dir.path()).empty());
 }
 
 TEST_CASE("a missing root lists as empty and the first put creates it with its parents") {
