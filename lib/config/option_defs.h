@@ -31,7 +31,7 @@ inline constexpr int k_default_parallelism = 4;
 inline constexpr int k_default_workers = 4;
 // zstd levels. 1 for both: on 1 MiB frames of rows half random, half text,
 // level 1 compresses 2.03x at 561 MB/s a core and level 3 2.02x at 185 MB/s,
-// so a higher level only slows a snapshot down (docs/DESIGN.md, "Snapshot").
+// so a higher level only slows a snapshot down (README.md, "Status").
 inline constexpr int k_default_delta_zstd_level = 1;
 inline constexpr int k_default_snapshot_zstd_level = 1;
 inline constexpr int64_t k_default_max_lag_ms = 10'000;  // /healthz's lag limit
