@@ -151,7 +151,7 @@ def test_replicate_renews_tokens_that_live_20_s(tmp):
                 time.sleep(0.3)
         finally:
             code = stop(rep)
-        text = clean_log(code, f"{tmp}/replicate.log", ("401", "step failed", "retrying", "level=error",
+        text = clean_log(code, f"{tmp}/replicate.log", ("HTTP 401", "step failed", "retrying", "level=error",
                                                         "level=warn"))
         # -v says where each token came from and when it expires, never the token.
         assert text.count('msg="GCS access token fetched" from="external_account ') >= 3, text
