@@ -141,19 +141,26 @@ def layout():
     def inside_l1(key):
         return any(txid_of(m) < txid_of(key) < end_of(m) for m in l1)
 
-    def only_way_on(key):
-        """Whether the point after `key` has no plan without it: else its loss
-        breaks no point (a compacted file or a snapshot ends there) and verify
-        rightly finds nothing to blame."""
-        return plan(snaps, [d for d in deltas if d != key], end_of(key) + 1) is None
+    def needed(key):
+        """Whether deleting `key` breaks a restore point, as walship verify
+        sees it (else a compacted file or a snapshot reaches every point after
+        it, and verify rightly finds nothing to blame), tried on a copy."""
+        trial = f"{src}/needed-trial"
+        shutil.rmtree(trial, ignore_errors=True)
+        shutil.copytree(replica, trial)
+        os.unlink(f"{trial}/{key}")
+        code = walship("verify", f"file://{trial}").code
+        shutil.rmtree(trial)
+        return code == 3
 
     # An L0 delta strictly inside an L1 file, so that a follower before it can
-    # go on through that file, and the only way to the point after it: one the
-    # latest restore takes when there is one.
-    mids = [k for k in l0[1:-1] if inside_l1(k) and only_way_on(k)]
-    assert mids, f"no L0 delta lies inside an L1 file, short of its end: {l1}"
+    # go on through that file, and one some point after it needs: one the
+    # latest restore takes when there is one, else one from the middle.
+    mids = [k for k in l0[1:-1] if inside_l1(k)]
     in_latest = [k for k in mids if k in plans[newest]]
-    l0_mid = in_latest[0] if in_latest else mids[len(mids) // 2]
+    middle_first = sorted(mids, key=lambda k: abs(mids.index(k) - len(mids) // 2))
+    l0_mid = next((k for k in in_latest + middle_first if needed(k)), None)
+    assert l0_mid, f"no L0 delta inside an L1 file is needed by a point after it: {l1}"
     # Compacted files a restore plan goes through: for L1 not the first one,
     # so that an older L1 exists; for L2 the first one (no "older" row).
     l1_used = [k for k in l1[1:] if k in used]
