@@ -122,8 +122,7 @@ void add_restore_command(CLI::App& app, const GlobalOptions& global, Runner& run
                 "Beyond the whole-database checksum, which always proves the pages are the source's: "
                 "quick (PRAGMA quick_check) or full (integrity_check, what --verify alone runs); "
                 "checksum: nothing more")
-      ->check(CLI::IsMember({"checksum", "quick", "full"}))
-      ->option_text("[=checksum|quick|full]");
+      ->option_text("[=checksum|quick|full]");  // parse_integrity_check owns the names
   sub->add_option("--parallelism", args->options.parallelism, "Downloads in flight")
       ->check(CLI::Range(int64_t{1}, k_max_parallelism))
       ->capture_default_str();
