@@ -41,10 +41,23 @@ std::string older_note(const RestoreResult& result) {
          ", which is not reachable";
 }
 
+// After the result line of a --delta restore (or dry run): what was reused,
+// or why not.
+std::string delta_note(const RestoreResult& result) {
+  if (result.reused && result.dry_run)
+    return "; reusing the local pages of TXID " + format::txid_hex(result.reused_txid);
+  if (result.reused) {
+    return "; reused the local pages of TXID " + format::txid_hex(result.reused_txid) + ", fetched " +
+           human_bytes(result.downloaded_bytes);
+  }
+  if (!result.full_because.empty()) return "; in full: " + result.full_because;
+  return "";
+}
+
 void print_restored(const std::string& path, const RestoreResult& result) {
-  std::printf("restored %s to TXID %s (%s): %u pages from %zu objects%s\n", path.c_str(),
+  std::printf("restored %s to TXID %s (%s): %u pages from %zu objects%s%s\n", path.c_str(),
               format::txid_hex(result.txid).c_str(), format_rfc3339(result.commit_time_ms).c_str(),
-              result.db_pages, result.objects, older_note(result).c_str());
+              result.db_pages, result.objects, delta_note(result).c_str(), older_note(result).c_str());
 }
 
 // restore --fast-forward: one stdout line saying what it did to PATH.
@@ -64,9 +77,10 @@ int fast_forward(const RestoreOptions& options, Storage& storage) {
         "%s is ahead of the replica, which nobody else wrote since: left as it is for replicate to ship\n",
         path.c_str());
   } else {
-    std::printf("fast-forwarded %s from TXID %s to TXID %s (%s); the old file is %s\n", path.c_str(),
+    std::printf("fast-forwarded %s from TXID %s to TXID %s (%s); the old file is %s%s\n", path.c_str(),
                 format::txid_hex(r.from_txid).c_str(), format::txid_hex(r.restore.txid).c_str(),
-                format_rfc3339(r.restore.commit_time_ms).c_str(), r.kept_as.c_str());
+                format_rfc3339(r.restore.commit_time_ms).c_str(), r.kept_as.c_str(),
+                delta_note(r.restore).c_str());
   }
   return 0;
 }
@@ -81,6 +95,7 @@ void add_restore_command(CLI::App& app, const GlobalOptions& global, Runner& run
     std::string timestamp;
     ConfigFlags config;
     bool fast_forward = false;
+    bool delta = false;
     std::string verify = "checksum";
   };
   auto args = std::make_shared<Args>();
@@ -118,6 +133,11 @@ void add_restore_command(CLI::App& app, const GlobalOptions& global, Runner& run
       ->excludes(force)
       ->excludes(txid)
       ->excludes(timestamp);
+  sub->add_flag("--delta", args->delta,
+                "With --force or --fast-forward: start from PATH's pages and, when they are a point of the "
+                "replica, fetch only the deltas from there (a node back with a stale copy); otherwise "
+                "restore in full")
+      ->excludes(if_db_not_exists);
   sub->add_flag("--verify{full}", args->verify,
                 "Beyond the whole-database checksum, which always proves the pages are the source's: "
                 "quick (PRAGMA quick_check) or full (integrity_check, what --verify alone runs); "
@@ -149,6 +169,7 @@ void add_restore_command(CLI::App& app, const GlobalOptions& global, Runner& run
       "  walship restore file:///backups/app -o /tmp/old.db --txid 00000000000000a3\n"
       "  walship restore --dry-run --timestamp -1h file:///backups/app\n"
       "  walship restore --allow-older file:///backups/app -o /tmp/app.db\n"
+      "  walship restore --force --delta file:///backups/app -o /data/app.db\n"
       "  walship restore --config /etc/walship/walship.toml /data/app.db --if-db-not-exists");
   sub->callback([args, &global, &run] {
     run = [args, &global] {
@@ -171,15 +192,24 @@ void add_restore_command(CLI::App& app, const GlobalOptions& global, Runner& run
       if (options.output_path.empty() && !options.dry_run) {
         throw UsageError("--output is required: where to write the database (or --config naming it)");
       }
+      if (args->delta) {
+        if (!options.force && !args->fast_forward) {
+          throw UsageError(
+              "--delta starts from PATH's pages: pass --force too (PATH is replaced) or --fast-forward "
+              "(an older PATH is kept as PATH.walship-old)");
+        }
+        options.reuse_path = options.output_path;
+      }
       const auto& storage = replica.storage;
       if (args->fast_forward && !options.dry_run) return fast_forward(options, *storage);
       const RestoreResult result = run_restore(options, *storage);
       if (result.dry_run) {
-        std::printf("would restore %s to TXID %s (%s): %zu %s, %s to fetch%s\n",
+        std::printf("would restore %s to TXID %s (%s): %zu %s, %s to fetch%s%s\n",
                     options.output_path.empty() ? "(no --output)" : options.output_path.c_str(),
                     format::txid_hex(result.txid).c_str(), format_rfc3339(result.commit_time_ms).c_str(),
                     result.objects, result.objects == 1 ? "object" : "objects",
-                    human_bytes(result.downloaded_bytes).c_str(), older_note(result).c_str());
+                    human_bytes(result.downloaded_bytes).c_str(), delta_note(result).c_str(),
+                    older_note(result).c_str());
         return 0;
       }
       if (result.skipped) {

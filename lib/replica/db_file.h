@@ -7,6 +7,10 @@
 
 namespace walship {
 
+// How long walship's one-off readers of an app's database (snapshot,
+// restore --delta and --fast-forward) wait for the app's write lock.
+inline constexpr int k_db_read_busy_timeout_ms = 10'000;
+
 struct DbFileInfo {
   uint64_t size = 0;
   uint32_t page_size = 0;  // from the header

@@ -1,21 +1,16 @@
 #include "lib/replica/fast_forward.h"
 
-#include <sqlite3.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <optional>
-#include <span>
-#include <vector>
 
-#include "lib/format/checksum.h"
 #include "lib/format/keys.h"
-#include "lib/replica/db_file.h"
 #include "lib/replica/local_state.h"
 #include "lib/replica/replica_listing.h"
+#include "lib/replica/restore.h"
 #include "lib/replica/snapshot.h"
-#include "lib/sqlite/sqlite.h"
 #include "lib/util/error.h"
 #include "lib/util/fs.h"
 #include "lib/util/log.h"
@@ -23,21 +18,6 @@
 namespace walship {
 
 namespace {
-
-constexpr int k_busy_timeout_ms = 10'000;
-
-// The whole-database checksum of what `path` holds, its WAL included.
-uint64_t database_checksum(const std::string& path) {
-  const DbFileInfo info = check_db_file(path);
-  sqlite::Database db(path, SQLITE_OPEN_READONLY);
-  db.set_busy_timeout(k_busy_timeout_ms);
-  db.exec("BEGIN");
-  format::DbChecksum sum;
-  for_each_db_page(db, info.page_size,
-                   [&](uint32_t pgno, std::span<const std::byte> page) { sum.add(pgno, page); });
-  db.exec("COMMIT");
-  return sum.value();
-}
 
 void rename_if_exists(const std::string& from, const std::string& to) {
   if (::rename(from.c_str(), to.c_str()) != 0 && errno != ENOENT) {
@@ -60,6 +40,7 @@ RestoreResult replace_with_newest(const RestoreOptions& options, Storage& storag
   RestoreOptions restore = options;
   restore.force = false;
   restore.if_db_not_exists = false;
+  if (!restore.reuse_path.empty()) restore.reuse_path = kept;  // --delta: start from the old file's pages
   try {
     return run_restore(restore, storage);
   } catch (...) {
@@ -92,18 +73,12 @@ FastForwardResult run_fast_forward(const RestoreOptions& options, Storage& stora
     result.from_txid = newest;
     return result;
   }
-  const std::optional<ShippedState> state = LocalStateStore(local_state_dir(path), storage.url()).load();
-  // The local state names the point this node shipped; without it (or when
-  // it describes another file), the replica's headers and trailers place it.
-  std::optional<uint64_t> point;
-  if (state && state->checksum == sum) {
-    point = state->txid;
-  } else if (const auto found = find_point_by_checksum(storage, listing, headers, sum, options.parallelism)) {
-    point = found->txid;
-  }
+  const std::optional<uint64_t> point =
+      point_of_database(path, sum, storage, listing, headers, options.parallelism);
   if (!point) {
     // This node shipped the newest point itself and committed more since
     // (a crash kept it from shipping them): replicate ships them.
+    const std::optional<ShippedState> state = LocalStateStore(local_state_dir(path), storage.url()).load();
     if (state && state->txid == newest && state->checksum == newest_sum) return result;
     throw FencedError("'" + path + "' holds writes the replica '" + storage.url() +
                       "' never got, and the replica moved on (its newest TXID is " +

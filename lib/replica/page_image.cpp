@@ -8,6 +8,9 @@
 
 #include "lib/format/checksum.h"
 #include "lib/format/keys.h"
+#include "lib/replica/db_file.h"
+#include "lib/replica/snapshot.h"
+#include "lib/sqlite/sqlite.h"
 #include "lib/util/error.h"
 #include "lib/util/fs.h"
 
@@ -66,7 +69,49 @@ void PageImage::apply_snapshot(format::ReplicaReader& reader, const std::string&
   check_post_checksum(reader, name);
 }
 
-void PageImage::apply_delta(format::ReplicaReader& reader, const std::string& name) {
+void PageImage::copy_database(const std::string& db_path) {
+  const DbFileInfo info = check_db_file(db_path);
+  sqlite::Database db(at_rest_uri(db_path), SQLITE_OPEN_READONLY);
+  db.set_busy_timeout(k_db_read_busy_timeout_ms);
+  db.exec("BEGIN");
+  m_page_size = info.page_size;
+  m_db_pages = static_cast<uint32_t>(db.query_int("PRAGMA main.page_count"));
+  m_txid = 0;
+  m_commit_time_ms = 0;
+  format::DbChecksum sum;
+  // Runs of pages go out in writes of about a frame's size.
+  const size_t run_pages = format::pages_per_frame(m_page_size);
+  std::vector<std::byte> run;
+  run.reserve(run_pages * m_page_size);
+  uint32_t run_first = 1;
+  const auto flush = [&] {
+    if (run.empty()) return;
+    pwrite_all(m_fd, run, static_cast<uint64_t>(run_first - 1) * m_page_size, m_path);
+    run.clear();
+  };
+  for_each_db_page(db, m_page_size, [&](uint32_t pgno, std::span<const std::byte> page) {
+    if (pgno > m_db_pages) {
+      throw Failure("database '" + db_path + "' changed size while reading it in one transaction");
+    }
+    if (run.empty() || pgno != run_first + run.size() / m_page_size ||
+        run.size() / m_page_size >= run_pages) {
+      flush();
+      run_first = pgno;
+    }
+    run.insert(run.end(), page.begin(), page.end());
+    sum.add(pgno, page);
+  });
+  flush();
+  db.exec("COMMIT");
+  m_checksum = sum.value();
+}
+
+void PageImage::set_point(uint64_t txid, uint64_t commit_time_ms) {
+  m_txid = txid;
+  m_commit_time_ms = commit_time_ms;
+}
+
+void PageImage::apply_delta(format::ReplicaReader& reader, const std::string& name, Chain chain) {
   const format::FileHeader& header = reader.header();
   if (header.kind != format::FileKind::delta) {
     throw Failure("replica file '" + name + "' is not a delta: the object was renamed or corrupted");
@@ -75,7 +120,8 @@ void PageImage::apply_delta(format::ReplicaReader& reader, const std::string& na
     throw Failure("replica file '" + name + "' has page size " + std::to_string(header.page_size) +
                   " but the database has " + std::to_string(m_page_size) + ": the replica is corrupt");
   }
-  if (header.min_txid != m_txid + 1 || header.pre_checksum != m_checksum) {
+  const bool overlaps = chain == Chain::overlapping && header.min_txid <= m_txid && header.max_txid > m_txid;
+  if (!overlaps && (header.min_txid != m_txid + 1 || header.pre_checksum != m_checksum)) {
     throw Failure("replica file '" + name + "' does not chain onto TXID " + hex64(m_txid) +
                   " (it starts at " + hex64(header.min_txid) + " from checksum " +
                   hex64(header.pre_checksum) + ", the database is at " + hex64(m_checksum) +

@@ -21,8 +21,19 @@ class PageImage {
   // `name` is the object's name for messages.
   // Throws Failure if the snapshot's checksums disagree with its pages.
   void apply_snapshot(format::ReplicaReader& reader, const std::string& name);
-  // Applies a delta after checking it chains onto the current state.
-  void apply_delta(format::ReplicaReader& reader, const std::string& name);
+  // Copies every page of the local database `db_path` (as a read
+  // transaction sees it, its WAL included) into the (empty) file, in place
+  // of a snapshot: restore --delta. The image is then at no TXID until
+  // set_point() says which point of the replica those pages are.
+  void copy_database(const std::string& db_path);
+  void set_point(uint64_t txid, uint64_t commit_time_ms);
+
+  // Applies a delta after checking it chains onto the current state. With
+  // Chain::overlapping (the first delta on a copied database), it may start
+  // before the current TXID + 1 if it ends after it (chain_from_point): its
+  // trailer's checksum proves the result.
+  enum class Chain { exact, overlapping };
+  void apply_delta(format::ReplicaReader& reader, const std::string& name, Chain chain = Chain::exact);
   // Truncates the file to its database size.
   void finish();
 

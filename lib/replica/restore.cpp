@@ -10,8 +10,10 @@
 
 #include "lib/format/keys.h"
 #include "lib/format/replica_file.h"
+#include "lib/replica/local_state.h"
 #include "lib/replica/object_stream.h"
 #include "lib/replica/page_image.h"
+#include "lib/replica/snapshot.h"
 #include "lib/sqlite/sqlite.h"
 #include "lib/util/fs.h"
 #include "lib/util/log.h"
@@ -68,25 +70,9 @@ class PlanStreams {
   std::vector<std::unique_ptr<ObjectStream>> m_streams;
 };
 
-// SQLite URI for opening the restored file read-only without creating -wal or
-// -shm files beside it: immutable=1 tells SQLite nothing else can change it.
-std::string immutable_uri(const std::string& path) {
-  std::string uri = "file:";
-  for (char c : path) {
-    if (c == '%' || c == '?' || c == '#') {
-      char buf[4];
-      std::snprintf(buf, sizeof buf, "%%%02X", static_cast<unsigned char>(c));
-      uri += buf;
-    } else {
-      uri += c;
-    }
-  }
-  return uri + "?immutable=1";
-}
-
 void check_integrity(const std::string& path, IntegrityCheck check) {
   if (check == IntegrityCheck::checksum) return;
-  sqlite::Database db(immutable_uri(path), SQLITE_OPEN_READONLY);
+  sqlite::Database db(sqlite::immutable_uri(path), SQLITE_OPEN_READONLY);
   const std::string pragma = check == IntegrityCheck::full ? "PRAGMA integrity_check" : "PRAGMA quick_check";
   sqlite::Statement stmt(db, pragma);
   if (!stmt.step()) throw Failure(pragma + " returned nothing on the restored database");
@@ -179,25 +165,46 @@ void warn_if_older(const RestorePlan& plan, const std::string& replica) {
        {"restoring", format::txid_hex(plan.txid)}});
 }
 
+// A bad object passed over while placing the local database among the
+// replica's points: it then restores in full (without the point, if that
+// object held it), which goes around the object too.
+void warn_passed_over(const BadObjectError& e) {
+  log(LogLevel::warn, "passing over a bad replica object while placing the local database",
+      {{"object", e.key()}, {"why", e.what()}});
+}
+
 // A plan downloaded and applied into a temp file, not yet synced.
 struct AppliedPlan {
   std::unique_ptr<TempFile> temp;
   std::unique_ptr<PageImage> image;
   std::vector<ObjectInfo> objects;
   uint64_t total = 0;
+  bool reused = false;  // the image started from reuse_path's pages
+  uint64_t reused_txid = 0;
 };
 
-// Downloads and applies `plan` into a fresh temp file. An object that does
-// not decode or does not chain throws BadObjectError naming it; storage
-// errors pass through as they are.
-AppliedPlan apply_plan(const RestorePlan& plan, const RestoreOptions& options, Storage& storage) {
-  AppliedPlan applied;
-  applied.objects.push_back({plan.snapshot.key, plan.snapshot.size});
-  for (const DeltaEntry& delta : plan.deltas) applied.objects.push_back({delta.key, delta.size});
-  for (const ObjectInfo& object : applied.objects) applied.total += object.size;
+std::vector<ObjectInfo> delta_objects(const std::vector<DeltaEntry>& deltas) {
+  std::vector<ObjectInfo> objects;
+  for (const DeltaEntry& delta : deltas) objects.push_back({delta.key, delta.size});
+  return objects;
+}
 
-  applied.temp = std::make_unique<TempFile>(options.output_path);
-  applied.image = std::make_unique<PageImage>(applied.temp->fd(), applied.temp->path());
+uint64_t total_size(const std::vector<ObjectInfo>& objects) {
+  uint64_t total = 0;
+  for (const ObjectInfo& object : objects) total += object.size;
+  return total;
+}
+
+// What the image holds before the first of the objects applied to it.
+enum class ImageStart {
+  empty,   // the first object is a snapshot
+  copied,  // a local database's pages (restore --delta): the first delta may overlap its point
+};
+
+// Downloads and applies `applied.objects` in order onto its image. An object
+// that does not decode or does not chain throws BadObjectError naming it;
+// storage errors pass through as they are.
+void apply_objects(AppliedPlan& applied, ImageStart start, const RestoreOptions& options, Storage& storage) {
   PageImage& image = *applied.image;
   Progress progress("restore", applied.total, !options.quiet);
   PlanStreams streams(storage, applied.objects, options.parallelism);
@@ -206,10 +213,11 @@ AppliedPlan apply_plan(const RestorePlan& plan, const RestoreOptions& options, S
     try {
       CountingSource source(streams.open(i), progress);
       format::ReplicaReader reader(source, name);
-      if (i == 0) {
+      if (i == 0 && start == ImageStart::empty) {
         image.apply_snapshot(reader, name);
       } else {
-        image.apply_delta(reader, name);
+        const bool first = i == 0;
+        image.apply_delta(reader, name, first ? PageImage::Chain::overlapping : PageImage::Chain::exact);
       }
     } catch (const StorageError&) {
       throw;
@@ -223,6 +231,86 @@ AppliedPlan apply_plan(const RestorePlan& plan, const RestoreOptions& options, S
   }
   progress.finish();
   image.finish();
+}
+
+// Downloads and applies `plan` into a fresh temp file.
+AppliedPlan apply_plan(const RestorePlan& plan, const RestoreOptions& options, Storage& storage) {
+  AppliedPlan applied;
+  applied.objects.push_back({plan.snapshot.key, plan.snapshot.size});
+  for (const ObjectInfo& delta : delta_objects(plan.deltas)) applied.objects.push_back(delta);
+  applied.total = total_size(applied.objects);
+  applied.temp = std::make_unique<TempFile>(options.output_path);
+  applied.image = std::make_unique<PageImage>(applied.temp->fd(), applied.temp->path());
+  apply_objects(applied, ImageStart::empty, options, storage);
+  return applied;
+}
+
+// The deltas that take the local database at `point` to the plan's TXID
+// (none when it is there already), or why it cannot be reused: `why` is set.
+std::vector<DeltaEntry> deltas_from_point(const ReplicaListing& listing, const RestorePlan& plan,
+                                          std::optional<uint64_t> point, HeaderCache& headers,
+                                          std::string& why) {
+  if (!point) {
+    why = "the local database is no point of the replica";
+    return {};
+  }
+  if (*point > plan.txid) {
+    why = "the local database is past the point restored (at TXID " + format::txid_hex(*point) + ")";
+    return {};
+  }
+  if (*point == plan.txid) return {};
+  const std::optional<DeltaChain> chain = chain_from_point(listing, *point, plan.txid, headers);
+  if (!chain) {
+    why = "no deltas the replica keeps lead from the local database's point (TXID " +
+          format::txid_hex(*point) + ") to TXID " + format::txid_hex(plan.txid);
+    return {};
+  }
+  uint64_t full = plan.snapshot.size;
+  for (const DeltaEntry& delta : plan.deltas) full += delta.size;
+  const uint64_t bytes = total_size(delta_objects(chain->deltas));
+  if (bytes >= full) {
+    why = "the deltas from the local database's point (TXID " + format::txid_hex(*point) + ", " +
+          human_bytes(bytes) + ") are no smaller than a full restore";
+    return {};
+  }
+  return chain->deltas;
+}
+
+// restore --delta: copies reuse_path's pages into a fresh temp file and, when
+// they are a point of the replica at or before the plan's, applies only the
+// deltas from there. nullopt, with `why` set, when a full restore is needed
+// (no such point, no such deltas, or one of them is bad).
+std::optional<AppliedPlan> apply_reusing(const ReplicaListing& listing, const RestorePlan& plan,
+                                         const RestoreOptions& options, Storage& storage,
+                                         HeaderCache& headers, std::string& why) {
+  AppliedPlan applied;
+  applied.temp = std::make_unique<TempFile>(options.output_path);
+  applied.image = std::make_unique<PageImage>(applied.temp->fd(), applied.temp->path());
+  PageImage& image = *applied.image;
+  try {
+    image.copy_database(options.reuse_path);
+  } catch (const Error& e) {
+    // Not SQLite, or corrupt: --force replaces it all the same.
+    why = std::string("the local database cannot be read (") + e.what() + ")";
+    return std::nullopt;
+  }
+  const std::optional<uint64_t> point =
+      point_of_database(options.output_path, image.checksum(), storage, listing, headers, options.parallelism,
+                        warn_passed_over);
+  const std::vector<DeltaEntry> deltas = deltas_from_point(listing, plan, point, headers, why);
+  if (!why.empty()) return std::nullopt;
+  applied.reused = true;
+  applied.reused_txid = *point;
+  applied.objects = delta_objects(deltas);
+  applied.total = total_size(applied.objects);
+  image.set_point(*point, deltas.empty() ? plan.commit_time_ms : 0);
+  try {
+    apply_objects(applied, ImageStart::copied, options, storage);
+  } catch (const BadObjectError& e) {
+    warn_skipped(e, storage.url());
+    why = "a delta from the local database's point is bad";
+    return std::nullopt;
+  }
   return applied;
 }
 
@@ -247,6 +335,17 @@ AppliedPlan apply_avoiding(const ReplicaListing& listing, RestorePlan& plan, con
 }
 
 }  // namespace
+
+std::optional<uint64_t> point_of_database(const std::string& db_path, uint64_t sum, Storage& storage,
+                                          const ReplicaListing& listing, HeaderCache& headers,
+                                          int parallelism,
+                                          const std::function<void(const BadObjectError&)>& on_bad) {
+  const std::optional<ShippedState> state = LocalStateStore(local_state_dir(db_path), storage.url()).load();
+  if (state && state->checksum == sum) return state->txid;
+  if (const auto found = find_point_by_checksum(storage, listing, headers, sum, parallelism, on_bad))
+    return found->txid;
+  return std::nullopt;
+}
 
 IntegrityCheck parse_integrity_check(const std::string& name) {
   if (name == "checksum") return IntegrityCheck::checksum;
@@ -280,6 +379,7 @@ RestoreResult run_restore(const RestoreOptions& options, Storage& storage) {
   std::vector<std::string> skipped;  // why each excluded object is bad, for the final error
   RestorePlan plan = plan_avoiding(listing, options.target, headers, storage.url(), excluded, skipped);
 
+  const bool reuse = !options.reuse_path.empty() && path_exists(options.reuse_path);
   if (options.dry_run) {
     warn_if_older(plan, storage.url());
     result.dry_run = true;
@@ -289,10 +389,34 @@ RestoreResult run_restore(const RestoreOptions& options, Storage& storage) {
     result.objects = 1 + plan.deltas.size();
     result.downloaded_bytes = plan.snapshot.size;
     for (const DeltaEntry& delta : plan.deltas) result.downloaded_bytes += delta.size;
+    if (!reuse) return result;
+    std::optional<uint64_t> point;
+    try {
+      point = point_of_database(options.output_path, database_checksum(options.reuse_path), storage, listing,
+                                headers, options.parallelism, warn_passed_over);
+    } catch (const Error& e) {
+      result.full_because = std::string("the local database cannot be read (") + e.what() + ")";
+      return result;
+    }
+    const std::vector<DeltaEntry> deltas =
+        deltas_from_point(listing, plan, point, headers, result.full_because);
+    if (result.full_because.empty()) {
+      result.reused = true;
+      result.reused_txid = *point;
+      result.objects = deltas.size();
+      result.downloaded_bytes = total_size(delta_objects(deltas));
+    }
     return result;
   }
 
-  AppliedPlan applied = apply_avoiding(listing, plan, options, storage, headers, excluded, skipped);
+  std::optional<AppliedPlan> reused;
+  if (reuse) reused = apply_reusing(listing, plan, options, storage, headers, result.full_because);
+  if (reuse && !reused) {
+    log(LogLevel::info, "restoring in full, not from the local database's pages",
+        {{"db", options.reuse_path}, {"why", result.full_because}});
+  }
+  AppliedPlan applied = reused ? std::move(*reused)
+                               : apply_avoiding(listing, plan, options, storage, headers, excluded, skipped);
   warn_if_older(plan, storage.url());
   result.newest_txid = plan.newest_txid;
   TempFile& temp = *applied.temp;
@@ -312,6 +436,8 @@ RestoreResult run_restore(const RestoreOptions& options, Storage& storage) {
   result.page_size = image.page_size();
   result.objects = objects.size();
   result.downloaded_bytes = total;
+  result.reused = applied.reused;
+  result.reused_txid = applied.reused_txid;
   if (log_enabled(LogLevel::info)) {
     log(LogLevel::info, "restored",
         {{"db", options.output_path},

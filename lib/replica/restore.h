@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 
 #include "lib/config/option_defs.h"
@@ -31,6 +33,11 @@ struct RestoreOptions {
   int parallelism = k_default_parallelism;
   bool quiet = false;
   bool dry_run = false;  // plan only: fill txid, commit time, objects and bytes; write nothing
+  // restore --delta: a local database (PATH itself with --force, or with
+  // --fast-forward the old file moved aside) whose pages the restore starts
+  // from. When they are a point of the replica at or before the target, only
+  // the deltas from there are fetched; otherwise the restore is a full one.
+  std::string reuse_path;
 };
 
 struct RestoreResult {
@@ -45,11 +52,24 @@ struct RestoreResult {
   uint32_t page_size = 0;
   size_t objects = 0;
   uint64_t downloaded_bytes = 0;
+  bool reused = false;       // built from reuse_path's pages plus `objects` deltas
+  uint64_t reused_txid = 0;  // the point those pages were
+  std::string full_because;  // reuse_path was given and not used: why
 };
 
 // Plans from one LIST, downloads the objects in parallel into unlinked temp
 // files, applies them into a temp file beside PATH checking the chain and
 // whole-database checksums, runs options.integrity's check, fsyncs and renames.
 RestoreResult run_restore(const RestoreOptions& options, Storage& storage);
+
+// The point of the replica a local database holds, from its whole-database
+// checksum `sum`: the one its local state (`db_path`-walship: the node's own
+// last ship) names when that describes it, else found among the replica's
+// headers and trailers; nullopt when it is no point. A bad object found on
+// the way throws BadObjectError, or with `on_bad` is passed over and told.
+std::optional<uint64_t> point_of_database(const std::string& db_path, uint64_t sum, Storage& storage,
+                                          const ReplicaListing& listing, HeaderCache& headers,
+                                          int parallelism,
+                                          const std::function<void(const BadObjectError&)>& on_bad = {});
 
 }  // namespace walship

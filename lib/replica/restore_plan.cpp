@@ -141,6 +141,49 @@ DeltaChain chain_deltas(const ReplicaListing& listing, uint64_t from_txid, uint6
   return chain;
 }
 
+std::optional<DeltaChain> chain_from_point(const ReplicaListing& listing, uint64_t from_txid,
+                                           uint64_t target_txid, HeaderCache& headers) {
+  if (from_txid >= target_txid) return std::nullopt;
+  std::optional<DeltaChain> best;
+  uint64_t best_bytes = 0;
+  const auto consider = [&](DeltaChain chain) {
+    if (chain.deltas.empty() || chain.txid != target_txid) return;
+    uint64_t bytes = 0;
+    for (const DeltaEntry& d : chain.deltas) bytes += d.size;
+    if (!best || bytes < best_bytes || (bytes == best_bytes && chain.deltas.size() < best->deltas.size())) {
+      best = std::move(chain);
+      best_bytes = bytes;
+    }
+  };
+  consider(chain_deltas(listing, from_txid, target_txid, std::nullopt, headers));
+  // A first delta that holds the point inside its range. L0 deltas never
+  // overlap one another: only the last one starting at or before the point
+  // can hold it, and it alone needs its header read.
+  const DeltaEntry* last_l0 = nullptr;
+  for (const DeltaEntry& d : listing.deltas) {
+    if (d.min_txid > from_txid) break;
+    if (d.level == 0) {
+      last_l0 = &d;
+      continue;
+    }
+    if (d.max_txid <= from_txid || d.max_txid > target_txid) continue;
+    DeltaChain chain = chain_deltas(listing, d.max_txid, target_txid, std::nullopt, headers);
+    chain.deltas.insert(chain.deltas.begin(), d);
+    consider(std::move(chain));
+  }
+  if (last_l0) {
+    DeltaEntry d = *last_l0;
+    d.max_txid = headers.max_txid(d);
+    if (d.max_txid > from_txid && d.max_txid <= target_txid) {
+      DeltaChain chain = chain_deltas(listing, d.max_txid, target_txid, std::nullopt, headers);
+      chain.deltas.insert(chain.deltas.begin(), d);
+      consider(std::move(chain));
+    }
+  }
+  if (best) best->commit_time_ms = headers.get(best->deltas.back().key).commit_time_ms;
+  return best;
+}
+
 RestorePlan plan_restore(const ReplicaListing& full, const RestoreTarget& target, HeaderCache& headers,
                          const std::string& replica, const std::set<std::string>& excluded) {
   ReplicaListing kept;

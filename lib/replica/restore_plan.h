@@ -42,6 +42,17 @@ struct DeltaChain {
 DeltaChain chain_deltas(const ReplicaListing& listing, uint64_t from_txid, uint64_t target_txid,
                         std::optional<uint64_t> target_time_ms, HeaderCache& headers);
 
+// The fewest bytes of deltas that take a database at `from_txid` (a local
+// copy: restore --delta) exactly to `target_txid`; nullopt when none does.
+// Unlike a chain from a snapshot, the first delta may start before
+// from_txid + 1 and end after it (a merged file whose range holds the point,
+// after compaction and prune removed the L0 deltas): every page it changed
+// up to from_txid already holds that content, so applying it whole is right,
+// and the result is proven by its trailer's checksum, not by its
+// checksum-before. from_txid >= target_txid: nullopt.
+std::optional<DeltaChain> chain_from_point(const ReplicaListing& listing, uint64_t from_txid,
+                                           uint64_t target_txid, HeaderCache& headers);
+
 // The latest restore point is not reachable: every path to the replica's
 // newest TXID needs a missing or broken object.
 class UnreachableNewestError : public Failure {

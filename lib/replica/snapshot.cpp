@@ -23,7 +23,6 @@ namespace walship {
 
 namespace {
 
-constexpr int k_busy_timeout_ms = 10'000;
 constexpr int k_txid_race_attempts = 3;
 
 // The spool lives beside the database (same filesystem, sized like it), or in
@@ -77,7 +76,7 @@ SnapshotResult run_snapshot(const SnapshotOptions& options, Storage& storage) {
     }
     const uint64_t txid = fence ? *fence : newest + 1;
     sqlite::Database db(options.db_path, SQLITE_OPEN_READONLY);
-    db.set_busy_timeout(k_busy_timeout_ms);
+    db.set_busy_timeout(k_db_read_busy_timeout_ms);
     // The first read starts the read transaction: every page comes from this
     // one committed state, however the writer goes on.
     db.exec("BEGIN");
@@ -132,6 +131,24 @@ void for_each_db_page(sqlite::Database& db, uint32_t page_size,
     fn(pgno, data);
     expected = pgno + 1 == lock_page ? pgno + 2 : pgno + 1;
   }
+}
+
+std::string at_rest_uri(const std::string& path) {
+  struct stat st {};
+  const bool has_wal = ::stat((path + "-wal").c_str(), &st) == 0 && st.st_size > 0;
+  return has_wal ? path : sqlite::immutable_uri(path);
+}
+
+uint64_t database_checksum(const std::string& path) {
+  const DbFileInfo info = check_db_file(path);
+  sqlite::Database db(at_rest_uri(path), SQLITE_OPEN_READONLY);
+  db.set_busy_timeout(k_db_read_busy_timeout_ms);
+  db.exec("BEGIN");
+  format::DbChecksum sum;
+  for_each_db_page(db, info.page_size,
+                   [&](uint32_t pgno, std::span<const std::byte> page) { sum.add(pgno, page); });
+  db.exec("COMMIT");
+  return sum.value();
 }
 
 SpooledSnapshot spool_snapshot(sqlite::Database& db, uint64_t txid, int zstd_level, bool progress_bar,

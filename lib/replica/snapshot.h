@@ -47,6 +47,15 @@ SnapshotResult run_snapshot(const SnapshotOptions& options, Storage& storage);
 void for_each_db_page(sqlite::Database& db, uint32_t page_size,
                       const std::function<void(uint32_t pgno, std::span<const std::byte> page)>& fn);
 
+// What to open (read-only) to read a database no app should have open, the
+// file restore --delta or --fast-forward replaces: its immutable_uri when it
+// has no WAL content, so that reading it leaves no -wal or -shm file behind.
+std::string at_rest_uri(const std::string& path);
+
+// The whole-database checksum of what the database at `path` holds, its
+// WAL included, in one read transaction.
+uint64_t database_checksum(const std::string& path);
+
 // A snapshot file written to an anonymous spool file, ready to upload.
 struct SpooledSnapshot {
   UniqueFd fd;

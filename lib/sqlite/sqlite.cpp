@@ -1,8 +1,23 @@
 #include "lib/sqlite/sqlite.h"
 
+#include <cstdio>
 #include <cstring>
 
 namespace walship::sqlite {
+
+std::string immutable_uri(const std::string& path) {
+  std::string uri = "file:";
+  for (char c : path) {
+    if (c == '%' || c == '?' || c == '#') {
+      char buf[4];
+      std::snprintf(buf, sizeof buf, "%%%02X", static_cast<unsigned char>(c));
+      uri += buf;
+    } else {
+      uri += c;
+    }
+  }
+  return uri + "?immutable=1";
+}
 
 namespace {
 

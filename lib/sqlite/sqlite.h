@@ -26,6 +26,11 @@ class Error : public Failure {
   int m_code;
 };
 
+// A URI that opens `path` (read-only) without creating -wal or -shm files
+// beside it: immutable=1 tells SQLite nothing else can change the file, and
+// makes it ignore a WAL.
+std::string immutable_uri(const std::string& path);
+
 class Database {
  public:
   // flags: SQLITE_OPEN_* (SQLITE_OPEN_URI is always added).

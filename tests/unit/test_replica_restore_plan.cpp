@@ -1,6 +1,7 @@
 #include <doctest.h>
 
 #include <map>
+#include <optional>
 #include <set>
 
 #include "lib/format/keys.h"
@@ -22,9 +23,9 @@ struct FakeReplica {
     objects.push_back({key, 100});
     headers[key] = {format::FileKind::snapshot, 4096, txid, txid, 10, time_ms, 0};
   }
-  void delta(int level, uint64_t min, uint64_t max, uint64_t time_ms) {
+  void delta(int level, uint64_t min, uint64_t max, uint64_t time_ms, uint64_t size = 10) {
     const std::string key = level == 0 ? format::l0_delta_key(min) : format::delta_key(level, min, max);
-    objects.push_back({key, 10});
+    objects.push_back({key, size});
     headers[key] = {format::FileKind::delta, 4096, min, max, 10, time_ms, 0};
   }
   HeaderCache cache() {
@@ -38,6 +39,17 @@ struct FakeReplica {
     return plan_restore(parse_listing(objects), target, headers_cache, "file:///r");
   }
 };
+
+// chain_from_point over the fake replica: the keys, or {} for nullopt.
+std::vector<std::string> keys_from_point(FakeReplica& r, uint64_t from, uint64_t target) {
+  HeaderCache headers = r.cache();
+  const std::optional<DeltaChain> chain = chain_from_point(parse_listing(r.objects), from, target, headers);
+  std::vector<std::string> keys;
+  if (!chain) return keys;
+  CHECK(chain->txid == target);
+  for (const auto& d : chain->deltas) keys.push_back(d.key);
+  return keys;
+}
 
 std::vector<std::string> keys_of(const RestorePlan& plan) {
   std::vector<std::string> keys{plan.snapshot.key};
@@ -376,4 +388,66 @@ TEST_CASE(
   const RestorePlan plan = r.plan({});
   CHECK(plan.txid == 9);
   CHECK(keys_of(plan) == std::vector<std::string>{format::snapshot_key(1), format::delta_key(2, 2, 9)});
+}
+
+TEST_CASE("a local copy at a point takes just the deltas after it") {
+  FakeReplica r;
+  r.snapshot(1, 1000);
+  for (uint64_t t = 2; t <= 10; ++t) r.delta(0, t, t, t * 1000);
+  CHECK(keys_from_point(r, 7, 10) ==
+        std::vector<std::string>{format::l0_delta_key(8), format::l0_delta_key(9), format::l0_delta_key(10)});
+  CHECK(keys_from_point(r, 1, 2) == std::vector<std::string>{format::l0_delta_key(2)});
+}
+
+TEST_CASE("a merged file whose range holds the point is applied whole when its L0 deltas are gone") {
+  FakeReplica r;
+  r.snapshot(1, 1000);
+  r.delta(1, 2, 20, 20'000);
+  r.delta(0, 21, 21, 21'000);
+  r.delta(0, 22, 22, 22'000);
+  CHECK(keys_from_point(r, 7, 22) == std::vector<std::string>{format::delta_key(1, 2, 20),
+                                                              format::l0_delta_key(21),
+                                                              format::l0_delta_key(22)});
+  // The point at the merged file's last TXID: it is not needed.
+  CHECK(keys_from_point(r, 20, 22) ==
+        std::vector<std::string>{format::l0_delta_key(21), format::l0_delta_key(22)});
+  // Nor one that would overshoot the target.
+  CHECK(keys_from_point(r, 7, 19).empty());
+}
+
+TEST_CASE("from a point, the chain of fewest bytes wins, overlapping or not") {
+  FakeReplica cheap_merge;
+  cheap_merge.snapshot(1, 1000);
+  for (uint64_t t = 2; t <= 40; ++t) cheap_merge.delta(0, t, t, t * 1000, 10);
+  cheap_merge.delta(2, 2, 40, 40'000, 100);
+  CHECK(keys_from_point(cheap_merge, 10, 40) == std::vector<std::string>{format::delta_key(2, 2, 40)});
+
+  FakeReplica dear_merge;
+  dear_merge.snapshot(1, 1000);
+  for (uint64_t t = 2; t <= 40; ++t) dear_merge.delta(0, t, t, t * 1000, 10);
+  dear_merge.delta(2, 2, 40, 40'000, 10'000);
+  const std::vector<std::string> keys = keys_from_point(dear_merge, 35, 40);
+  CHECK(keys.size() == 5);
+  CHECK(keys.front() == format::l0_delta_key(36));
+}
+
+TEST_CASE("an L0 delta of several TXIDs that holds the point is read by its header") {
+  FakeReplica r;
+  r.snapshot(1, 1000);
+  r.delta(0, 2, 4, 4000);
+  r.delta(0, 5, 8, 8000);
+  r.delta(0, 9, 9, 9000);
+  CHECK(keys_from_point(r, 6, 9) ==
+        std::vector<std::string>{format::l0_delta_key(5), format::l0_delta_key(9)});
+}
+
+TEST_CASE("no chain from a point past the target, at it, or before a gap") {
+  FakeReplica r;
+  r.snapshot(1, 1000);
+  r.delta(0, 2, 2, 2000);
+  r.delta(0, 4, 4, 4000);  // 3 is missing
+  CHECK(keys_from_point(r, 2, 2).empty());
+  CHECK(keys_from_point(r, 4, 2).empty());
+  CHECK(keys_from_point(r, 1, 4).empty());
+  CHECK(keys_from_point(r, 3, 4) == std::vector<std::string>{format::l0_delta_key(4)});
 }
