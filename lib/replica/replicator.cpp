@@ -1131,13 +1131,18 @@ void Replicator::checkpoint_locked() {
 
 // Under the writer lock: stages each replica's frames not shipped yet; false
 // (nothing staged for any) when that is more than a bounded amount of work
-// or a staged delta still waits for its upload.
+// or a staged delta still waits for its upload. Past half the hard limit
+// (truncate_pages) the amount is not bounded: an app that commits faster
+// than the unlocked ships catch up (a write flood) always leaves more than
+// the bound behind them, and the WAL would grow without end. There the app
+// waits while its frames are staged, and the WAL restarts.
 bool Replicator::stage_all() {
   const std::optional<wal::WalIndexHeader> index = wal::read_wal_index_header(m_shm_fd.get(), m_shm_path);
   if (!index) return false;
+  const bool flood = index->max_frame >= m_options.truncate_pages / 2;
   for (auto& target : m_targets) {
     if (target->staged) return false;
-    if (target->lost || !target->state) continue;
+    if (target->lost || !target->state || flood) continue;
     const wal::WalPosition& at = target->state->wal;
     const bool same_generation = at.salt1 == index->salt1() && at.salt2 == index->salt2();
     if (index->max_frame > (same_generation ? at.frame_index() : 0) + k_locked_checkpoint_frames)
