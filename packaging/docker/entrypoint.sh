@@ -3,10 +3,11 @@
 #
 #   walship-entrypoint APP [ARG...]
 #
-# 1. Restores $WALSHIP_DB from $WALSHIP_REPLICA (restore --fast-forward): on a
-#    fresh disk; on an old disk whose database is an older point of the
-#    replica (a node that comes back after another wrote on; the old file is
-#    kept as $WALSHIP_DB.walship-old); not when the database is already the
+# 1. Restores $WALSHIP_DB from $WALSHIP_REPLICA (restore --fast-forward
+#    --delta): on a fresh disk; on an old disk whose database is an older
+#    point of the replica (a node that comes back after another wrote on: it
+#    starts from the old file's pages and fetches only the deltas since, and
+#    the old file is kept as $WALSHIP_DB.walship-old); not when the database is already the
 #    newest (a restart on the same volume) or there is no replica yet (the
 #    very first start). A database holding writes the replica never got while
 #    another node wrote on stops the start with exit 4: an operator decides.
@@ -25,7 +26,7 @@ set -eu
 [ $# -gt 0 ] || { echo "walship-entrypoint: give the app's command as arguments" >&2; exit 2; }
 
 mkdir -p "$(dirname "$WALSHIP_DB")"
-walship restore --if-replica-exists --fast-forward "$WALSHIP_REPLICA" -o "$WALSHIP_DB"
+walship restore --if-replica-exists --fast-forward --delta "$WALSHIP_REPLICA" -o "$WALSHIP_DB"
 
 # walship splits --exec like a shell: quote every argument.
 app=""

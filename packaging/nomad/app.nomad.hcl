@@ -81,7 +81,8 @@ job "app" {
       driver = "docker"
       config {
         image = "walship:0.1.0"
-        args  = ["restore", "--if-replica-exists", "--fast-forward", "-o", "/alloc/data/app.db", "s3://backups/app"]
+        args  = ["restore", "--if-replica-exists", "--fast-forward", "--delta", "-o", "/alloc/data/app.db",
+                 "s3://backups/app"]
       }
       template {
         data        = "{{ with nomadVar \"nomad/jobs/app\" }}AWS_ACCESS_KEY_ID={{ .AWS_ACCESS_KEY_ID }}\nAWS_SECRET_ACCESS_KEY={{ .AWS_SECRET_ACCESS_KEY }}{{ end }}\n"

@@ -394,7 +394,8 @@ def stale_node_fast_forwards_through_the_entrypoint(tmp, store):
     """DESIGN.md's stale node, with the shipped entrypoint: node 1 ships its
     first commit and goes away; node 2 starts on a fresh disk, writes three
     rows and ships them; node 1 comes back with its old disk: the entrypoint
-    fast-forwards it to node 2's data (its old file kept aside) and its app
+    fast-forwards it to node 2's data (from its old pages and node 2's deltas;
+    its old file kept aside) and its app
     writes on from there, so every row of node 2's is in the replica."""
     bindir = f"{tmp}/bin"
     os.makedirs(bindir)
@@ -419,6 +420,7 @@ def stale_node_fast_forwards_through_the_entrypoint(tmp, store):
     _, back = node(1, 1, 500)
     assert f"fast-forwarded {node1} from TXID " in back.stdout, back.stdout + back.stderr
     assert f"the old file is {node1}.walship-old" in back.stdout, back.stdout
+    assert "reused the local pages of TXID" in back.stdout, back.stdout  # --delta: only node 2's deltas fetched
     assert open(f"{node1}.walship-old", "rb").read() == old  # node 1's old data, kept
     restore(tmp, store.url, f"{tmp}/out.db")
     assert rows(f"{tmp}/out.db") == rows(node1) == [A_SIZE] + [B_SIZE] * 3 + [500]

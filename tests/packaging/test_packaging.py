@@ -427,6 +427,7 @@ def test_entrypoint_restores_then_replicates(tmp):
             env={**env, "WALSHIP_DB": f"{tmp}/node1/app.db"})
     assert r.returncode == 0, r.stdout + r.stderr
     assert "fast-forwarded" in r.stdout and r.stdout.strip().splitlines()[-1] == "3", r.stdout + r.stderr
+    assert "reused the local pages of TXID" in r.stdout, r.stdout + r.stderr  # --delta
     assert os.path.exists(f"{tmp}/node1/app.db.walship-old")
     os.unlink(f"{tmp}/check.db")
     run([WALSHIP, "restore", f"file://{tmp}/replica", "-o", f"{tmp}/check.db"], check=True)
@@ -479,7 +480,7 @@ def test_orchestrator_examples_keep_the_pattern(tmp):
     """The Nomad and Kubernetes examples restore before the app and replicate
     beside it with options walship has (checked against --help)."""
     restore_help = run([WALSHIP, "restore", "--help"]).stdout
-    for flag in ("--if-replica-exists", "--fast-forward", "-o,"):
+    for flag in ("--if-replica-exists", "--fast-forward", "--delta", "-o,"):
         assert flag in restore_help, flag
     hcl = open(f"{SOURCE}/packaging/nomad/app.nomad.hcl").read()
     compact = " ".join(hcl.split())
