@@ -66,7 +66,10 @@ def test_snapshots_take_successive_txids_and_each_restores(tmp):
     create_db(f"{tmp}/a.db", rows=10)
     walship("snapshot", f"{tmp}/a.db", url, check=0)
     time.sleep(0.05)
-    between = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + ".%03dZ" % (time.time() * 1000 % 1000)
+    # One reading of the clock: seconds and milliseconds from two readings
+    # went back almost a second when a second began between them.
+    now = time.time()
+    between = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + ".%03dZ" % (now * 1000 % 1000)
     time.sleep(0.05)
     db = sqlite3.connect(f"{tmp}/a.db", isolation_level=None)
     db.execute("INSERT INTO t(id, payload) SELECT id + 10, payload FROM t")
