@@ -156,29 +156,29 @@ std::optional<DeltaChain> chain_from_point(const ReplicaListing& listing, uint64
     }
   };
   consider(chain_deltas(listing, from_txid, target_txid, std::nullopt, headers));
-  // A first delta that holds the point inside its range. L0 deltas never
-  // overlap one another: only the last one starting at or before the point
-  // can hold it, and it alone needs its header read.
+  // A first delta that holds the point inside its range (max_txid known),
+  // then the chain from its end.
+  const auto consider_overlapping = [&](const DeltaEntry& first) {
+    if (first.max_txid <= from_txid || first.max_txid > target_txid) return;
+    DeltaChain chain = chain_deltas(listing, first.max_txid, target_txid, std::nullopt, headers);
+    chain.deltas.insert(chain.deltas.begin(), first);
+    consider(std::move(chain));
+  };
+  // L0 deltas never overlap one another: only the last one starting at or
+  // before the point can hold it, and it alone needs its header read.
   const DeltaEntry* last_l0 = nullptr;
   for (const DeltaEntry& d : listing.deltas) {
     if (d.min_txid > from_txid) break;
     if (d.level == 0) {
       last_l0 = &d;
-      continue;
+    } else {
+      consider_overlapping(d);
     }
-    if (d.max_txid <= from_txid || d.max_txid > target_txid) continue;
-    DeltaChain chain = chain_deltas(listing, d.max_txid, target_txid, std::nullopt, headers);
-    chain.deltas.insert(chain.deltas.begin(), d);
-    consider(std::move(chain));
   }
   if (last_l0) {
     DeltaEntry d = *last_l0;
     d.max_txid = headers.max_txid(d);
-    if (d.max_txid > from_txid && d.max_txid <= target_txid) {
-      DeltaChain chain = chain_deltas(listing, d.max_txid, target_txid, std::nullopt, headers);
-      chain.deltas.insert(chain.deltas.begin(), d);
-      consider(std::move(chain));
-    }
+    consider_overlapping(d);
   }
   if (best) best->commit_time_ms = headers.get(best->deltas.back().key).commit_time_ms;
   return best;
