@@ -189,6 +189,13 @@ std::vector<ObjectInfo> delta_objects(const std::vector<DeltaEntry>& deltas) {
   return objects;
 }
 
+// The objects of `plan` in apply order: its snapshot, then its deltas.
+std::vector<ObjectInfo> plan_objects(const RestorePlan& plan) {
+  std::vector<ObjectInfo> objects{{plan.snapshot.key, plan.snapshot.size}};
+  for (const ObjectInfo& delta : delta_objects(plan.deltas)) objects.push_back(delta);
+  return objects;
+}
+
 uint64_t total_size(const std::vector<ObjectInfo>& objects) {
   uint64_t total = 0;
   for (const ObjectInfo& object : objects) total += object.size;
@@ -236,8 +243,7 @@ void apply_objects(AppliedPlan& applied, ImageStart start, const RestoreOptions&
 // Downloads and applies `plan` into a fresh temp file.
 AppliedPlan apply_plan(const RestorePlan& plan, const RestoreOptions& options, Storage& storage) {
   AppliedPlan applied;
-  applied.objects.push_back({plan.snapshot.key, plan.snapshot.size});
-  for (const ObjectInfo& delta : delta_objects(plan.deltas)) applied.objects.push_back(delta);
+  applied.objects = plan_objects(plan);
   applied.total = total_size(applied.objects);
   applied.temp = std::make_unique<TempFile>(options.output_path);
   applied.image = std::make_unique<PageImage>(applied.temp->fd(), applied.temp->path());
@@ -245,41 +251,57 @@ AppliedPlan apply_plan(const RestorePlan& plan, const RestoreOptions& options, S
   return applied;
 }
 
-// The deltas that take the local database at `point` to the plan's TXID
-// (none when it is there already), or why it cannot be reused: `why` is set.
-std::vector<DeltaEntry> deltas_from_point(const ReplicaListing& listing, const RestorePlan& plan,
-                                          std::optional<uint64_t> point, HeaderCache& headers,
-                                          std::string& why) {
+// Where reuse_path's pages stand against `plan`: their point, and the
+// deltas from there to the plan's TXID (none when they are there already).
+struct Reuse {
+  uint64_t point = 0;
+  std::vector<DeltaEntry> deltas;
+};
+
+// `read` reads reuse_path's pages (hashing them, or copying them into the
+// image too) and returns their whole-database checksum. nullopt, with `why`
+// set, when they cannot be reused and the restore is a full one.
+std::optional<Reuse> place_local_pages(const ReplicaListing& listing, const RestorePlan& plan,
+                                       const RestoreOptions& options, Storage& storage, HeaderCache& headers,
+                                       const std::function<uint64_t()>& read, std::string& why) {
+  uint64_t sum = 0;
+  try {
+    sum = read();
+  } catch (const Error& e) {
+    // Not SQLite, or corrupt: --force replaces it all the same.
+    why = std::string("the local database cannot be read (") + e.what() + ")";
+    return std::nullopt;
+  }
+  const std::optional<uint64_t> point = point_of_database(options.output_path, sum, storage, listing, headers,
+                                                          options.parallelism, warn_passed_over);
   if (!point) {
     why = "the local database is no point of the replica";
-    return {};
+    return std::nullopt;
   }
   if (*point > plan.txid) {
     why = "the local database is past the point restored (at TXID " + format::txid_hex(*point) + ")";
-    return {};
+    return std::nullopt;
   }
-  if (*point == plan.txid) return {};
-  const std::optional<DeltaChain> chain = chain_from_point(listing, *point, plan.txid, headers);
+  if (*point == plan.txid) return Reuse{*point, {}};
+  std::optional<DeltaChain> chain = chain_from_point(listing, *point, plan.txid, headers);
   if (!chain) {
     why = "no deltas the replica keeps lead from the local database's point (TXID " +
           format::txid_hex(*point) + ") to TXID " + format::txid_hex(plan.txid);
-    return {};
+    return std::nullopt;
   }
-  uint64_t full = plan.snapshot.size;
-  for (const DeltaEntry& delta : plan.deltas) full += delta.size;
   const uint64_t bytes = total_size(delta_objects(chain->deltas));
-  if (bytes >= full) {
+  if (bytes >= total_size(plan_objects(plan))) {
     why = "the deltas from the local database's point (TXID " + format::txid_hex(*point) + ", " +
           human_bytes(bytes) + ") are no smaller than a full restore";
-    return {};
+    return std::nullopt;
   }
-  return chain->deltas;
+  return Reuse{*point, std::move(chain->deltas)};
 }
 
 // restore --delta: copies reuse_path's pages into a fresh temp file and, when
 // they are a point of the replica at or before the plan's, applies only the
 // deltas from there. nullopt, with `why` set, when a full restore is needed
-// (no such point, no such deltas, or one of them is bad).
+// (see place_local_pages, or a delta on the way is bad).
 std::optional<AppliedPlan> apply_reusing(const ReplicaListing& listing, const RestorePlan& plan,
                                          const RestoreOptions& options, Storage& storage,
                                          HeaderCache& headers, std::string& why) {
@@ -287,23 +309,17 @@ std::optional<AppliedPlan> apply_reusing(const ReplicaListing& listing, const Re
   applied.temp = std::make_unique<TempFile>(options.output_path);
   applied.image = std::make_unique<PageImage>(applied.temp->fd(), applied.temp->path());
   PageImage& image = *applied.image;
-  try {
+  const auto copy = [&] {
     image.copy_database(options.reuse_path);
-  } catch (const Error& e) {
-    // Not SQLite, or corrupt: --force replaces it all the same.
-    why = std::string("the local database cannot be read (") + e.what() + ")";
-    return std::nullopt;
-  }
-  const std::optional<uint64_t> point =
-      point_of_database(options.output_path, image.checksum(), storage, listing, headers, options.parallelism,
-                        warn_passed_over);
-  const std::vector<DeltaEntry> deltas = deltas_from_point(listing, plan, point, headers, why);
-  if (!why.empty()) return std::nullopt;
+    return image.checksum();
+  };
+  const std::optional<Reuse> reuse = place_local_pages(listing, plan, options, storage, headers, copy, why);
+  if (!reuse) return std::nullopt;
   applied.reused = true;
-  applied.reused_txid = *point;
-  applied.objects = delta_objects(deltas);
+  applied.reused_txid = reuse->point;
+  applied.objects = delta_objects(reuse->deltas);
   applied.total = total_size(applied.objects);
-  image.set_point(*point, deltas.empty() ? plan.commit_time_ms : 0);
+  image.set_point(reuse->point, reuse->deltas.empty() ? plan.commit_time_ms : 0);
   try {
     apply_objects(applied, ImageStart::copied, options, storage);
   } catch (const BadObjectError& e) {
@@ -387,24 +403,16 @@ RestoreResult run_restore(const RestoreOptions& options, Storage& storage) {
     result.txid = plan.txid;
     result.commit_time_ms = plan.commit_time_ms;
     result.objects = 1 + plan.deltas.size();
-    result.downloaded_bytes = plan.snapshot.size;
-    for (const DeltaEntry& delta : plan.deltas) result.downloaded_bytes += delta.size;
+    result.downloaded_bytes = total_size(plan_objects(plan));
     if (!reuse) return result;
-    std::optional<uint64_t> point;
-    try {
-      point = point_of_database(options.output_path, database_checksum(options.reuse_path), storage, listing,
-                                headers, options.parallelism, warn_passed_over);
-    } catch (const Error& e) {
-      result.full_because = std::string("the local database cannot be read (") + e.what() + ")";
-      return result;
-    }
-    const std::vector<DeltaEntry> deltas =
-        deltas_from_point(listing, plan, point, headers, result.full_because);
-    if (result.full_because.empty()) {
+    const auto hash = [&] { return database_checksum(options.reuse_path); };
+    const std::optional<Reuse> reusable =
+        place_local_pages(listing, plan, options, storage, headers, hash, result.full_because);
+    if (reusable) {
       result.reused = true;
-      result.reused_txid = *point;
-      result.objects = deltas.size();
-      result.downloaded_bytes = total_size(delta_objects(deltas));
+      result.reused_txid = reusable->point;
+      result.objects = reusable->deltas.size();
+      result.downloaded_bytes = total_size(delta_objects(reusable->deltas));
     }
     return result;
   }
